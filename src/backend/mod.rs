@@ -1,0 +1,185 @@
+//! The on-call backends: Opsgenie v2 and JSM Operations. A backend is a codec: it turns an
+//! [`Operation`] into an HTTP request and an HTTP response into an [`Outcome`]. The gateway
+//! actor (`actors::gateway`) is the only code that sends them, so rate limits and retries live in
+//! one place.
+
+pub mod jsm;
+pub mod limiter;
+pub mod opsgenie;
+pub mod retry;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The JSON body of an alert creation, within Opsgenie's documented limits
+/// (`core::render` guarantees them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertPayload {
+    /// At most 130 characters.
+    pub message: String,
+    /// `teleport-access-request/<id>`; the backend de-duplicates open alerts on it.
+    pub alias: String,
+    /// At most 15,000 characters.
+    pub description: String,
+    /// At most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub responders: Vec<Responder>,
+    /// At most 20 tags of at most 50 characters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// String to string, at most 8,000 characters in all.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+    /// At most 512 characters.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entity: String,
+    /// At most 100 characters.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// `P1` to `P5`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub priority: String,
+}
+
+/// Who an alert notifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Responder {
+    /// `schedule`, `team`, `escalation` or `user`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Set when the configured value is a UUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Set otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One call to the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Create an alert (asynchronous: answers a request id).
+    CreateAlert(AlertPayload),
+    /// Add a note to the alert with this alias.
+    AddNote {
+        /// The alert's alias.
+        alias: String,
+        /// At most 25,000 characters.
+        note: String,
+    },
+    /// Close the alert with this alias, leaving a note.
+    CloseAlert {
+        /// The alert's alias.
+        alias: String,
+        /// At most 25,000 characters.
+        note: String,
+    },
+    /// Ask how an asynchronous request went.
+    RequestStatus {
+        /// The request id from a 202 answer.
+        request_id: String,
+    },
+    /// Who is on call now in a schedule (by UUID or name).
+    OnCall {
+        /// Schedule id or name.
+        schedule: String,
+    },
+    /// Ping a heartbeat: proves reachability, region and key.
+    Heartbeat {
+        /// The heartbeat's name.
+        name: String,
+    },
+    /// One page of open alerts carrying a tag (for the orphan sweep).
+    ListOpenAlerts {
+        /// The tag.
+        tag: String,
+        /// Offset of the page.
+        offset: u32,
+    },
+}
+
+/// The API domain a call counts against; each has its own rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Domain {
+    /// Alert create, note, close.
+    AlertWrite,
+    /// Request status, get and list alerts.
+    AlertRead,
+    /// Who-is-on-call lookups.
+    ScheduleOnCalls,
+    /// Heartbeat pings.
+    Heartbeat,
+}
+
+impl Domain {
+    /// A short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AlertWrite => "alert_write",
+            Self::AlertRead => "alert_read",
+            Self::ScheduleOnCalls => "schedule_oncalls",
+            Self::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+impl Operation {
+    /// The domain this call counts against.
+    pub fn domain(&self) -> Domain {
+        match self {
+            Self::CreateAlert(_) | Self::AddNote { .. } | Self::CloseAlert { .. } => {
+                Domain::AlertWrite
+            }
+            Self::RequestStatus { .. } | Self::ListOpenAlerts { .. } => Domain::AlertRead,
+            Self::OnCall { .. } => Domain::ScheduleOnCalls,
+            Self::Heartbeat { .. } => Domain::Heartbeat,
+        }
+    }
+
+    /// A short, bounded label for logs and metrics (`create_alert`, `add_note`, ...).
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            Self::CreateAlert(_) => "create_alert",
+            Self::AddNote { .. } => "add_note",
+            Self::CloseAlert { .. } => "close_alert",
+            Self::RequestStatus { .. } => "request_status",
+            Self::OnCall { .. } => "on_call",
+            Self::Heartbeat { .. } => "heartbeat",
+            Self::ListOpenAlerts { .. } => "list_alerts",
+        }
+    }
+}
+
+/// What a successful call produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// An asynchronous write was accepted; poll `request_id` for its result.
+    Accepted {
+        /// The backend's request id.
+        request_id: String,
+    },
+    /// The asynchronous request has not been processed yet.
+    NotProcessed,
+    /// The asynchronous request was processed.
+    Processed {
+        /// Whether it did what was asked.
+        success: bool,
+        /// The alert it acted on (empty on failure).
+        alert_id: String,
+        /// The backend's free-text status, e.g. "Created alert".
+        status: String,
+    },
+    /// Users on call (Opsgenie: user names, i.e. e-mail addresses).
+    OnCall(Vec<String>),
+    /// One page of alerts: (alias, id) pairs, and whether more pages follow.
+    Alerts {
+        /// Aliases and ids of the alerts on this page.
+        alerts: Vec<(String, String)>,
+        /// Whether another page follows.
+        more: bool,
+    },
+    /// The call succeeded and returns nothing of interest.
+    Done,
+}

@@ -1,0 +1,401 @@
+//! Settings: the schema, with a default for every field.
+//!
+//! Layers, later wins: built-in defaults, a YAML or TOML file, then environment variables
+//! `TELEPORT_OPSGENIE__SECTION__KEY`. Unknown keys are errors. Loading and validation live in
+//! [`load`]; this file is the schema and its documentation.
+
+pub mod load;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How to reach Teleport and where progress is recorded.
+    pub teleport: TeleportConfig,
+    /// The on-call backend: Opsgenie (US or EU) or JSM Operations.
+    pub opsgenie: OpsgenieConfig,
+    /// Approving requests from on-call engineers.
+    pub auto_approval: AutoApprovalConfig,
+    /// Health and metrics listener.
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Process behaviour: shutdown deadline, retries, orphan sweep.
+    pub daemon: DaemonConfig,
+}
+
+/// How to reach Teleport's Auth Service (directly or through the Proxy).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeleportConfig {
+    /// `host:port` of the Auth Service (usually 3025) or of the Proxy (443 or 3080).
+    pub addr: String,
+    /// `auto` tries the Auth Service directly, then TLS routing through the Proxy; `auth` and
+    /// `proxy` force one.
+    pub mode: ConnectMode,
+    /// Identity file from `tctl auth sign --format=file` or tbot. Exclusive with the three below.
+    pub identity: Option<PathBuf>,
+    /// Client private key (PEM), with `client_crt` and `root_cas`.
+    pub client_key: Option<PathBuf>,
+    /// Client certificate (PEM), with `client_key` and `root_cas`.
+    pub client_crt: Option<PathBuf>,
+    /// Teleport's host CA certificates (PEM), with `client_key` and `client_crt`.
+    pub root_cas: Option<PathBuf>,
+    /// Re-read the identity file when it changes (tbot rewrites it).
+    pub refresh_identity: bool,
+    /// How often to check the identity file for changes.
+    #[serde(with = "humantime_serde")]
+    pub refresh_identity_interval: Duration,
+    /// Cluster name, needed for Proxy routing; read from the identity when unset.
+    pub cluster_name: Option<String>,
+    /// Public address of the Teleport web UI (`teleport.example.com` or
+    /// `https://teleport.example.com:443`), for links in alerts. No link when unset.
+    pub web_proxy_addr: Option<String>,
+    /// Name under which progress is stored in Teleport's plugin data.
+    pub plugin_name: String,
+    /// Timeout for establishing a connection.
+    #[serde(with = "humantime_serde")]
+    pub dial_timeout: Duration,
+    /// Timeout for each unary call.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+}
+
+impl Default for TeleportConfig {
+    fn default() -> Self {
+        Self {
+            addr: "localhost:3025".into(),
+            mode: ConnectMode::Auto,
+            identity: None,
+            client_key: None,
+            client_crt: None,
+            root_cas: None,
+            refresh_identity: true,
+            refresh_identity_interval: Duration::from_secs(60),
+            cluster_name: None,
+            web_proxy_addr: None,
+            plugin_name: "opsgenie".into(),
+            dial_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How to connect to Teleport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectMode {
+    /// Try the Auth Service directly, then TLS routing through the Proxy.
+    Auto,
+    /// Directly to the Auth Service.
+    Auth,
+    /// Through the Proxy with TLS routing.
+    Proxy,
+}
+
+/// Which on-call product to talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Opsgenie's REST API v2.
+    Opsgenie,
+    /// Jira Service Management Operations (Opsgenie's successor), Integration Events API.
+    Jsm,
+}
+
+/// Opsgenie's regions; an account lives in exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Region {
+    /// `api.opsgenie.com`.
+    Us,
+    /// `api.eu.opsgenie.com`.
+    Eu,
+}
+
+/// A secret string. Never printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Whether no secret was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The on-call backend.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsgenieConfig {
+    /// `opsgenie` or `jsm`.
+    pub backend: BackendKind,
+    /// `us` or `eu` (Opsgenie only); ignored when `api_url` is set.
+    pub region: Region,
+    /// Explicit base URL, e.g. `https://api.eu.opsgenie.com` or a test server.
+    pub api_url: Option<String>,
+    /// API key of an API integration. Prefer `api_key_file`.
+    pub api_key: Option<Secret>,
+    /// File holding the API key (trimmed).
+    pub api_key_file: Option<PathBuf>,
+    /// Alert priority, `P1` to `P5`.
+    pub priority: String,
+    /// Tags put on every alert; the first one also finds the daemon's alerts for the sweep.
+    pub tags: Vec<String>,
+    /// Schedules notified when a request names none in `teleport.dev/notify-services`.
+    pub default_schedules: Vec<String>,
+    /// Teams notified when a request names none in `teleport.dev/teams`.
+    pub default_teams: Vec<String>,
+    /// `source` field of alerts and notes.
+    pub source: String,
+    /// Name of the heartbeat pinged as a health check.
+    pub heartbeat_name: String,
+    /// Timeout of one HTTP call.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Most calls in flight to the backend at once.
+    pub max_concurrency: usize,
+    /// Per-domain limits, per second and per minute.
+    pub rate_limits: RateLimits,
+}
+
+impl Default for OpsgenieConfig {
+    fn default() -> Self {
+        Self {
+            backend: BackendKind::Opsgenie,
+            region: Region::Us,
+            api_url: None,
+            api_key: None,
+            api_key_file: None,
+            priority: "P3".into(),
+            tags: vec!["teleport-access-request".into()],
+            default_schedules: vec![],
+            default_teams: vec![],
+            source: "teleport-opsgenie".into(),
+            heartbeat_name: "teleport-access-heartbeat".into(),
+            request_timeout: Duration::from_secs(10),
+            max_concurrency: 16,
+            rate_limits: RateLimits::default(),
+        }
+    }
+}
+
+/// Token buckets, one per API domain.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Alert writes: create, note, close.
+    pub alert_write: Limit,
+    /// Alert reads: request status, get and list alerts.
+    pub alert_read: Limit,
+    /// Who-is-on-call lookups.
+    pub schedule_oncalls: Limit,
+    /// Heartbeat pings.
+    pub heartbeat: Limit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            alert_write: Limit::new(10, 300),
+            alert_read: Limit::new(10, 300),
+            schedule_oncalls: Limit::new(5, 100),
+            heartbeat: Limit::new(1, 30),
+        }
+    }
+}
+
+/// One domain's limits. Zero means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limit {
+    /// Calls per second.
+    pub per_second: u32,
+    /// Calls per minute.
+    pub per_minute: u32,
+}
+
+impl Limit {
+    /// A limit of `per_second` and `per_minute`.
+    pub const fn new(per_second: u32, per_minute: u32) -> Self {
+        Self {
+            per_second,
+            per_minute,
+        }
+    }
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Self::new(10, 300)
+    }
+}
+
+/// Approving requests of on-call engineers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoApprovalConfig {
+    /// Off by default.
+    pub enabled: bool,
+    /// Schedules checked when a request names none in `teleport.dev/schedules`.
+    pub default_schedules: Vec<String>,
+    /// Appended as `@domain` to Teleport user names that have no `@`.
+    pub user_domain: Option<String>,
+    /// Explicit Teleport user → Opsgenie user (e-mail) map.
+    pub users: BTreeMap<String, String>,
+    /// Roles that may be auto-approved (exact names or `*` globs). Empty allows all.
+    pub allowed_roles: Vec<String>,
+    /// Roles that are never auto-approved (exact names or `*` globs).
+    pub denied_roles: Vec<String>,
+    /// Longest access that may be auto-approved; unlimited when unset.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Option<Duration>,
+    /// Whether requests for specific resources may be auto-approved.
+    pub allow_resource_requests: bool,
+    /// How long an on-call answer is reused.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Failed on-call lookups retried before declining.
+    pub lookup_retries: u32,
+}
+
+impl Default for AutoApprovalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            default_schedules: vec![],
+            user_domain: None,
+            users: BTreeMap::new(),
+            allowed_roles: vec![],
+            denied_roles: vec![],
+            max_duration: None,
+            allow_resource_requests: false,
+            cache_ttl: Duration::from_secs(30),
+            lookup_retries: 3,
+        }
+    }
+}
+
+/// The health and metrics listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Whether to serve `/healthz`, `/readyz` and `/metrics`.
+    pub enabled: bool,
+    /// Address to listen on; loopback by default.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9469)),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Process behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// How long side effects in flight may take to finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// How long a replica holds a request while acting on it; a dead holder's claim expires.
+    #[serde(with = "humantime_serde")]
+    pub claim_ttl: Duration,
+    /// First delay before retrying a failed request; doubles up to `retry_max_delay`.
+    #[serde(with = "humantime_serde")]
+    pub retry_min_delay: Duration,
+    /// Longest delay between retries of a failed request.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// How often to close alerts whose request no longer exists; `0s` disables.
+    #[serde(with = "humantime_serde")]
+    pub orphan_sweep_interval: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: Duration::from_secs(10),
+            claim_ttl: Duration::from_secs(60),
+            retry_min_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(60),
+            orphan_sweep_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+impl OpsgenieConfig {
+    /// The base URL calls go to: `api_url` if set, else the product's and region's host.
+    pub fn base_url(&self) -> String {
+        if let Some(url) = &self.api_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        match (self.backend, self.region) {
+            (BackendKind::Jsm, _) => "https://api.atlassian.com/jsm/ops/integration".into(),
+            (BackendKind::Opsgenie, Region::Us) => "https://api.opsgenie.com".into(),
+            (BackendKind::Opsgenie, Region::Eu) => "https://api.eu.opsgenie.com".into(),
+        }
+    }
+}

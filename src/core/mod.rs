@@ -1,0 +1,7 @@
+//! The functional core: plain functions and data, no I/O, no clocks, no actors.
+
+pub mod model;
+pub mod plan;
+pub mod plugin_data;
+pub mod policy;
+pub mod render;

@@ -1,0 +1,7 @@
+//! Starting and stopping the whole daemon.
+
+/// A running daemon.
+pub struct Daemon;
+
+/// Runs the daemon.
+pub fn run() {}

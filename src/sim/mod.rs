@@ -1,0 +1,6 @@
+//! Fakes that behave like the real services, for tests, the sandbox and the load test.
+//! Compiled only with the `sim` feature; never part of the daemon's own path.
+
+pub mod opsgenie;
+pub mod pki;
+pub mod teleport;

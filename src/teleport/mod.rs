@@ -1,0 +1,8 @@
+//! Talking to Teleport: identity files, TLS (direct to Auth, or through the Proxy with ALPN
+//! routing), and the gRPC client.
+
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod identity;
+pub mod tls;
