@@ -1,1 +1,340 @@
-//! (to be written)
+//! What to do next for one request, given what Teleport says about it and what plugin data says
+//! was already done. Pure: the request actor performs the step and records it, then asks again.
+//!
+//! The order of steps is what makes the alert read like a story: it is created, its id is
+//! learnt, the auto-approval decision is explained, each review becomes a note in order, and the
+//! alert is closed last.
+
+use std::time::SystemTime;
+
+use crate::core::model::{AccessRequest, RequestState, Snapshot};
+use crate::core::plugin_data::{PluginData, Resolution};
+
+/// The next thing to do for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Create the request's alert.
+    CreateAlert,
+    /// Learn the alert's id from the backend's answer to its creation. Notes and close wait for
+    /// it: a close processed before its alert's creation would leave the alert open.
+    ResolveAlertId,
+    /// Decide on auto-approval and explain the decision on the alert.
+    Decide,
+    /// Post review number `index` (0-based) as a note, or skip it if the daemon wrote it.
+    NoteReview {
+        /// Index into the request's reviews.
+        index: usize,
+    },
+    /// Close the alert.
+    Close {
+        /// Why.
+        resolution: Resolution,
+        /// Teleport's resolve reason (empty for deletions).
+        reason: String,
+    },
+    /// Nothing to do until Teleport says something new.
+    Wait,
+    /// Nothing will ever be left to do: the request can be forgotten.
+    Finished,
+}
+
+impl Step {
+    /// Whether the step changes anything outside plugin data, and so needs the claim.
+    pub fn needs_claim(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateAlert | Self::Decide | Self::NoteReview { .. } | Self::Close { .. }
+        )
+    }
+}
+
+/// What the planner needs to know besides the request and its progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Whether auto-approval is switched on.
+    pub auto_approval: bool,
+}
+
+/// The next step for `snapshot`, given its stored progress.
+pub fn next_step(snapshot: &Snapshot, data: &PluginData, options: PlanOptions) -> Step {
+    if data.is_closed() {
+        return Step::Finished;
+    }
+    match snapshot {
+        Snapshot::Gone { .. } => {
+            if !data.alert_created() {
+                Step::Finished
+            } else if data.alert_id.is_empty() {
+                Step::ResolveAlertId
+            } else {
+                Step::Close {
+                    resolution: Resolution::Expired,
+                    reason: String::new(),
+                }
+            }
+        }
+        Snapshot::Present(request) => match request.state {
+            RequestState::Pending => pending(request, data, options),
+            RequestState::Approved | RequestState::Denied | RequestState::Promoted => {
+                resolved(request, data)
+            }
+            RequestState::None => Step::Wait,
+        },
+    }
+}
+
+fn pending(request: &AccessRequest, data: &PluginData, options: PlanOptions) -> Step {
+    if !data.alert_created() {
+        Step::CreateAlert
+    } else if data.alert_id.is_empty() {
+        Step::ResolveAlertId
+    } else if options.auto_approval && data.decision.is_none() {
+        Step::Decide
+    } else if data.reviews_count < request.reviews.len() {
+        Step::NoteReview {
+            index: data.reviews_count,
+        }
+    } else {
+        Step::Wait
+    }
+}
+
+fn resolved(request: &AccessRequest, data: &PluginData) -> Step {
+    if !data.alert_created() {
+        // Resolved before we ever alerted (for example while the daemon was down): there is
+        // nobody to tell and nothing to close.
+        return Step::Finished;
+    }
+    if data.alert_id.is_empty() {
+        return Step::ResolveAlertId;
+    }
+    if data.reviews_count < request.reviews.len() {
+        return Step::NoteReview {
+            index: data.reviews_count,
+        };
+    }
+    let resolution = match request.state {
+        RequestState::Denied => Resolution::Denied,
+        RequestState::Promoted => Resolution::Promoted,
+        _ => Resolution::Approved,
+    };
+    Step::Close {
+        resolution,
+        reason: request.resolve_reason.clone(),
+    }
+}
+
+/// Whether another replica holds the request at `now`, and until when.
+pub fn held_by_other(data: &PluginData, me: &str, now: SystemTime) -> Option<SystemTime> {
+    data.claim
+        .as_ref()
+        .filter(|c| c.holder != me && c.is_live(now))
+        .map(|c| c.until())
+}
+
+/// Whether `newer` should replace `current` as the snapshot to act on. Teleport's order of
+/// events and of a resync listing can interleave, so a snapshot that is provably older (a pending
+/// state after a resolved one, fewer reviews in the same state, anything after deletion) is
+/// dropped rather than acted on.
+pub fn supersedes(newer: &Snapshot, current: &Snapshot) -> bool {
+    match (current, newer) {
+        (Snapshot::Gone { .. }, _) => false,
+        (_, Snapshot::Gone { .. }) => true,
+        (Snapshot::Present(cur), Snapshot::Present(new)) => {
+            if cur.state.is_resolved() && !new.state.is_resolved() {
+                false
+            } else if cur.state == new.state {
+                new.reviews.len() >= cur.reviews.len()
+            } else {
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::Review;
+    use crate::core::plugin_data::{Claim, Decision};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn req(state: RequestState, reviews: usize) -> Snapshot {
+        Snapshot::Present(AccessRequest {
+            id: "r1".into(),
+            user: "alice".into(),
+            roles: vec!["editor".into()],
+            state,
+            created: None,
+            access_expiry: None,
+            max_duration: None,
+            request_reason: String::new(),
+            resolve_reason: "because".into(),
+            system_annotations: Default::default(),
+            reviews: (0..reviews)
+                .map(|i| Review {
+                    author: format!("rev{i}"),
+                    proposed_state: RequestState::Approved,
+                    reason: String::new(),
+                    created: None,
+                })
+                .collect(),
+            resources: vec![],
+        })
+    }
+
+    fn created() -> PluginData {
+        PluginData {
+            alert_request_id: "rq".into(),
+            ..Default::default()
+        }
+    }
+
+    fn with_id() -> PluginData {
+        PluginData {
+            alert_id: "a".into(),
+            ..created()
+        }
+    }
+
+    const OFF: PlanOptions = PlanOptions {
+        auto_approval: false,
+    };
+    const ON: PlanOptions = PlanOptions {
+        auto_approval: true,
+    };
+
+    #[test]
+    fn pending_request_table() {
+        use RequestState::Pending;
+        let cases = [
+            (req(Pending, 0), PluginData::default(), OFF, Step::CreateAlert),
+            (req(Pending, 0), created(), OFF, Step::ResolveAlertId),
+            (req(Pending, 0), with_id(), OFF, Step::Wait),
+            (req(Pending, 0), with_id(), ON, Step::Decide),
+            (
+                req(Pending, 2),
+                with_id(),
+                OFF,
+                Step::NoteReview { index: 0 },
+            ),
+            (
+                req(Pending, 2),
+                PluginData {
+                    reviews_count: 1,
+                    decision: Some(Decision::Declined),
+                    ..with_id()
+                },
+                ON,
+                Step::NoteReview { index: 1 },
+            ),
+            (
+                req(Pending, 2),
+                PluginData {
+                    reviews_count: 2,
+                    ..with_id()
+                },
+                OFF,
+                Step::Wait,
+            ),
+            (req(RequestState::None, 0), with_id(), OFF, Step::Wait),
+        ];
+        for (i, (snapshot, data, options, want)) in cases.into_iter().enumerate() {
+            assert_eq!(next_step(&snapshot, &data, options), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn resolved_request_notes_reviews_then_closes() {
+        use RequestState::{Approved, Denied, Promoted};
+        assert_eq!(
+            next_step(&req(Approved, 1), &PluginData::default(), OFF),
+            Step::Finished
+        );
+        assert_eq!(
+            next_step(&req(Approved, 1), &created(), OFF),
+            Step::ResolveAlertId
+        );
+        assert_eq!(
+            next_step(&req(Approved, 1), &with_id(), OFF),
+            Step::NoteReview { index: 0 }
+        );
+        let noted = PluginData {
+            reviews_count: 1,
+            ..with_id()
+        };
+        for (state, resolution) in [
+            (Approved, Resolution::Approved),
+            (Denied, Resolution::Denied),
+            (Promoted, Resolution::Promoted),
+        ] {
+            assert_eq!(
+                next_step(&req(state, 1), &noted, ON),
+                Step::Close {
+                    resolution,
+                    reason: "because".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn deletion_closes_as_expired_and_closed_alerts_are_finished() {
+        let gone = Snapshot::Gone { id: "r1".into() };
+        assert_eq!(
+            next_step(&gone, &PluginData::default(), OFF),
+            Step::Finished
+        );
+        assert_eq!(next_step(&gone, &created(), OFF), Step::ResolveAlertId);
+        assert_eq!(
+            next_step(&gone, &with_id(), OFF),
+            Step::Close {
+                resolution: Resolution::Expired,
+                reason: String::new()
+            }
+        );
+        let closed = PluginData {
+            resolution: Some(Resolution::Expired),
+            ..with_id()
+        };
+        assert_eq!(next_step(&gone, &closed, OFF), Step::Finished);
+        assert_eq!(
+            next_step(&req(RequestState::Pending, 3), &closed, ON),
+            Step::Finished
+        );
+    }
+
+    #[test]
+    fn claims_of_others_hold_until_they_expire() {
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        let data = PluginData {
+            claim: Some(Claim {
+                holder: "other".into(),
+                until_ms: 101_000,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            held_by_other(&data, "me", now),
+            Some(UNIX_EPOCH + Duration::from_secs(101))
+        );
+        assert_eq!(held_by_other(&data, "other", now), None);
+        assert_eq!(
+            held_by_other(&data, "me", now + Duration::from_secs(1)),
+            None
+        );
+    }
+
+    #[test]
+    fn stale_snapshots_do_not_replace_newer_ones() {
+        use RequestState::{Approved, Pending};
+        let gone = Snapshot::Gone { id: "r1".into() };
+        assert!(supersedes(&req(Pending, 1), &req(Pending, 0)));
+        assert!(supersedes(&req(Pending, 1), &req(Pending, 1)));
+        assert!(!supersedes(&req(Pending, 0), &req(Pending, 1)));
+        assert!(supersedes(&req(Approved, 0), &req(Pending, 2)));
+        assert!(!supersedes(&req(Pending, 5), &req(Approved, 1)));
+        assert!(supersedes(&gone, &req(Approved, 1)));
+        assert!(!supersedes(&req(Pending, 0), &gone));
+    }
+}

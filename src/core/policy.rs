@@ -1,1 +1,1 @@
-//! (to be written)
+//! Auto-approval policy (see issue "Auto-approval for on-call requesters").

@@ -1,1 +1,429 @@
-//! (to be written)
+//! What the alert and its notes say. Every field is kept within Opsgenie's documented limits by
+//! truncating, never by rejecting: an alert that says less is better than no alert.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::backend::{AlertPayload, Responder};
+use crate::core::model::{
+    AccessRequest, RequestState, Review, NOTIFY_SERVICES_ANNOTATION, TEAMS_ANNOTATION,
+};
+use crate::core::plugin_data::Resolution;
+
+/// Opsgenie's documented field limits, in characters.
+pub mod limits {
+    /// `message`.
+    pub const MESSAGE: usize = 130;
+    /// `alias`.
+    pub const ALIAS: usize = 512;
+    /// `description`.
+    pub const DESCRIPTION: usize = 15_000;
+    /// Number of `responders`.
+    pub const RESPONDERS: usize = 50;
+    /// Number of `tags`.
+    pub const TAGS: usize = 20;
+    /// Length of one tag.
+    pub const TAG: usize = 50;
+    /// `details`, keys and values together.
+    pub const DETAILS: usize = 8_000;
+    /// `entity`.
+    pub const ENTITY: usize = 512;
+    /// `source`.
+    pub const SOURCE: usize = 100;
+    /// A note.
+    pub const NOTE: usize = 25_000;
+}
+
+/// The longest part of the description given to the requester's reason, so that the rest of
+/// the description (roles, link) always fits.
+const REASON_SHARE: usize = 8_000;
+/// The longest part of the description given to the list of roles or of resources.
+const LIST_SHARE: usize = 2_500;
+/// The longest part of the details given to the list of roles.
+const DETAILS_ROLES_SHARE: usize = 4_000;
+
+/// Settings that shape every alert.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSettings {
+    /// Web UI base URL (`https://host[:port]`), for the link to the request.
+    pub web_proxy_url: Option<String>,
+    /// Teleport cluster name.
+    pub cluster: String,
+    /// `P1` to `P5`.
+    pub priority: String,
+    /// Tags for every alert.
+    pub tags: Vec<String>,
+    /// Schedules used when the request names none.
+    pub default_schedules: Vec<String>,
+    /// Teams used when the request names none.
+    pub default_teams: Vec<String>,
+    /// `source` of alerts and notes.
+    pub source: String,
+}
+
+/// The alias of a request's alert: the key on which the backend de-duplicates.
+pub fn alias(request_id: &str) -> String {
+    truncate(&format!("teleport-access-request/{request_id}"), limits::ALIAS)
+}
+
+/// The link to a request in Teleport's web UI.
+pub fn request_link(web_proxy_url: &str, request_id: &str) -> String {
+    format!(
+        "{}/web/requests/{}",
+        web_proxy_url.trim_end_matches('/'),
+        request_id
+    )
+}
+
+/// Normalises a configured web proxy address (`host`, `host:port` or a URL) to a base URL.
+pub fn web_proxy_url(addr: &str) -> String {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.starts_with("https://") || addr.starts_with("http://") {
+        addr.to_owned()
+    } else {
+        format!("https://{addr}")
+    }
+}
+
+/// The alert for a pending request.
+pub fn alert(request: &AccessRequest, settings: &AlertSettings) -> AlertPayload {
+    AlertPayload {
+        message: truncate(
+            &format!("Access request from {}", one_line(&request.user)),
+            limits::MESSAGE,
+        ),
+        alias: alias(&request.id),
+        description: description(request, settings),
+        responders: responders(request, settings),
+        tags: tags(&settings.tags),
+        details: details(request, &settings.cluster),
+        entity: truncate(
+            &if settings.cluster.is_empty() {
+                "teleport".to_owned()
+            } else {
+                format!("teleport/{}", settings.cluster)
+            },
+            limits::ENTITY,
+        ),
+        source: truncate(&settings.source, limits::SOURCE),
+        priority: settings.priority.clone(),
+    }
+}
+
+fn description(request: &AccessRequest, settings: &AlertSettings) -> String {
+    let mut lines = vec![format!(
+        "{} requested the roles: {}.",
+        request.user,
+        truncate(&request.roles.join(", "), LIST_SHARE)
+    )];
+    if !request.resources.is_empty() {
+        let resources: Vec<String> = request.resources.iter().map(ToString::to_string).collect();
+        lines.push(format!(
+            "Resources: {}",
+            truncate(&resources.join(", "), LIST_SHARE)
+        ));
+    }
+    if let Some(url) = &settings.web_proxy_url {
+        lines.push(format!(
+            "Review it in Teleport: {}",
+            request_link(url, &request.id)
+        ));
+    }
+    lines.push(format!("Request ID: {}", request.id));
+    if let Some(created) = request.created {
+        lines.push(format!("Requested at: {}", timestamp(created)));
+    }
+    lines.push(if request.request_reason.trim().is_empty() {
+        "Reason: none given".to_owned()
+    } else {
+        format!(
+            "Reason: {}",
+            truncate(request.request_reason.trim(), REASON_SHARE)
+        )
+    });
+    truncate(&lines.join("\n"), limits::DESCRIPTION)
+}
+
+fn responders(request: &AccessRequest, settings: &AlertSettings) -> Vec<Responder> {
+    let pick = |key: &str, defaults: &[String]| {
+        let named = request.annotation(key);
+        if named.is_empty() {
+            defaults.to_vec()
+        } else {
+            named
+        }
+    };
+    let schedules = pick(NOTIFY_SERVICES_ANNOTATION, &settings.default_schedules);
+    let teams = pick(TEAMS_ANNOTATION, &settings.default_teams);
+    schedules
+        .iter()
+        .map(|s| responder("schedule", s))
+        .chain(teams.iter().map(|t| responder("team", t)))
+        .take(limits::RESPONDERS)
+        .collect()
+}
+
+/// A responder of `kind`, named by id when `value` is a UUID and by name otherwise.
+pub fn responder(kind: &str, value: &str) -> Responder {
+    let by_id = is_uuid(value);
+    Responder {
+        kind: kind.to_owned(),
+        id: by_id.then(|| value.to_owned()),
+        name: (!by_id).then(|| value.to_owned()),
+    }
+}
+
+/// Whether `value` is a hyphenated UUID (how Opsgenie writes ids).
+pub fn is_uuid(value: &str) -> bool {
+    value.len() == 36 && uuid::Uuid::try_parse(value).is_ok()
+}
+
+fn tags(configured: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in configured {
+        let tag = truncate(tag.trim(), limits::TAG);
+        if !tag.is_empty() && !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    out.truncate(limits::TAGS);
+    out
+}
+
+fn details(request: &AccessRequest, cluster: &str) -> BTreeMap<String, String> {
+    let mut details = BTreeMap::from([
+        ("request_id".to_owned(), truncate(&request.id, 100)),
+        ("user".to_owned(), truncate(&request.user, 500)),
+        (
+            "roles".to_owned(),
+            truncate(&request.roles.join(","), DETAILS_ROLES_SHARE),
+        ),
+    ]);
+    if !cluster.is_empty() {
+        details.insert("cluster".to_owned(), truncate(cluster, 500));
+    }
+    details
+}
+
+/// The note for one review.
+pub fn review_note(review: &Review) -> String {
+    let verdict = match review.proposed_state {
+        RequestState::Approved => "approved",
+        RequestState::Denied => "denied",
+        _ => "reviewed",
+    };
+    let mut note = format!("{} {verdict} the request", review.author);
+    if let Some(created) = review.created {
+        note.push_str(&format!(" at {}", timestamp(created)));
+    }
+    note.push('.');
+    if !review.reason.trim().is_empty() {
+        note.push_str(&format!("\nReason: {}", review.reason.trim()));
+    }
+    truncate(&note, limits::NOTE)
+}
+
+/// The note that closes the alert.
+pub fn resolution_note(resolution: Resolution, reason: &str) -> String {
+    let mut note = match resolution {
+        Resolution::Approved => "Access request approved.".to_owned(),
+        Resolution::Denied => "Access request denied.".to_owned(),
+        Resolution::Promoted => "Access request promoted to an access list.".to_owned(),
+        Resolution::Expired => "Access request expired or was deleted.".to_owned(),
+    };
+    if !reason.trim().is_empty() {
+        note.push_str(&format!("\nReason: {}", reason.trim()));
+    }
+    truncate(&note, limits::NOTE)
+}
+
+/// RFC 3339, whole seconds, UTC.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `text` cut to at most `max` characters, ending with `…` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::ResourceId;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn request() -> AccessRequest {
+        AccessRequest {
+            id: "6c1c4a8e-7a34-4f3e-9d7b-0d9b2f4b8a11".into(),
+            user: "alice".into(),
+            roles: vec!["editor".into(), "db-admin".into()],
+            state: RequestState::Pending,
+            created: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            access_expiry: None,
+            max_duration: None,
+            request_reason: "incident 42".into(),
+            resolve_reason: String::new(),
+            system_annotations: BTreeMap::from([
+                (
+                    NOTIFY_SERVICES_ANNOTATION.to_owned(),
+                    vec![
+                        "Primary".to_owned(),
+                        "bb4d9938-c3c2-455d-aaab-727aa701c0d8".to_owned(),
+                    ],
+                ),
+                (TEAMS_ANNOTATION.to_owned(), vec!["sre".to_owned()]),
+            ]),
+            reviews: vec![],
+            resources: vec![],
+        }
+    }
+
+    fn settings() -> AlertSettings {
+        AlertSettings {
+            web_proxy_url: Some(web_proxy_url("teleport.example.com:443")),
+            cluster: "example.com".into(),
+            priority: "P2".into(),
+            tags: vec!["teleport-access-request".into()],
+            default_schedules: vec!["Default".into()],
+            default_teams: vec!["fallback-team".into()],
+            source: "teleport-opsgenie".into(),
+        }
+    }
+
+    #[test]
+    fn renders_the_alert() {
+        let a = alert(&request(), &settings());
+        assert_eq!(a.message, "Access request from alice");
+        assert_eq!(
+            a.alias,
+            "teleport-access-request/6c1c4a8e-7a34-4f3e-9d7b-0d9b2f4b8a11"
+        );
+        assert_eq!(
+            a.description,
+            "alice requested the roles: editor, db-admin.\n\
+             Review it in Teleport: https://teleport.example.com:443/web/requests/6c1c4a8e-7a34-4f3e-9d7b-0d9b2f4b8a11\n\
+             Request ID: 6c1c4a8e-7a34-4f3e-9d7b-0d9b2f4b8a11\n\
+             Requested at: 2023-11-14T22:13:20Z\n\
+             Reason: incident 42"
+        );
+        assert_eq!(
+            a.responders,
+            vec![
+                responder("schedule", "Primary"),
+                Responder {
+                    kind: "schedule".into(),
+                    id: Some("bb4d9938-c3c2-455d-aaab-727aa701c0d8".into()),
+                    name: None
+                },
+                Responder {
+                    kind: "team".into(),
+                    id: None,
+                    name: Some("sre".into())
+                },
+            ]
+        );
+        assert_eq!(a.priority, "P2");
+        assert_eq!(a.entity, "teleport/example.com");
+        assert_eq!(a.details["roles"], "editor,db-admin");
+        assert_eq!(a.details["cluster"], "example.com");
+    }
+
+    #[test]
+    fn defaults_apply_per_kind_when_the_request_names_none() {
+        let mut req = request();
+        req.system_annotations.remove(TEAMS_ANNOTATION);
+        let a = alert(&req, &settings());
+        assert_eq!(a.responders.last(), Some(&responder("team", "fallback-team")));
+        req.system_annotations.clear();
+        let a = alert(&req, &settings());
+        assert_eq!(
+            a.responders,
+            vec![
+                responder("schedule", "Default"),
+                responder("team", "fallback-team")
+            ]
+        );
+    }
+
+    #[test]
+    fn no_link_without_a_web_proxy_and_resources_are_listed() {
+        let mut req = request();
+        req.resources.push(ResourceId {
+            cluster: "example.com".into(),
+            kind: "node".into(),
+            name: "web-1".into(),
+            sub_resource: String::new(),
+        });
+        let mut s = settings();
+        s.web_proxy_url = None;
+        let a = alert(&req, &s);
+        assert!(!a.description.contains("/web/requests/"));
+        assert!(a.description.contains("Resources: /example.com/node/web-1"));
+    }
+
+    #[test]
+    fn huge_inputs_are_truncated_within_limits() {
+        let mut req = request();
+        req.user = "u".repeat(500);
+        req.request_reason = "é".repeat(1_000_000);
+        req.roles = (0..10_000).map(|i| format!("role-{i}")).collect();
+        req.system_annotations.insert(
+            NOTIFY_SERVICES_ANNOTATION.into(),
+            (0..100).map(|i| format!("s{i}")).collect(),
+        );
+        let mut s = settings();
+        s.tags = (0..30).map(|i| format!("{i}-{}", "t".repeat(60))).collect();
+        let a = alert(&req, &s);
+        assert_eq!(a.message.chars().count(), limits::MESSAGE);
+        assert!(a.description.chars().count() <= limits::DESCRIPTION);
+        assert!(a.description.contains("Request ID:"), "the link survives");
+        assert_eq!(a.responders.len(), limits::RESPONDERS);
+        assert_eq!(a.tags.len(), limits::TAGS);
+        assert!(a.tags.iter().all(|t| t.chars().count() <= limits::TAG));
+        let details_len: usize = a
+            .details
+            .iter()
+            .map(|(k, v)| k.chars().count() + v.chars().count())
+            .sum();
+        assert!(details_len <= limits::DETAILS);
+    }
+
+    #[test]
+    fn notes() {
+        let review = Review {
+            author: "bob".into(),
+            proposed_state: RequestState::Approved,
+            reason: "looks fine".into(),
+            created: Some(UNIX_EPOCH),
+        };
+        assert_eq!(
+            review_note(&review),
+            "bob approved the request at 1970-01-01T00:00:00Z.\nReason: looks fine"
+        );
+        assert_eq!(
+            resolution_note(Resolution::Denied, "not now"),
+            "Access request denied.\nReason: not now"
+        );
+        assert_eq!(
+            resolution_note(Resolution::Expired, ""),
+            "Access request expired or was deleted."
+        );
+    }
+
+    #[test]
+    fn truncation_counts_characters_not_bytes() {
+        assert_eq!(truncate("ééé", 3), "ééé");
+        assert_eq!(truncate("éééé", 3), "éé…");
+        assert_eq!(truncate("", 0), "");
+    }
+}
