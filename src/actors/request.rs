@@ -1,1 +1,211 @@
-//! (to be written)
+//! `RequestActor`: one per access request id. It keeps only the newest snapshot of its request
+//! (never a queue of stale ones) and runs reconcile steps one at a time until there is nothing
+//! left to do. Failures are retried with backoff; the actor stops when its request is finished.
+
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use tracing::{error, warn};
+
+use crate::actors::requests::{Finished, Shared};
+use crate::core::model::Snapshot;
+use crate::core::plan;
+use crate::core::plugin_data::PluginData;
+use crate::reconcile::{self, EffectError, Effects, Next, Reconciled};
+
+/// The newest thing Teleport said about a request.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Observe(pub Snapshot);
+
+/// Reconciles one request.
+pub struct RequestActor<E: Effects + 'static> {
+    id: String,
+    shared: Rc<Shared<E>>,
+    registry: Recipient<Finished>,
+    latest: Snapshot,
+    cached: Option<PluginData>,
+    running: bool,
+    /// A snapshot arrived while a step was running.
+    dirty: bool,
+    retry: Backoff,
+    timer: Option<SpawnHandle>,
+}
+
+impl<E: Effects + 'static> RequestActor<E> {
+    /// A new actor for the request in `snapshot`.
+    pub fn new(snapshot: Snapshot, shared: Rc<Shared<E>>, registry: Recipient<Finished>) -> Self {
+        let retry = Backoff::new(shared.retry_min, shared.retry_max);
+        Self {
+            id: snapshot.id().to_owned(),
+            shared,
+            registry,
+            latest: snapshot,
+            cached: None,
+            running: false,
+            dirty: false,
+            retry,
+            timer: None,
+        }
+    }
+
+    fn run(&mut self, ctx: &mut Context<Self>) {
+        if self.running || self.shared.is_draining() {
+            return;
+        }
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.running = true;
+        self.dirty = false;
+        let shared = Rc::clone(&self.shared);
+        let snapshot = self.latest.clone();
+        let cached = self.cached.take();
+        let fut = async move {
+            let _permit = shared.permits.acquire().await;
+            let _in_flight = shared.in_flight();
+            reconcile::step(&shared.effects, &shared.settings, &snapshot, cached).await
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| act.after(result, ctx)));
+    }
+
+    fn after(&mut self, result: Result<Reconciled, EffectError>, ctx: &mut Context<Self>) {
+        self.running = false;
+        match result {
+            Ok(done) => {
+                self.retry.reset();
+                self.cached = Some(done.data);
+                match done.next {
+                    Next::Continue => self.run(ctx),
+                    Next::Idle if self.dirty => self.run(ctx),
+                    Next::Idle => {}
+                    Next::WaitUntil(until) => {
+                        let delay = until
+                            .duration_since(self.shared.effects.now())
+                            .unwrap_or_default();
+                        self.run_later(delay, ctx);
+                    }
+                    Next::Finished if self.dirty => self.run(ctx),
+                    Next::Finished => {
+                        self.registry.do_send(Finished {
+                            id: self.id.clone(),
+                        });
+                        ctx.stop();
+                    }
+                }
+            }
+            Err(EffectError::Conflict) => {
+                // Someone else changed the request's progress: re-read and re-plan at once.
+                self.cached = None;
+                self.run(ctx);
+            }
+            Err(err) if err.is_retryable() => {
+                self.cached = None;
+                let delay = self.retry.next();
+                warn!(request_id = %self.id, error = %err, retry_in_ms = delay.as_millis() as u64, "Step failed; will retry.");
+                self.run_later(delay, ctx);
+            }
+            Err(err) => {
+                self.cached = None;
+                self.shared.count_permanent_failure();
+                error!(request_id = %self.id, error = %err, "Step failed permanently; will try again when the request changes or the daemon restarts.");
+            }
+        }
+    }
+
+    fn run_later(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.timer = None;
+            act.run(ctx);
+        }));
+    }
+}
+
+impl<E: Effects + 'static> Actor for RequestActor<E> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.run(ctx);
+    }
+}
+
+impl<E: Effects + 'static> Handler<Observe> for RequestActor<E> {
+    type Result = ();
+
+    fn handle(&mut self, Observe(snapshot): Observe, ctx: &mut Self::Context) {
+        if !plan::supersedes(&snapshot, &self.latest) {
+            return;
+        }
+        self.latest = snapshot;
+        if self.running {
+            self.dirty = true;
+        } else if self.timer.is_none() {
+            self.run(ctx);
+        }
+    }
+}
+
+/// Exponential backoff with full jitter between `min` and `max`, so that many requests failing
+/// together (the backend is down) do not retry in lock-step.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Starts at `min`, doubles up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
+    }
+
+    /// The delay before the next attempt.
+    pub fn next(&mut self) -> Duration {
+        let ceiling = self
+            .min
+            .saturating_mul(2u32.saturating_pow(self.attempt.min(20)))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let spread = ceiling.saturating_sub(self.min);
+        self.min + spread.mul_f64(rand::random::<f64>())
+    }
+
+    /// Back to the first delay.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// The time now, for effects that do not substitute their own clock.
+pub fn system_now() -> SystemTime {
+    SystemTime::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_within_bounds_and_resets() {
+        let min = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        let mut b = Backoff::new(min, max);
+        let mut ceilings = vec![];
+        for _ in 0..10 {
+            let d = b.next();
+            assert!(d >= min && d <= max, "{d:?}");
+            ceilings.push(d);
+        }
+        b.reset();
+        assert!(b.next() <= min * 2);
+    }
+}

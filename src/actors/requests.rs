@@ -1,1 +1,178 @@
-//! (to be written)
+//! `Requests`: the registry that maps a request id to its `RequestActor`, starting one on first
+//! sight and forgetting it when it reports that it is finished. It also holds what every
+//! request actor shares: the effects, the settings, a bound on steps in flight, and the drain
+//! switch used at shutdown.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::actors::request::{Observe, RequestActor};
+use crate::reconcile::{Effects, Settings};
+
+/// Sent by a request actor that has nothing left to do, ever.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Finished {
+    /// The request id.
+    pub id: String,
+}
+
+/// Asks how many request actors are alive.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct CountActive;
+
+/// What all request actors share.
+pub struct Shared<E> {
+    /// The outside world.
+    pub effects: E,
+    /// How requests are reconciled.
+    pub settings: Settings,
+    /// Bounds the steps in flight, so a resync of 100,000 requests does not open 100,000 calls.
+    pub permits: Semaphore,
+    /// First retry delay.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    draining: Cell<bool>,
+    in_flight: Cell<usize>,
+    idle: Notify,
+    permanent_failures: Cell<u64>,
+}
+
+impl<E> Shared<E> {
+    /// Shared state for request actors.
+    pub fn new(
+        effects: E,
+        settings: Settings,
+        max_in_flight: usize,
+        retry_min: Duration,
+        retry_max: Duration,
+    ) -> Self {
+        Self {
+            effects,
+            settings,
+            permits: Semaphore::new(max_in_flight.max(1)),
+            retry_min,
+            retry_max,
+            draining: Cell::new(false),
+            in_flight: Cell::new(0),
+            idle: Notify::new(),
+            permanent_failures: Cell::new(0),
+        }
+    }
+
+    /// Whether shutdown has begun: no new step starts.
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Stops new steps from starting; steps in flight finish.
+    pub fn drain(&self) {
+        self.draining.set(true);
+    }
+
+    /// Steps in flight now.
+    pub fn steps_in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    /// Resolves when no step is in flight.
+    pub async fn wait_idle(&self) {
+        while self.in_flight.get() > 0 {
+            self.idle.notified().await;
+        }
+    }
+
+    /// Marks a step in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight<'_, E> {
+        self.in_flight.set(self.in_flight.get() + 1);
+        InFlight(self)
+    }
+
+    /// Counts a step that failed for good.
+    pub fn count_permanent_failure(&self) {
+        self.permanent_failures.set(self.permanent_failures.get() + 1);
+    }
+
+    /// Steps that failed for good since start.
+    pub fn permanent_failures(&self) -> u64 {
+        self.permanent_failures.get()
+    }
+}
+
+/// A step in flight; see [`Shared::in_flight`].
+pub struct InFlight<'a, E>(&'a Shared<E>);
+
+impl<E> Drop for InFlight<'_, E> {
+    fn drop(&mut self) {
+        let n = self.0.in_flight.get().saturating_sub(1);
+        self.0.in_flight.set(n);
+        if n == 0 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// The registry of request actors.
+pub struct Requests<E: Effects + 'static> {
+    shared: Rc<Shared<E>>,
+    actors: HashMap<String, Addr<RequestActor<E>>>,
+}
+
+impl<E: Effects + 'static> Requests<E> {
+    /// An empty registry.
+    pub fn new(shared: Rc<Shared<E>>) -> Self {
+        Self {
+            shared,
+            actors: HashMap::new(),
+        }
+    }
+}
+
+impl<E: Effects + 'static> Actor for Requests<E> {
+    type Context = Context<Self>;
+}
+
+impl<E: Effects + 'static> Handler<Observe> for Requests<E> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Observe, ctx: &mut Self::Context) {
+        let id = msg.0.id().to_owned();
+        match self.actors.get(&id) {
+            Some(addr) if addr.connected() => addr.do_send(msg),
+            _ => {
+                let actor =
+                    RequestActor::new(msg.0, Rc::clone(&self.shared), ctx.address().recipient());
+                self.actors.insert(id, actor.start());
+            }
+        }
+    }
+}
+
+impl<E: Effects + 'static> Handler<Finished> for Requests<E> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finished, _: &mut Self::Context) {
+        // Only forget a stopped actor: a newer one may already serve the same id.
+        if let Some(addr) = self.actors.get(&msg.id) {
+            if !addr.connected() {
+                self.actors.remove(&msg.id);
+            }
+        }
+    }
+}
+
+impl<E: Effects + 'static> Handler<CountActive> for Requests<E> {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountActive, _: &mut Self::Context) -> usize {
+        self.actors.retain(|_, addr| addr.connected());
+        self.actors.len()
+    }
+}
