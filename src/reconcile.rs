@@ -136,7 +136,10 @@ pub async fn step<E: Effects>(
 
     let now = fx.now();
     if let Some(until) = plan::held_by_other(&data, &settings.replica, now) {
-        debug!(request_id = id, "Another replica is acting on the request; waiting.");
+        debug!(
+            request_id = id,
+            "Another replica is acting on the request; waiting."
+        );
         return done(data, step, Next::WaitUntil(until));
     }
     let claimed = PluginData {
@@ -436,9 +439,14 @@ mod tests {
             ..Default::default()
         };
         fx.store.borrow_mut().insert("r1".into(), other.encode());
-        let r = step(&fx, &settings("me"), &request(RequestState::Pending, 0), None)
-            .await
-            .expect("step");
+        let r = step(
+            &fx,
+            &settings("me"),
+            &request(RequestState::Pending, 0),
+            None,
+        )
+        .await
+        .expect("step");
         assert_eq!(
             r.next,
             Next::WaitUntil(SystemTime::UNIX_EPOCH + Duration::from_secs(5))
@@ -450,9 +458,14 @@ mod tests {
             ..Memory::default()
         };
         fx.store.borrow_mut().insert("r1".into(), other.encode());
-        let r = step(&fx, &settings("me"), &request(RequestState::Pending, 0), None)
-            .await
-            .expect("step");
+        let r = step(
+            &fx,
+            &settings("me"),
+            &request(RequestState::Pending, 0),
+            None,
+        )
+        .await
+        .expect("step");
         assert_eq!(r.next, Next::Continue);
         assert_eq!(*fx.calls.borrow(), vec!["create_alert"]);
     }
@@ -465,9 +478,14 @@ mod tests {
         let first = step(&fx, &s, &snapshot, None).await.expect("first");
         assert_eq!(first.step, Step::CreateAlert);
         // A second replica that read before the first one acted.
-        let err = step(&fx, &settings("other"), &snapshot, Some(PluginData::default()))
-            .await
-            .expect_err("must conflict");
+        let err = step(
+            &fx,
+            &settings("other"),
+            &snapshot,
+            Some(PluginData::default()),
+        )
+        .await
+        .expect_err("must conflict");
         assert!(matches!(err, EffectError::Conflict));
         assert_eq!(*fx.calls.borrow(), vec!["create_alert"]);
     }
@@ -476,9 +494,14 @@ mod tests {
     async fn a_failed_call_releases_the_claim_and_records_nothing() {
         let fx = Memory::default();
         *fx.fail_next_call.borrow_mut() = Some(EffectError::Retryable("503".into()));
-        let err = step(&fx, &settings("me"), &request(RequestState::Pending, 0), None)
-            .await
-            .expect_err("must fail");
+        let err = step(
+            &fx,
+            &settings("me"),
+            &request(RequestState::Pending, 0),
+            None,
+        )
+        .await
+        .expect_err("must fail");
         assert!(err.is_retryable());
         let stored = PluginData::decode(&fx.store.borrow()["r1"]);
         assert_eq!(stored, PluginData::default());
@@ -491,6 +514,9 @@ mod tests {
         drive(&fx, &s, &request(RequestState::Pending, 0)).await;
         let gone = Snapshot::Gone { id: "r1".into() };
         assert_eq!(drive(&fx, &s, &gone).await, Next::Finished);
-        assert_eq!(fx.calls.borrow().last().map(String::as_str), Some("close_alert"));
+        assert_eq!(
+            fx.calls.borrow().last().map(String::as_str),
+            Some("close_alert")
+        );
     }
 }

@@ -22,6 +22,8 @@ use crate::actors::request::{Backoff, Observe};
 use crate::core::model::{AccessRequest, Snapshot};
 
 /// One event of the watch, decoded.
+// Nearly every event is `Observed`; boxing it would add an allocation per event for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     /// The server's handshake: the watch is established.
@@ -238,8 +240,11 @@ impl<S: EventSource> Actor for EventStream<S> {
             self.connect(ctx);
             return;
         }
-        let delay = self.backoff.next();
-        debug!(delay_ms = delay.as_millis() as u64, "Reconnecting the watch.");
+        let delay = self.backoff.next_delay();
+        debug!(
+            delay_ms = delay.as_millis() as u64,
+            "Reconnecting the watch."
+        );
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 }

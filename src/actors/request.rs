@@ -67,7 +67,10 @@ impl<E: Effects + 'static> RequestActor<E> {
             let _in_flight = shared.in_flight();
             reconcile::step(&shared.effects, &shared.settings, &snapshot, cached).await
         };
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| act.after(result, ctx)));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(|result, act, ctx| act.after(result, ctx)),
+        );
     }
 
     fn after(&mut self, result: Result<Reconciled, EffectError>, ctx: &mut Context<Self>) {
@@ -102,7 +105,7 @@ impl<E: Effects + 'static> RequestActor<E> {
             }
             Err(err) if err.is_retryable() => {
                 self.cached = None;
-                let delay = self.retry.next();
+                let delay = self.retry.next_delay();
                 warn!(request_id = %self.id, error = %err, retry_in_ms = delay.as_millis() as u64, "Step failed; will retry.");
                 self.run_later(delay, ctx);
             }
@@ -169,7 +172,7 @@ impl Backoff {
     }
 
     /// The delay before the next attempt.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let ceiling = self
             .min
             .saturating_mul(2u32.saturating_pow(self.attempt.min(20)))
@@ -201,11 +204,11 @@ mod tests {
         let mut b = Backoff::new(min, max);
         let mut ceilings = vec![];
         for _ in 0..10 {
-            let d = b.next();
+            let d = b.next_delay();
             assert!(d >= min && d <= max, "{d:?}");
             ceilings.push(d);
         }
         b.reset();
-        assert!(b.next() <= min * 2);
+        assert!(b.next_delay() <= min * 2);
     }
 }

@@ -97,7 +97,8 @@ impl<E> Shared<E> {
 
     /// Counts a step that failed for good.
     pub fn count_permanent_failure(&self) {
-        self.permanent_failures.set(self.permanent_failures.get() + 1);
+        self.permanent_failures
+            .set(self.permanent_failures.get() + 1);
     }
 
     /// Steps that failed for good since start.

@@ -208,7 +208,12 @@ mod tests {
     fn pending_request_table() {
         use RequestState::Pending;
         let cases = [
-            (req(Pending, 0), PluginData::default(), OFF, Step::CreateAlert),
+            (
+                req(Pending, 0),
+                PluginData::default(),
+                OFF,
+                Step::CreateAlert,
+            ),
             (req(Pending, 0), created(), OFF, Step::ResolveAlertId),
             (req(Pending, 0), with_id(), OFF, Step::Wait),
             (req(Pending, 0), with_id(), ON, Step::Decide),

@@ -186,18 +186,20 @@ impl PluginData {
                 .map(|r| r.as_str().to_owned())
                 .unwrap_or_default(),
             self.resolve_reason.clone(),
-            self.decision.map(|d| d.as_str().to_owned()).unwrap_or_default(),
+            self.decision
+                .map(|d| d.as_str().to_owned())
+                .unwrap_or_default(),
             count(self.lookup_failures as usize),
-            self.claim.as_ref().map(|c| c.holder.clone()).unwrap_or_default(),
+            self.claim
+                .as_ref()
+                .map(|c| c.holder.clone())
+                .unwrap_or_default(),
             self.claim
                 .as_ref()
                 .map(|c| c.until_ms.to_string())
                 .unwrap_or_default(),
         ];
-        KEYS.iter()
-            .map(|k| k.to_string())
-            .zip(values)
-            .collect()
+        KEYS.iter().map(|k| k.to_string()).zip(values).collect()
     }
 
     /// Decodes a stored map. Unknown keys are ignored and unparsable numbers read as zero,

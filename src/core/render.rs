@@ -63,7 +63,10 @@ pub struct AlertSettings {
 
 /// The alias of a request's alert: the key on which the backend de-duplicates.
 pub fn alias(request_id: &str) -> String {
-    truncate(&format!("teleport-access-request/{request_id}"), limits::ALIAS)
+    truncate(
+        &format!("teleport-access-request/{request_id}"),
+        limits::ALIAS,
+    )
 }
 
 /// The link to a request in Teleport's web UI.
@@ -343,7 +346,10 @@ mod tests {
         let mut req = request();
         req.system_annotations.remove(TEAMS_ANNOTATION);
         let a = alert(&req, &settings());
-        assert_eq!(a.responders.last(), Some(&responder("team", "fallback-team")));
+        assert_eq!(
+            a.responders.last(),
+            Some(&responder("team", "fallback-team"))
+        );
         req.system_annotations.clear();
         let a = alert(&req, &settings());
         assert_eq!(
