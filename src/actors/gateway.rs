@@ -652,3 +652,497 @@ impl Handler<Health> for Gateway {
         Box::pin(async move { client.health().await })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::AlertPayload;
+    use crate::config::{Limit, RateLimits};
+    use actix::Actor;
+    use mockito::Matcher;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const KEY: &str = "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab";
+
+    #[derive(Default)]
+    struct Recorder(StdMutex<Vec<CallEvent>>);
+
+    impl BackendCallObserver for Recorder {
+        fn on_call(&self, event: &CallEvent) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    impl Recorder {
+        fn events(&self) -> Vec<CallEvent> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn config(url: &str) -> OpsgenieConfig {
+        let none = Limit::new(0, 0);
+        OpsgenieConfig {
+            api_url: Some(url.to_owned()),
+            request_timeout: Duration::from_secs(5),
+            rate_limits: RateLimits {
+                alert_write: none,
+                alert_read: none,
+                schedule_oncalls: none,
+                heartbeat: none,
+            },
+            ..OpsgenieConfig::default()
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            backoff_base: Duration::from_millis(20),
+            backoff_cap: Duration::from_millis(500),
+            seed: Some(42),
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn client(cfg: &OpsgenieConfig) -> (GatewayClient, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        let client = GatewayClient::with_policy(
+            cfg,
+            Secret::new(KEY),
+            policy(),
+            Some(recorder.clone() as Arc<dyn BackendCallObserver>),
+        )
+        .unwrap();
+        (client, recorder)
+    }
+
+    fn payload() -> AlertPayload {
+        AlertPayload {
+            message: "alice requested editor".into(),
+            alias: "teleport-access-request/abc".into(),
+            description: "reason: deploy".into(),
+            responders: vec![],
+            tags: vec!["teleport-access-request".into()],
+            details: Default::default(),
+            entity: String::new(),
+            source: "teleport-opsgenie".into(),
+            priority: "P3".into(),
+        }
+    }
+
+    const ACCEPTED: &str =
+        r#"{"result":"Request will be processed","took":0.302,"requestId":"req-1"}"#;
+
+    #[actix::test]
+    async fn create_sends_the_exact_request() {
+        let mut server = mockito::Server::new_async().await;
+        let mock = server
+            .mock("POST", "/v2/alerts")
+            .match_header("authorization", format!("GenieKey {KEY}").as_str())
+            .match_header("content-type", "application/json; charset=utf-8")
+            .match_header("accept", "application/json")
+            .match_header("user-agent", USER_AGENT)
+            .match_body(Matcher::Json(json!({
+                "message": "alice requested editor",
+                "alias": "teleport-access-request/abc",
+                "description": "reason: deploy",
+                "tags": ["teleport-access-request"],
+                "source": "teleport-opsgenie",
+                "priority": "P3"
+            })))
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let cfg = config(&server.url());
+        let gateway = Gateway::new(&cfg, Secret::new(KEY)).unwrap().start();
+        let outcome = gateway
+            .send(Call(Operation::CreateAlert(payload())))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            Ok(Outcome::Accepted {
+                request_id: "req-1".into()
+            })
+        );
+        mock.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn note_and_close_go_to_the_escaped_alias() {
+        let mut server = mockito::Server::new_async().await;
+        let note = server
+            .mock(
+                "POST",
+                "/v2/alerts/teleport-access-request%2Fabc/notes?identifierType=alias",
+            )
+            .match_header("authorization", format!("GenieKey {KEY}").as_str())
+            .match_body(Matcher::Json(
+                json!({"note": "bob approved", "source": "teleport-opsgenie"}),
+            ))
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let close = server
+            .mock(
+                "POST",
+                "/v2/alerts/teleport-access-request%2Fabc/close?identifierType=alias",
+            )
+            .match_body(Matcher::Json(
+                json!({"note": "request approved", "source": "teleport-opsgenie"}),
+            ))
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        let gateway = Gateway::from_client(client).start();
+        let alias = "teleport-access-request/abc".to_owned();
+        let noted = gateway
+            .send(Call(Operation::AddNote {
+                alias: alias.clone(),
+                note: "bob approved".into(),
+            }))
+            .await
+            .unwrap();
+        assert!(matches!(noted, Ok(Outcome::Accepted { .. })), "{noted:?}");
+        let closed = gateway
+            .send(Call(Operation::CloseAlert {
+                alias,
+                note: "request approved".into(),
+            }))
+            .await
+            .unwrap();
+        assert!(matches!(closed, Ok(Outcome::Accepted { .. })), "{closed:?}");
+        note.assert_async().await;
+        close.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn alert_id_arrives_right_after_processing() {
+        let mut server = mockito::Server::new_async().await;
+        // Processed 300 ms after the first poll; 404 + RequestNotProcessed until then.
+        let first_poll: Arc<StdMutex<Option<std::time::Instant>>> = Arc::default();
+        let processing = Duration::from_millis(300);
+        let seen = first_poll.clone();
+        let mock = server
+            .mock("GET", "/v2/alerts/requests/req-1")
+            .with_status_code_from_request(move |_| {
+                let mut first = seen.lock().unwrap();
+                let first = *first.get_or_insert_with(std::time::Instant::now);
+                if first.elapsed() >= processing {
+                    200
+                } else {
+                    404
+                }
+            })
+            .with_header("X-Opsgenie-Errortype", "RequestNotProcessed")
+            .with_body(
+                r#"{"data":{"success":true,"isSuccess":true,"action":"Create","status":"Created alert","alertId":"alert-9","alias":"teleport-access-request/abc"},"took":0.02,"requestId":"req-1"}"#,
+            )
+            .expect_at_least(2)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        let gateway = Gateway::from_client(client).start();
+        let started = std::time::Instant::now();
+        let id = gateway
+            .send(AwaitAlertId {
+                request_id: "req-1".into(),
+                deadline: Duration::from_secs(10),
+            })
+            .await
+            .unwrap();
+        assert_eq!(id, Ok("alert-9".into()));
+        // Polls at 0.1, 0.3, 0.7 s: done well within a second, not seconds later.
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+        mock.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn alert_id_failure_and_timeout() {
+        let mut server = mockito::Server::new_async().await;
+        server
+            .mock("GET", "/v2/alerts/requests/bad")
+            .with_status(200)
+            .with_body(
+                r#"{"data":{"isSuccess":false,"action":"Close","status":"Alert does not exist","alertId":"","alias":""}}"#,
+            )
+            .create_async()
+            .await;
+        server
+            .mock("GET", "/v2/alerts/requests/slow")
+            .with_status(404)
+            .with_header("X-Opsgenie-Errortype", "RequestNotProcessed")
+            .create_async()
+            .await;
+        server
+            .mock("GET", "/v2/alerts/requests/unknown")
+            .with_status(404)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        assert_eq!(
+            client.await_alert_id("bad", Duration::from_secs(5)).await,
+            Err(GatewayError::RequestFailed {
+                request_id: "bad".into(),
+                status: "Alert does not exist".into()
+            })
+        );
+        let slow = client
+            .await_alert_id("slow", Duration::from_millis(400))
+            .await
+            .unwrap_err();
+        assert!(matches!(slow, GatewayError::Timeout { .. }), "{slow:?}");
+        assert!(slow.is_retryable());
+        let unknown = client
+            .await_alert_id("unknown", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown request id"),
+            "{unknown}"
+        );
+        assert!(!unknown.is_retryable());
+    }
+
+    #[actix::test]
+    async fn throttled_call_retries_once_after_the_period() {
+        let mut server = mockito::Server::new_async().await;
+        let throttled = server
+            .mock("POST", "/v2/alerts")
+            .with_status(429)
+            .with_header("X-RateLimit-State", "THROTTLED")
+            .with_header("X-RateLimit-Period-In-Sec", "1")
+            .with_body(
+                r#"{"message":"You are making too many requests!","took":0.002,"requestId":"x"}"#,
+            )
+            .expect(1)
+            .create_async()
+            .await;
+        let accepted = server
+            .mock("POST", "/v2/alerts")
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let (client, recorder) = client(&config(&server.url()));
+        let started = std::time::Instant::now();
+        let outcome = client.call(Operation::CreateAlert(payload())).await;
+        assert_eq!(
+            outcome,
+            Ok(Outcome::Accepted {
+                request_id: "req-1".into()
+            })
+        );
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        throttled.assert_async().await;
+        accepted.assert_async().await;
+        let events = recorder.events();
+        assert_eq!(events.len(), 2);
+        assert!(events[0].throttled);
+        assert_eq!(events[0].status, Some(429));
+        assert_eq!(events[0].retry_in, Some(Duration::from_secs(1)));
+        assert_eq!((events[1].status, events[1].attempt), (Some(202), 2));
+    }
+
+    #[actix::test]
+    async fn unavailable_three_times_then_accepted() {
+        let mut server = mockito::Server::new_async().await;
+        let failing = server
+            .mock("POST", "/v2/alerts")
+            .with_status(503)
+            .expect(3)
+            .create_async()
+            .await;
+        let accepted = server
+            .mock("POST", "/v2/alerts")
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let (client, recorder) = client(&config(&server.url()));
+        let outcome = client.call(Operation::CreateAlert(payload())).await;
+        assert!(
+            matches!(outcome, Ok(Outcome::Accepted { .. })),
+            "{outcome:?}"
+        );
+        failing.assert_async().await;
+        accepted.assert_async().await;
+        let delays: Vec<Duration> = recorder
+            .events()
+            .iter()
+            .filter_map(|e| e.retry_in)
+            .collect();
+        assert_eq!(delays.len(), 3);
+        // Decorrelated jitter: each delay lies in [base, 3 × previous], so the ceiling grows.
+        let base = policy().backoff_base;
+        let mut prev = base;
+        for delay in &delays {
+            assert!(*delay >= base && *delay <= prev * 3, "{delays:?}");
+            prev = *delay;
+        }
+    }
+
+    #[actix::test]
+    async fn exhausted_after_max_attempts() {
+        let mut server = mockito::Server::new_async().await;
+        let failing = server
+            .mock("GET", "/v2/heartbeats/teleport-access-heartbeat/ping")
+            .with_status(502)
+            .expect(5)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        let err = client.health().await.unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Exhausted { attempts: 5, .. }),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        failing.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn unprocessable_is_not_retried_and_explains() {
+        let mut server = mockito::Server::new_async().await;
+        let mock = server
+            .mock("POST", "/v2/alerts")
+            .with_status(422)
+            .with_body(r#"{"message":"Request body is not processable. Please check the errors.","errors":{"message":"Message can not be empty."},"took":0.083,"requestId":"r"}"#)
+            .expect(1)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        let err = client
+            .call(Operation::CreateAlert(payload()))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(text.contains("HTTP 422"), "{text}");
+        assert!(
+            text.contains("message: Message can not be empty."),
+            "{text}"
+        );
+        mock.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn bad_key_error_names_the_fix_and_hides_the_key() {
+        let mut server = mockito::Server::new_async().await;
+        server
+            .mock("GET", "/v2/heartbeats/teleport-access-heartbeat/ping")
+            .with_status(401)
+            .with_body(r#"{"message":"Could not authenticate","took":0.002,"requestId":"r"}"#)
+            .expect(1)
+            .create_async()
+            .await;
+        let cfg = config(&server.url());
+        let gateway = Gateway::new(&cfg, Secret::new(KEY)).unwrap();
+        assert!(!format!("{gateway:?}").contains(KEY));
+        let addr = gateway.start();
+        let err = addr.send(Health).await.unwrap().unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("opsgenie.region: eu"), "{text}");
+        assert!(!text.contains(KEY));
+    }
+
+    /// A server that never answers its first connection and answers 202 afterwards.
+    async fn stalling_server() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            let mut stalled = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    stalled.push(socket);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut read = Vec::new();
+                    while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body = r#"{"result":"PONG - Heartbeat received","took":0,"requestId":"p"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, connections)
+    }
+
+    #[actix::test]
+    async fn a_timeout_is_retried() {
+        let (url, connections) = stalling_server().await;
+        let mut cfg = config(&url);
+        cfg.request_timeout = Duration::from_millis(300);
+        let (client, recorder) = client(&cfg);
+        assert_eq!(client.health().await, Ok(()));
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        let events = recorder.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].status, None);
+        assert!(events[0].retry_in.is_some());
+        assert_eq!(events[1].status, Some(202));
+    }
+
+    #[actix::test]
+    async fn jsm_on_call_fails_without_a_call() {
+        let mut cfg = config("http://127.0.0.1:9");
+        cfg.backend = crate::config::BackendKind::Jsm;
+        let (client, recorder) = client(&cfg);
+        let err = client
+            .call(Operation::OnCall {
+                schedule: "sre".into(),
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("on-call lookups need"), "{err}");
+        assert!(!err.is_retryable());
+        assert!(recorder.events().is_empty());
+    }
+
+    #[test]
+    fn config_errors() {
+        let cfg = config("http://127.0.0.1:9");
+        assert!(matches!(
+            GatewayClient::new(&cfg, Secret::new("")),
+            Err(GatewayError::Config(_))
+        ));
+        assert!(matches!(
+            GatewayClient::new(&config("ftp://example.com"), Secret::new(KEY)),
+            Err(GatewayError::Config(_))
+        ));
+        let err = GatewayClient::new(&cfg, Secret::new("bad\nkey")).unwrap_err();
+        assert!(!err.to_string().contains("bad"));
+    }
+
+    #[test]
+    fn loopback_detection() {
+        let loopback = |u: &str| is_loopback(&url::Url::parse(u).unwrap());
+        assert!(loopback("http://127.0.0.1:8080"));
+        assert!(loopback("http://localhost"));
+        assert!(loopback("http://[::1]:80"));
+        assert!(!loopback("https://api.opsgenie.com"));
+    }
+}
