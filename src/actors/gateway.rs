@@ -1,1 +1,1148 @@
-//! (to be written)
+//! The Gateway: the only code that talks HTTP to the on-call backend.
+//!
+//! [`GatewayClient`] does the work in plain async functions over shared state (`Arc`), so it can
+//! be tested, and used, without actix. [`Gateway`] is the thin actix shell: each handler clones
+//! the client into a `ResponseFuture`, so no actor state is held across an await and a slow,
+//! rate-limited call never blocks the mailbox.
+//!
+//! One call ([`GatewayClient::call`]):
+//!
+//! 1. waits, FIFO per API domain, for a slot in that domain's rate limits
+//!    ([`Limiter`]) and for one of `max_concurrency` permits;
+//! 2. sends the request the backend's [`Codec`] built, with `Authorization: GenieKey <key>`;
+//! 3. reads the answer with the codec, or classifies the failure ([`retry::classify`]):
+//!    - 429: pauses the **whole domain** for `X-RateLimit-Period-In-Sec` / `Retry-After`
+//!      (default 1 s) and tries again, at most [`RetryPolicy::max_throttles`] times;
+//!    - 5xx, 408, timeouts, connection failures: tries again after a decorrelated-jitter
+//!      backoff (from [`RetryPolicy::backoff_base`] up to [`RetryPolicy::backoff_cap`], 30 s by
+//!      default), for at most [`RetryPolicy::max_attempts`] attempts in all;
+//!    - anything else: fails at once with a hint that names the fix.
+//!
+//!    No retry starts after [`RetryPolicy::deadline`] (2 min by default) since the first attempt;
+//!    running out of attempts or time gives [`GatewayError::Exhausted`], which is retryable
+//!    later.
+//!
+//! Metrics: every attempt is reported to an optional [`BackendCallObserver`] as a [`CallEvent`]
+//! (endpoint, domain, status, duration, attempt, throttled, delay before the next attempt) and
+//! logged as a `tracing` debug event with the same fields (target
+//! `teleport_opsgenie::backend_call`), so a `/metrics` exposition can count and time calls.
+//!
+//! The API key lives only in a sensitive header value inside the HTTP client; it is never
+//! formatted into an error, a log line or `Debug` output.
+
+use std::fmt;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use http::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::backend::limiter::Limiter;
+use crate::backend::retry::{self, Backoff, Verdict};
+use crate::backend::{codec_for, BackendError, Codec, Domain, HttpRequest, Operation, Outcome};
+use crate::config::{OpsgenieConfig, Secret};
+
+/// The `User-Agent` of every call.
+pub const USER_AGENT: &str = concat!("teleport-opsgenie/", env!("CARGO_PKG_VERSION"));
+
+/// How long establishing a connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// First delay between request-status polls in [`GatewayClient::await_alert_id`].
+pub const POLL_FIRST_DELAY: Duration = Duration::from_millis(100);
+
+/// Longest delay between request-status polls.
+pub const POLL_MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// Why a gateway call failed.
+///
+/// Retryable (worth trying again later, see [`GatewayError::is_retryable`]): `Exhausted` and
+/// `Timeout`. Not retryable: `Permanent` (fix the configuration or report a bug),
+/// `RequestFailed` (the backend processed the request and said no) and `Config`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The backend refused the call, or cannot do it; trying again will not help.
+    #[error("{endpoint} failed{}: {message}; {hint}", .status.map(|s| format!(" with HTTP {s}")).unwrap_or_default())]
+    Permanent {
+        /// The HTTP status, if there was an answer.
+        status: Option<u16>,
+        /// The operation's label (`create_alert`, ...).
+        endpoint: &'static str,
+        /// What the backend said.
+        message: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// Transient failures (5xx, timeouts, 429s) went on for all allowed attempts or time.
+    #[error("{endpoint} still failing after {attempts} attempts: {last}")]
+    Exhausted {
+        /// The operation's label.
+        endpoint: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// A deadline passed, e.g. while waiting for an asynchronous request to be processed.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The backend processed an asynchronous request and reports that it failed.
+    #[error("request {request_id} was processed but failed: {status}")]
+    RequestFailed {
+        /// The request id.
+        request_id: String,
+        /// The backend's status text, e.g. "Alert does not exist".
+        status: String,
+    },
+    /// The gateway could not be set up from the configuration.
+    #[error("invalid backend configuration: {0}")]
+    Config(String),
+}
+
+impl GatewayError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Exhausted { .. } | Self::Timeout { .. })
+    }
+}
+
+/// Bounds on retries within one call.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, throttled ones excepted (default 5).
+    pub max_attempts: u32,
+    /// 429 answers tolerated within one call (default 20).
+    pub max_throttles: u32,
+    /// First backoff delay (default 200 ms).
+    pub backoff_base: Duration,
+    /// Longest backoff delay (default 30 s).
+    pub backoff_cap: Duration,
+    /// No retry starts later than this after the first attempt (default 2 min).
+    pub deadline: Duration,
+    /// Seed of the jitter; random when unset (tests set it).
+    pub seed: Option<u64>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            max_throttles: 20,
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs(30),
+            deadline: Duration::from_secs(120),
+            seed: None,
+        }
+    }
+}
+
+/// One attempt of one call, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEvent {
+    /// The operation's label (`create_alert`, ...).
+    pub endpoint: &'static str,
+    /// The rate-limit domain.
+    pub domain: Domain,
+    /// The HTTP status; `None` when there was no answer (timeout, connection failure).
+    pub status: Option<u16>,
+    /// Time from sending to the end of the answer.
+    pub duration: Duration,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Whether the answer was a 429.
+    pub throttled: bool,
+    /// The delay before the next attempt, if one follows.
+    pub retry_in: Option<Duration>,
+}
+
+/// Receives a [`CallEvent`] for every attempt (e.g. to feed Prometheus counters).
+pub trait BackendCallObserver: Send + Sync {
+    /// Called once per attempt, after its answer or failure.
+    fn on_call(&self, event: &CallEvent);
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    product: &'static str,
+    codec: Box<dyn Codec>,
+    limiter: Limiter,
+    permits: Semaphore,
+    policy: RetryPolicy,
+    rng: StdMutex<StdRng>,
+    heartbeat_name: String,
+    observer: Option<Arc<dyn BackendCallObserver>>,
+}
+
+/// The gateway's logic, usable without actix. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct GatewayClient {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for GatewayClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Deliberately no client or headers: the key must never be printed.
+        f.debug_struct("GatewayClient")
+            .field("backend", &self.inner.product)
+            .field("base_url", &self.inner.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayClient {
+    /// A client for the configured backend, with the default [`RetryPolicy`] and no observer.
+    pub fn new(cfg: &OpsgenieConfig, api_key: Secret) -> Result<Self, GatewayError> {
+        Self::with_policy(cfg, api_key, RetryPolicy::default(), None)
+    }
+
+    /// A client with an explicit retry policy and metrics observer.
+    pub fn with_policy(
+        cfg: &OpsgenieConfig,
+        api_key: Secret,
+        policy: RetryPolicy,
+        observer: Option<Arc<dyn BackendCallObserver>>,
+    ) -> Result<Self, GatewayError> {
+        if api_key.is_empty() {
+            return Err(GatewayError::Config(
+                "no API key: set `opsgenie.api_key_file` (or `opsgenie.api_key`) to the key of \
+                 an API integration"
+                    .into(),
+            ));
+        }
+        let base_url = cfg.base_url();
+        let parsed = url::Url::parse(&base_url).map_err(|e| {
+            GatewayError::Config(format!("`opsgenie.api_url` {base_url:?} is not a URL: {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(GatewayError::Config(format!(
+                "`opsgenie.api_url` {base_url:?} must be an http or https URL"
+            )));
+        }
+        let mut auth =
+            HeaderValue::try_from(format!("GenieKey {}", api_key.expose())).map_err(|_| {
+                GatewayError::Config(
+                    "the API key contains characters that cannot be sent in a header".into(),
+                )
+            })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(cfg.request_timeout);
+        // Environment proxies apply to real hosts; loopback (tests, sidecars) never goes
+        // through one, whatever HTTPS_PROXY says.
+        if is_loopback(&parsed) {
+            builder = builder.no_proxy();
+        }
+        let http = builder
+            .build()
+            .map_err(|e| GatewayError::Config(format!("cannot build the HTTP client: {e}")))?;
+
+        let rng = match policy.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let codec = codec_for(cfg.backend, &cfg.source);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                product: codec.product(),
+                codec,
+                limiter: Limiter::new(&cfg.rate_limits),
+                permits: Semaphore::new(cfg.max_concurrency.max(1)),
+                policy,
+                rng: StdMutex::new(rng),
+                heartbeat_name: cfg.heartbeat_name.clone(),
+                observer,
+            }),
+        })
+    }
+
+    /// The rate limiter (shared), e.g. to inspect or pause a domain.
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+
+    /// Performs one operation with rate limiting and retries (see the module docs).
+    pub async fn call(&self, op: Operation) -> Result<Outcome, GatewayError> {
+        let inner = &*self.inner;
+        let endpoint = op.endpoint();
+        let domain = op.domain();
+        let request = inner
+            .codec
+            .request(&op)
+            .map_err(|e| backend_error(e, inner.product, None))?;
+        let started = Instant::now();
+        let deadline = started + inner.policy.deadline;
+        let mut backoff = Backoff::new(inner.policy.backoff_base, inner.policy.backoff_cap);
+        let mut attempt = 0u32;
+        let mut failures = 0u32;
+        let mut throttles = 0u32;
+        loop {
+            attempt += 1;
+            let permit = inner
+                .limiter
+                .acquire_then(domain, inner.permits.acquire())
+                .await;
+            let sent = Instant::now();
+            let answer = self.send(&request).await;
+            drop(permit);
+            let duration = sent.elapsed();
+            let (status, verdict) = match answer {
+                Ok((status, headers, body)) => {
+                    match inner.codec.response(&op, status, &headers, &body) {
+                        Ok(outcome) => {
+                            self.observe(CallEvent {
+                                endpoint,
+                                domain,
+                                status: Some(status),
+                                duration,
+                                attempt,
+                                throttled: false,
+                                retry_in: None,
+                            });
+                            return Ok(outcome);
+                        }
+                        Err(BackendError::Status { status }) => {
+                            (Some(status), retry::classify(status, &headers, &body))
+                        }
+                        Err(other) => {
+                            self.observe(CallEvent {
+                                endpoint,
+                                domain,
+                                status: Some(status),
+                                duration,
+                                attempt,
+                                throttled: false,
+                                retry_in: None,
+                            });
+                            return Err(backend_error(other, inner.product, Some(status)));
+                        }
+                    }
+                }
+                Err(e) => (None, transport_verdict(&e, inner.product)),
+            };
+            let now = Instant::now();
+            // Ok(delay before the next attempt) or Err(why no further attempt is made).
+            let next: Result<Duration, String> = match verdict {
+                Verdict::Throttled { pause } => {
+                    throttles += 1;
+                    inner.limiter.pause_until(domain, now + pause);
+                    if throttles > inner.policy.max_throttles || now + pause > deadline {
+                        Err(format!("throttled (HTTP 429) {throttles} times"))
+                    } else {
+                        Ok(pause)
+                    }
+                }
+                Verdict::Transient { reason } => {
+                    failures += 1;
+                    let delay = backoff
+                        .next(&mut *inner.rng.lock().unwrap_or_else(PoisonError::into_inner));
+                    if failures >= inner.policy.max_attempts || now + delay > deadline {
+                        Err(reason)
+                    } else {
+                        Ok(delay)
+                    }
+                }
+                Verdict::Permanent { message, hint } => {
+                    self.observe(CallEvent {
+                        endpoint,
+                        domain,
+                        status,
+                        duration,
+                        attempt,
+                        throttled: false,
+                        retry_in: None,
+                    });
+                    return Err(GatewayError::Permanent {
+                        status,
+                        endpoint,
+                        message,
+                        hint,
+                    });
+                }
+                // The codec rejected a 2xx it does not expect for this operation.
+                Verdict::Success => {
+                    return Err(GatewayError::Permanent {
+                        status,
+                        endpoint,
+                        message: "unexpected success status".into(),
+                        hint: "check `opsgenie.backend` and `opsgenie.api_url`".into(),
+                    })
+                }
+            };
+            let throttled = status == Some(429);
+            self.observe(CallEvent {
+                endpoint,
+                domain,
+                status,
+                duration,
+                attempt,
+                throttled,
+                retry_in: next.as_ref().ok().copied(),
+            });
+            match next {
+                Ok(delay) => {
+                    tracing::debug!(endpoint, ?delay, attempt, "retrying backend call");
+                    if !throttled {
+                        // A throttled call waits in the limiter (its domain is paused); a
+                        // transient failure waits here, holding neither turn nor permit.
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+                Err(last) => {
+                    return Err(GatewayError::Exhausted {
+                        endpoint,
+                        attempts: attempt,
+                        last,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Polls the status of an asynchronous request until it is processed: after 100 ms, then
+    /// doubling up to 2 s between polls. Returns the alert id on success;
+    /// [`GatewayError::RequestFailed`] if the backend says the request failed;
+    /// [`GatewayError::Timeout`] once `deadline` has passed.
+    pub async fn await_alert_id(
+        &self,
+        request_id: &str,
+        deadline: Duration,
+    ) -> Result<String, GatewayError> {
+        let poll = async {
+            let mut delay = POLL_FIRST_DELAY;
+            loop {
+                tokio::time::sleep(delay).await;
+                let op = Operation::RequestStatus {
+                    request_id: request_id.to_owned(),
+                };
+                match self.call(op).await? {
+                    Outcome::Processed {
+                        success: true,
+                        alert_id,
+                        ..
+                    } => return Ok(alert_id),
+                    Outcome::Processed { status, .. } => {
+                        return Err(GatewayError::RequestFailed {
+                            request_id: request_id.to_owned(),
+                            status,
+                        })
+                    }
+                    Outcome::NotProcessed => {}
+                    other => {
+                        return Err(GatewayError::Permanent {
+                            status: None,
+                            endpoint: "request_status",
+                            message: format!("unexpected answer {other:?}"),
+                            hint: "check `opsgenie.backend` and `opsgenie.api_url`".into(),
+                        })
+                    }
+                }
+                delay = (delay * 2).min(POLL_MAX_DELAY);
+            }
+        };
+        match tokio::time::timeout(deadline, poll).await {
+            Ok(result) => result,
+            Err(_) => Err(GatewayError::Timeout {
+                what: format!("request {request_id} to be processed"),
+                after: deadline,
+            }),
+        }
+    }
+
+    /// Pings the configured heartbeat: proves the host is reachable and the key and region
+    /// are right (not that the key may create alerts).
+    pub async fn health(&self) -> Result<(), GatewayError> {
+        self.call(Operation::Heartbeat {
+            name: self.inner.heartbeat_name.clone(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn send(
+        &self,
+        request: &HttpRequest,
+    ) -> Result<(u16, HeaderMap, Vec<u8>), reqwest::Error> {
+        let url = format!("{}{}", self.inner.base_url, request.path_and_query);
+        let mut builder = self.inner.http.request(request.method.clone(), url);
+        if let Some(body) = &request.body {
+            builder = builder
+                .header(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=utf-8"),
+                )
+                .body(body.to_string());
+        }
+        let response = builder.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        Ok((status, headers, body.to_vec()))
+    }
+
+    fn observe(&self, event: CallEvent) {
+        tracing::debug!(
+            target: "teleport_opsgenie::backend_call",
+            endpoint = event.endpoint,
+            domain = event.domain.as_str(),
+            status = event.status.unwrap_or(0),
+            duration_ms = event.duration.as_millis() as u64,
+            attempt = event.attempt,
+            throttled = event.throttled,
+            "backend call"
+        );
+        if let Some(observer) = &self.inner.observer {
+            observer.on_call(&event);
+        }
+    }
+}
+
+/// Whether `url` points at this machine.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Transport failures: timeouts and connection failures are transient; a request that could
+/// not even be built is permanent.
+fn transport_verdict(e: &reqwest::Error, product: &str) -> Verdict {
+    if e.is_builder() {
+        return Verdict::Permanent {
+            message: e.to_string(),
+            hint: "check `opsgenie.api_url`".into(),
+        };
+    }
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    Verdict::Transient {
+        reason: format!("{what} talking to {product}: {e}"),
+    }
+}
+
+fn backend_error(e: BackendError, product: &str, status: Option<u16>) -> GatewayError {
+    let hint = match &e {
+        BackendError::Decode { .. } => format!(
+            "the answer is not {product}'s API: check `opsgenie.backend` and `opsgenie.api_url`"
+        ),
+        BackendError::UnknownRequest { .. } => {
+            "the request id is unknown: wrong id, region or account, or it expired".into()
+        }
+        BackendError::Unsupported { .. } => "see the message".into(),
+        BackendError::Status { status } => format!("unexpected HTTP status {status}"),
+    };
+    let endpoint = match &e {
+        BackendError::Decode { endpoint, .. } | BackendError::Unsupported { endpoint, .. } => {
+            endpoint
+        }
+        BackendError::UnknownRequest { .. } => "request_status",
+        BackendError::Status { .. } => "backend",
+    };
+    GatewayError::Permanent {
+        status,
+        endpoint,
+        message: e.to_string(),
+        hint,
+    }
+}
+
+/// The gateway actor: a thin shell around [`GatewayClient`].
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    client: GatewayClient,
+}
+
+impl Gateway {
+    /// A gateway for the configured backend.
+    pub fn new(cfg: &OpsgenieConfig, api_key: Secret) -> Result<Gateway, GatewayError> {
+        Ok(Self {
+            client: GatewayClient::new(cfg, api_key)?,
+        })
+    }
+
+    /// A gateway around an existing client (custom policy or observer).
+    pub fn from_client(client: GatewayClient) -> Self {
+        Self { client }
+    }
+
+    /// The client, for callers that do not go through the mailbox.
+    pub fn client(&self) -> &GatewayClient {
+        &self.client
+    }
+}
+
+impl Actor for Gateway {
+    type Context = Context<Self>;
+}
+
+/// The gateway keeps no state worth resetting: a restart reuses the same client.
+impl actix::Supervised for Gateway {}
+
+/// Performs one operation; see [`GatewayClient::call`].
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Outcome, GatewayError>")]
+pub struct Call(pub Operation);
+
+/// Waits for an asynchronous request and answers the alert id; see
+/// [`GatewayClient::await_alert_id`].
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<String, GatewayError>")]
+pub struct AwaitAlertId {
+    /// The request id of a 202 answer.
+    pub request_id: String,
+    /// How long to wait in all.
+    pub deadline: Duration,
+}
+
+/// Pings the heartbeat; see [`GatewayClient::health`].
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), GatewayError>")]
+pub struct Health;
+
+impl Handler<Call> for Gateway {
+    type Result = ResponseFuture<Result<Outcome, GatewayError>>;
+
+    fn handle(&mut self, msg: Call, _ctx: &mut Context<Self>) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move { client.call(msg.0).await })
+    }
+}
+
+impl Handler<AwaitAlertId> for Gateway {
+    type Result = ResponseFuture<Result<String, GatewayError>>;
+
+    fn handle(&mut self, msg: AwaitAlertId, _ctx: &mut Context<Self>) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move { client.await_alert_id(&msg.request_id, msg.deadline).await })
+    }
+}
+
+impl Handler<Health> for Gateway {
+    type Result = ResponseFuture<Result<(), GatewayError>>;
+
+    fn handle(&mut self, _msg: Health, _ctx: &mut Context<Self>) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move { client.health().await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::AlertPayload;
+    use crate::config::{Limit, RateLimits};
+    use actix::Actor;
+    use mockito::Matcher;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const KEY: &str = "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab";
+
+    #[derive(Default)]
+    struct Recorder(StdMutex<Vec<CallEvent>>);
+
+    impl BackendCallObserver for Recorder {
+        fn on_call(&self, event: &CallEvent) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    impl Recorder {
+        fn events(&self) -> Vec<CallEvent> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn config(url: &str) -> OpsgenieConfig {
+        let none = Limit::new(0, 0);
+        OpsgenieConfig {
+            api_url: Some(url.to_owned()),
+            request_timeout: Duration::from_secs(5),
+            rate_limits: RateLimits {
+                alert_write: none,
+                alert_read: none,
+                schedule_oncalls: none,
+                heartbeat: none,
+            },
+            ..OpsgenieConfig::default()
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            backoff_base: Duration::from_millis(20),
+            backoff_cap: Duration::from_millis(500),
+            seed: Some(42),
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn client(cfg: &OpsgenieConfig) -> (GatewayClient, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        let client = GatewayClient::with_policy(
+            cfg,
+            Secret::new(KEY),
+            policy(),
+            Some(recorder.clone() as Arc<dyn BackendCallObserver>),
+        )
+        .unwrap();
+        (client, recorder)
+    }
+
+    fn payload() -> AlertPayload {
+        AlertPayload {
+            message: "alice requested editor".into(),
+            alias: "teleport-access-request/abc".into(),
+            description: "reason: deploy".into(),
+            responders: vec![],
+            tags: vec!["teleport-access-request".into()],
+            details: Default::default(),
+            entity: String::new(),
+            source: "teleport-opsgenie".into(),
+            priority: "P3".into(),
+        }
+    }
+
+    const ACCEPTED: &str =
+        r#"{"result":"Request will be processed","took":0.302,"requestId":"req-1"}"#;
+
+    #[actix::test]
+    async fn create_sends_the_exact_request() {
+        let mut server = mockito::Server::new_async().await;
+        let mock = server
+            .mock("POST", "/v2/alerts")
+            .match_header("authorization", format!("GenieKey {KEY}").as_str())
+            .match_header("content-type", "application/json; charset=utf-8")
+            .match_header("accept", "application/json")
+            .match_header("user-agent", USER_AGENT)
+            .match_body(Matcher::Json(json!({
+                "message": "alice requested editor",
+                "alias": "teleport-access-request/abc",
+                "description": "reason: deploy",
+                "tags": ["teleport-access-request"],
+                "source": "teleport-opsgenie",
+                "priority": "P3"
+            })))
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let cfg = config(&server.url());
+        let gateway = Gateway::new(&cfg, Secret::new(KEY)).unwrap().start();
+        let outcome = gateway
+            .send(Call(Operation::CreateAlert(payload())))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            Ok(Outcome::Accepted {
+                request_id: "req-1".into()
+            })
+        );
+        mock.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn note_and_close_go_to_the_escaped_alias() {
+        let mut server = mockito::Server::new_async().await;
+        let note = server
+            .mock(
+                "POST",
+                "/v2/alerts/teleport-access-request%2Fabc/notes?identifierType=alias",
+            )
+            .match_header("authorization", format!("GenieKey {KEY}").as_str())
+            .match_body(Matcher::Json(
+                json!({"note": "bob approved", "source": "teleport-opsgenie"}),
+            ))
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let close = server
+            .mock(
+                "POST",
+                "/v2/alerts/teleport-access-request%2Fabc/close?identifierType=alias",
+            )
+            .match_body(Matcher::Json(
+                json!({"note": "request approved", "source": "teleport-opsgenie"}),
+            ))
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        let gateway = Gateway::from_client(client).start();
+        let alias = "teleport-access-request/abc".to_owned();
+        let noted = gateway
+            .send(Call(Operation::AddNote {
+                alias: alias.clone(),
+                note: "bob approved".into(),
+            }))
+            .await
+            .unwrap();
+        assert!(matches!(noted, Ok(Outcome::Accepted { .. })), "{noted:?}");
+        let closed = gateway
+            .send(Call(Operation::CloseAlert {
+                alias,
+                note: "request approved".into(),
+            }))
+            .await
+            .unwrap();
+        assert!(matches!(closed, Ok(Outcome::Accepted { .. })), "{closed:?}");
+        note.assert_async().await;
+        close.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn alert_id_arrives_right_after_processing() {
+        let mut server = mockito::Server::new_async().await;
+        // Processed 300 ms after the first poll; 404 + RequestNotProcessed until then.
+        let first_poll: Arc<StdMutex<Option<std::time::Instant>>> = Arc::default();
+        let processing = Duration::from_millis(300);
+        let seen = first_poll.clone();
+        let mock = server
+            .mock("GET", "/v2/alerts/requests/req-1")
+            .with_status_code_from_request(move |_| {
+                let mut first = seen.lock().unwrap();
+                let first = *first.get_or_insert_with(std::time::Instant::now);
+                if first.elapsed() >= processing {
+                    200
+                } else {
+                    404
+                }
+            })
+            .with_header("X-Opsgenie-Errortype", "RequestNotProcessed")
+            .with_body(
+                r#"{"data":{"success":true,"isSuccess":true,"action":"Create","status":"Created alert","alertId":"alert-9","alias":"teleport-access-request/abc"},"took":0.02,"requestId":"req-1"}"#,
+            )
+            .expect_at_least(2)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        let gateway = Gateway::from_client(client).start();
+        let started = std::time::Instant::now();
+        let id = gateway
+            .send(AwaitAlertId {
+                request_id: "req-1".into(),
+                deadline: Duration::from_secs(10),
+            })
+            .await
+            .unwrap();
+        assert_eq!(id, Ok("alert-9".into()));
+        // Polls at 0.1, 0.3, 0.7 s: done well within a second, not seconds later.
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+        mock.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn alert_id_failure_and_timeout() {
+        let mut server = mockito::Server::new_async().await;
+        server
+            .mock("GET", "/v2/alerts/requests/bad")
+            .with_status(200)
+            .with_body(
+                r#"{"data":{"isSuccess":false,"action":"Close","status":"Alert does not exist","alertId":"","alias":""}}"#,
+            )
+            .create_async()
+            .await;
+        server
+            .mock("GET", "/v2/alerts/requests/slow")
+            .with_status(404)
+            .with_header("X-Opsgenie-Errortype", "RequestNotProcessed")
+            .create_async()
+            .await;
+        server
+            .mock("GET", "/v2/alerts/requests/unknown")
+            .with_status(404)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        assert_eq!(
+            client.await_alert_id("bad", Duration::from_secs(5)).await,
+            Err(GatewayError::RequestFailed {
+                request_id: "bad".into(),
+                status: "Alert does not exist".into()
+            })
+        );
+        let slow = client
+            .await_alert_id("slow", Duration::from_millis(400))
+            .await
+            .unwrap_err();
+        assert!(matches!(slow, GatewayError::Timeout { .. }), "{slow:?}");
+        assert!(slow.is_retryable());
+        let unknown = client
+            .await_alert_id("unknown", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown request id"),
+            "{unknown}"
+        );
+        assert!(!unknown.is_retryable());
+    }
+
+    #[actix::test]
+    async fn throttled_call_retries_once_after_the_period() {
+        let mut server = mockito::Server::new_async().await;
+        let throttled = server
+            .mock("POST", "/v2/alerts")
+            .with_status(429)
+            .with_header("X-RateLimit-State", "THROTTLED")
+            .with_header("X-RateLimit-Period-In-Sec", "1")
+            .with_body(
+                r#"{"message":"You are making too many requests!","took":0.002,"requestId":"x"}"#,
+            )
+            .expect(1)
+            .create_async()
+            .await;
+        let accepted = server
+            .mock("POST", "/v2/alerts")
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let (client, recorder) = client(&config(&server.url()));
+        let started = std::time::Instant::now();
+        let outcome = client.call(Operation::CreateAlert(payload())).await;
+        assert_eq!(
+            outcome,
+            Ok(Outcome::Accepted {
+                request_id: "req-1".into()
+            })
+        );
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        throttled.assert_async().await;
+        accepted.assert_async().await;
+        let events = recorder.events();
+        assert_eq!(events.len(), 2);
+        assert!(events[0].throttled);
+        assert_eq!(events[0].status, Some(429));
+        assert_eq!(events[0].retry_in, Some(Duration::from_secs(1)));
+        assert_eq!((events[1].status, events[1].attempt), (Some(202), 2));
+    }
+
+    #[actix::test]
+    async fn unavailable_three_times_then_accepted() {
+        let mut server = mockito::Server::new_async().await;
+        let failing = server
+            .mock("POST", "/v2/alerts")
+            .with_status(503)
+            .expect(3)
+            .create_async()
+            .await;
+        let accepted = server
+            .mock("POST", "/v2/alerts")
+            .with_status(202)
+            .with_body(ACCEPTED)
+            .expect(1)
+            .create_async()
+            .await;
+        let (client, recorder) = client(&config(&server.url()));
+        let outcome = client.call(Operation::CreateAlert(payload())).await;
+        assert!(
+            matches!(outcome, Ok(Outcome::Accepted { .. })),
+            "{outcome:?}"
+        );
+        failing.assert_async().await;
+        accepted.assert_async().await;
+        let delays: Vec<Duration> = recorder
+            .events()
+            .iter()
+            .filter_map(|e| e.retry_in)
+            .collect();
+        assert_eq!(delays.len(), 3);
+        // Decorrelated jitter: each delay lies in [base, 3 × previous], so the ceiling grows.
+        let base = policy().backoff_base;
+        let mut prev = base;
+        for delay in &delays {
+            assert!(*delay >= base && *delay <= prev * 3, "{delays:?}");
+            prev = *delay;
+        }
+    }
+
+    #[actix::test]
+    async fn exhausted_after_max_attempts() {
+        let mut server = mockito::Server::new_async().await;
+        let failing = server
+            .mock("GET", "/v2/heartbeats/teleport-access-heartbeat/ping")
+            .with_status(502)
+            .expect(5)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        let err = client.health().await.unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Exhausted { attempts: 5, .. }),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        failing.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn unprocessable_is_not_retried_and_explains() {
+        let mut server = mockito::Server::new_async().await;
+        let mock = server
+            .mock("POST", "/v2/alerts")
+            .with_status(422)
+            .with_body(r#"{"message":"Request body is not processable. Please check the errors.","errors":{"message":"Message can not be empty."},"took":0.083,"requestId":"r"}"#)
+            .expect(1)
+            .create_async()
+            .await;
+        let (client, _) = client(&config(&server.url()));
+        let err = client
+            .call(Operation::CreateAlert(payload()))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(text.contains("HTTP 422"), "{text}");
+        assert!(
+            text.contains("message: Message can not be empty."),
+            "{text}"
+        );
+        mock.assert_async().await;
+    }
+
+    #[actix::test]
+    async fn bad_key_error_names_the_fix_and_hides_the_key() {
+        let mut server = mockito::Server::new_async().await;
+        server
+            .mock("GET", "/v2/heartbeats/teleport-access-heartbeat/ping")
+            .with_status(401)
+            .with_body(r#"{"message":"Could not authenticate","took":0.002,"requestId":"r"}"#)
+            .expect(1)
+            .create_async()
+            .await;
+        let cfg = config(&server.url());
+        let gateway = Gateway::new(&cfg, Secret::new(KEY)).unwrap();
+        assert!(!format!("{gateway:?}").contains(KEY));
+        let addr = gateway.start();
+        let err = addr.send(Health).await.unwrap().unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("opsgenie.region: eu"), "{text}");
+        assert!(!text.contains(KEY));
+    }
+
+    /// A server that never answers its first connection and answers 202 afterwards.
+    async fn stalling_server() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            let mut stalled = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    stalled.push(socket);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut read = Vec::new();
+                    while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body = r#"{"result":"PONG - Heartbeat received","took":0,"requestId":"p"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, connections)
+    }
+
+    #[actix::test]
+    async fn a_timeout_is_retried() {
+        let (url, connections) = stalling_server().await;
+        let mut cfg = config(&url);
+        cfg.request_timeout = Duration::from_millis(300);
+        let (client, recorder) = client(&cfg);
+        assert_eq!(client.health().await, Ok(()));
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        let events = recorder.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].status, None);
+        assert!(events[0].retry_in.is_some());
+        assert_eq!(events[1].status, Some(202));
+    }
+
+    #[actix::test]
+    async fn jsm_on_call_fails_without_a_call() {
+        let mut cfg = config("http://127.0.0.1:9");
+        cfg.backend = crate::config::BackendKind::Jsm;
+        let (client, recorder) = client(&cfg);
+        let err = client
+            .call(Operation::OnCall {
+                schedule: "sre".into(),
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("on-call lookups need"), "{err}");
+        assert!(!err.is_retryable());
+        assert!(recorder.events().is_empty());
+    }
+
+    #[test]
+    fn config_errors() {
+        let cfg = config("http://127.0.0.1:9");
+        assert!(matches!(
+            GatewayClient::new(&cfg, Secret::new("")),
+            Err(GatewayError::Config(_))
+        ));
+        assert!(matches!(
+            GatewayClient::new(&config("ftp://example.com"), Secret::new(KEY)),
+            Err(GatewayError::Config(_))
+        ));
+        let err = GatewayClient::new(&cfg, Secret::new("bad\nkey")).unwrap_err();
+        assert!(!err.to_string().contains("bad"));
+    }
+
+    #[test]
+    fn loopback_detection() {
+        let loopback = |u: &str| is_loopback(&url::Url::parse(u).unwrap());
+        assert!(loopback("http://127.0.0.1:8080"));
+        assert!(loopback("http://localhost"));
+        assert!(loopback("http://[::1]:80"));
+        assert!(!loopback("https://api.opsgenie.com"));
+    }
+}

@@ -183,3 +183,83 @@ pub enum Outcome {
     /// The call succeeded and returns nothing of interest.
     Done,
 }
+
+/// An HTTP request a [`Codec`] built; the gateway adds the base URL, authentication and the
+/// common headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// `GET` or `POST`.
+    pub method: http::Method,
+    /// Path and query, starting with `/`, already percent-encoded (e.g.
+    /// `/v2/alerts/teleport-access-request%2Fabc/notes?identifierType=alias`).
+    pub path_and_query: String,
+    /// The JSON body, if any.
+    pub body: Option<serde_json::Value>,
+}
+
+/// Why a codec could not build a request or read an answer.
+///
+/// Only [`BackendError::Status`] can be retryable, and only after the gateway classified the
+/// status (`retry::classify`); the others are permanent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The answer's status is not a success for this operation; classify it with
+    /// `retry::classify` (it may be a 429 or a 5xx).
+    #[error("HTTP status {status}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A success answer whose body could not be read (not retryable: the backend is not the
+    /// API we expect, e.g. a wrong `api_url`).
+    #[error("could not read the answer of {endpoint}: {message}")]
+    Decode {
+        /// The operation's label.
+        endpoint: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// The request id is not known to the backend (plain 404: wrong id, region or account, or
+    /// expired). Not retryable.
+    #[error("unknown request id {request_id}")]
+    UnknownRequest {
+        /// The id asked about.
+        request_id: String,
+    },
+    /// This backend cannot do this operation. Not retryable.
+    #[error("{message}")]
+    Unsupported {
+        /// The operation's label.
+        endpoint: &'static str,
+        /// What is missing and what to do instead.
+        message: String,
+    },
+}
+
+/// Translates [`Operation`]s to HTTP and back, without doing any I/O. Implemented by
+/// [`opsgenie::OpsgenieCodec`] and [`jsm::JsmCodec`].
+pub trait Codec: Send + Sync + 'static {
+    /// The product's name for messages (`Opsgenie`, `JSM Operations`).
+    fn product(&self) -> &'static str;
+
+    /// The request for `op`, or [`BackendError::Unsupported`].
+    fn request(&self, op: &Operation) -> Result<HttpRequest, BackendError>;
+
+    /// Reads the answer to `op`. Statuses that are not a success for `op` come back as
+    /// [`BackendError::Status`] for the gateway to classify.
+    fn response(
+        &self,
+        op: &Operation,
+        status: u16,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Outcome, BackendError>;
+}
+
+/// The codec for a configured backend; `source` is the `source` field of alerts and notes.
+pub fn codec_for(kind: crate::config::BackendKind, source: &str) -> Box<dyn Codec> {
+    match kind {
+        crate::config::BackendKind::Opsgenie => Box::new(opsgenie::OpsgenieCodec::new(source)),
+        crate::config::BackendKind::Jsm => Box::new(jsm::JsmCodec::new(source)),
+    }
+}
