@@ -1467,6 +1467,8 @@ mod tests {
             ("TELEPORT_OPSGENIE__DAEMON__CLAIM_TTL", "2m"),
             ("TELEPORT_OPSGENIE__LOG__FORMAT", "json"),
             ("TELEPORT_OPSGENIE__OPSGENIE__BACKEND", "jsm"),
+            ("TELEPORT_OPSGENIE__AUTO_APPROVAL__MAX_DURATION", "8h"),
+            ("TELEPORT_OPSGENIE__HTTP__LISTEN", "0.0.0.0:9000"),
             ("UNRELATED", "ignored"),
         ]));
         let config = load_with(Some(file), env).unwrap();
@@ -1480,6 +1482,11 @@ mod tests {
         assert_eq!(config.daemon.claim_ttl, Duration::from_secs(120));
         assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.opsgenie.backend, BackendKind::Jsm);
+        assert_eq!(
+            config.auto_approval.max_duration,
+            Some(Duration::from_secs(8 * 3600))
+        );
+        assert_eq!(config.http.listen.port(), 9000);
     }
 
     #[test]
