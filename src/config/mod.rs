@@ -2,9 +2,14 @@
 //!
 //! Layers, later wins: built-in defaults, a YAML or TOML file, then environment variables
 //! `TELEPORT_OPSGENIE__SECTION__KEY`. Unknown keys are errors. Loading and validation live in
-//! [`load`]; this file is the schema and its documentation.
+//! [`mod@load`]; this file is the schema and its documentation.
 
 pub mod load;
+
+pub use load::{
+    load, validate, ConfigError, ConfigProblem, Sources, DEFAULT_CONFIG_PATH, EXIT_CONFIG,
+    SAMPLE_TOML, SAMPLE_YAML,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
