@@ -280,7 +280,9 @@ fn encode_key(key: &KeyPair, kind: KeyKind) -> Result<String, PkiError> {
 /// One DER TLV: (tag, content, rest).
 fn der_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), PkiError> {
     let bad = PkiError::KeyEncoding("truncated DER");
-    let (&tag, rest) = input.split_first().ok_or(PkiError::KeyEncoding("empty DER"))?;
+    let (&tag, rest) = input
+        .split_first()
+        .ok_or(PkiError::KeyEncoding("empty DER"))?;
     let (&first, mut rest) = rest.split_first().ok_or(bad)?;
     let len = if first < 0x80 {
         usize::from(first)
@@ -313,7 +315,9 @@ fn pkcs8_private_key(der: &[u8]) -> Result<&[u8], PkiError> {
     let (_, _, rest) = der_tlv(rest)?; // algorithm
     let (tag, key, _) = der_tlv(rest)?;
     if tag != 0x04 {
-        return Err(PkiError::KeyEncoding("PKCS#8 privateKey is not an OCTET STRING"));
+        return Err(PkiError::KeyEncoding(
+            "PKCS#8 privateKey is not an OCTET STRING",
+        ));
     }
     Ok(key)
 }
@@ -327,7 +331,9 @@ fn sec1_scalar(der: &[u8]) -> Result<&[u8], PkiError> {
     let (_, _, rest) = der_tlv(body)?;
     let (tag, scalar, _) = der_tlv(rest)?;
     if tag != 0x04 {
-        return Err(PkiError::KeyEncoding("ECPrivateKey scalar is not an OCTET STRING"));
+        return Err(PkiError::KeyEncoding(
+            "ECPrivateKey scalar is not an OCTET STRING",
+        ));
     }
     Ok(scalar)
 }
@@ -512,9 +518,15 @@ mod tests {
             assert_eq!(blocks[0].0, label);
             // rustls must be able to load every encoding we produce.
             let der = match kind {
-                KeyKind::EcdsaP256 => rustls_pki_types::PrivateKeyDer::Sec1(blocks[0].1.clone().into()),
-                KeyKind::Ed25519 => rustls_pki_types::PrivateKeyDer::Pkcs8(blocks[0].1.clone().into()),
-                KeyKind::Rsa2048 => rustls_pki_types::PrivateKeyDer::Pkcs1(blocks[0].1.clone().into()),
+                KeyKind::EcdsaP256 => {
+                    rustls_pki_types::PrivateKeyDer::Sec1(blocks[0].1.clone().into())
+                }
+                KeyKind::Ed25519 => {
+                    rustls_pki_types::PrivateKeyDer::Pkcs8(blocks[0].1.clone().into())
+                }
+                KeyKind::Rsa2048 => {
+                    rustls_pki_types::PrivateKeyDer::Pkcs1(blocks[0].1.clone().into())
+                }
             };
             rustls::crypto::aws_lc_rs::sign::any_supported_type(&der).unwrap();
             let der = &pem_blocks(&cert)[0].1;

@@ -36,7 +36,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
+};
 use tonic::{Code, Status};
 
 use self::roles::{Resource, Role, RoleSpec, UserSpec};
@@ -327,8 +329,12 @@ impl FakeTeleport {
 
     /// Writes a 12-hour ECDSA identity file for `user` (the `tctl auth sign` layout, mode 0600).
     pub fn write_identity(&self, path: &Path, user: &str) -> Result<(), FakeTeleportError> {
-        self.pki
-            .write_identity_file(path, user, Duration::from_secs(12 * 3600), KeyKind::EcdsaP256)?;
+        self.pki.write_identity_file(
+            path,
+            user,
+            Duration::from_secs(12 * 3600),
+            KeyKind::EcdsaP256,
+        )?;
         Ok(())
     }
 
@@ -349,7 +355,10 @@ impl FakeTeleport {
     }
 
     /// A connected gRPC client authenticated as `user`.
-    pub async fn client(&self, user: &str) -> Result<AuthServiceClient<Channel>, FakeTeleportError> {
+    pub async fn client(
+        &self,
+        user: &str,
+    ) -> Result<AuthServiceClient<Channel>, FakeTeleportError> {
         let channel = Endpoint::from_shared(self.uri())?
             .tls_config(self.client_tls(user)?)?
             .connect()
@@ -413,7 +422,10 @@ impl FakeTeleport {
         S: AsRef<str>,
     {
         let roles = roles.into_iter().map(|r| r.as_ref().to_owned()).collect();
-        lock(&self.inner.store).dir.users.insert(name.to_owned(), roles);
+        lock(&self.inner.store)
+            .dir
+            .users
+            .insert(name.to_owned(), roles);
     }
 
     // ----- faults and knobs -----

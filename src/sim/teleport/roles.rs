@@ -139,10 +139,7 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 }
 
 fn rule_matches(rule: &Rule, resource: &str, verb: &str) -> bool {
-    let res = rule
-        .resources
-        .iter()
-        .any(|r| r == "*" || r == resource);
+    let res = rule.resources.iter().any(|r| r == "*" || r == resource);
     let verb_ok = rule.verbs.iter().any(|v| v == "*" || v == verb);
     res && verb_ok
 }

@@ -46,7 +46,11 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 impl AuthServiceImpl {
     /// Common prologue: identify, record, apply latency and injected faults.
-    async fn enter(&self, method: &'static str, caller: Result<String, Status>) -> Result<String, Status> {
+    async fn enter(
+        &self,
+        method: &'static str,
+        caller: Result<String, Status>,
+    ) -> Result<String, Status> {
         let caller = caller?;
         self.inner.record(method, &caller);
         let latency = *lock(&self.inner.latency);
@@ -160,7 +164,9 @@ impl AuthService for AuthServiceImpl {
         &self,
         request: Request<proto::ListAccessRequestsRequest>,
     ) -> Result<Response<proto::ListAccessRequestsResponse>, Status> {
-        let user = self.enter("ListAccessRequests", caller_of(&request)).await?;
+        let user = self
+            .enter("ListAccessRequests", caller_of(&request))
+            .await?;
         if !self.inner.list_implemented.load(Ordering::SeqCst) {
             // What grpc-go answers for a method an older server doesn't have.
             return Err(Status::unimplemented(
@@ -178,7 +184,9 @@ impl AuthService for AuthServiceImpl {
         &self,
         request: Request<types::AccessRequestFilter>,
     ) -> Result<Response<Self::GetAccessRequestsV2Stream>, Status> {
-        let user = self.enter("GetAccessRequestsV2", caller_of(&request)).await?;
+        let user = self
+            .enter("GetAccessRequestsV2", caller_of(&request))
+            .await?;
         let filter = request.into_inner();
         let all = lock(&self.inner.store).get_all(Actor::User(&user), &filter)?;
         Ok(Response::new(Box::pin(tokio_stream::iter(
@@ -202,7 +210,9 @@ impl AuthService for AuthServiceImpl {
         &self,
         request: Request<types::AccessReviewSubmission>,
     ) -> Result<Response<types::AccessRequestV3>, Status> {
-        let user = self.enter("SubmitAccessReview", caller_of(&request)).await?;
+        let user = self
+            .enter("SubmitAccessReview", caller_of(&request))
+            .await?;
         let sub = request.into_inner();
         let mfa = self.inner.mfa_required.load(Ordering::SeqCst);
         let out = lock(&self.inner.store).review(&user, sub, mfa)?;

@@ -142,16 +142,18 @@ pub(crate) fn put_event(r: &types::AccessRequestV3) -> proto::Event {
 pub(crate) fn delete_event(id: &str) -> proto::Event {
     proto::Event {
         operation: proto::Operation::Delete as i32,
-        resource: Some(proto::event::Resource::ResourceHeader(types::ResourceHeader {
-            kind: KIND_ACCESS_REQUEST.to_owned(),
-            sub_kind: String::new(),
-            version: VERSION_V3.to_owned(),
-            metadata: Some(types::Metadata {
-                name: id.to_owned(),
-                namespace: NAMESPACE.to_owned(),
-                ..Default::default()
-            }),
-        })),
+        resource: Some(proto::event::Resource::ResourceHeader(
+            types::ResourceHeader {
+                kind: KIND_ACCESS_REQUEST.to_owned(),
+                sub_kind: String::new(),
+                version: VERSION_V3.to_owned(),
+                metadata: Some(types::Metadata {
+                    name: id.to_owned(),
+                    namespace: NAMESPACE.to_owned(),
+                    ..Default::default()
+                }),
+            },
+        )),
     }
 }
 
@@ -358,19 +360,19 @@ impl Store {
         let mut pending_expiry = ts(now + self.limits.pending_ttl);
         if let Some(re) = meaningful(spec.resource_expiry.as_ref()) {
             if ts_nanos(re) < ts_nanos(&pending_expiry) {
-                pending_expiry = re.clone();
+                pending_expiry = *re;
             }
         }
         if ts_nanos(&access_expiry) < ts_nanos(&pending_expiry) {
-            pending_expiry = access_expiry.clone();
+            pending_expiry = access_expiry;
         }
         spec.state = types::RequestState::Pending as i32;
         spec.created = Some(now_ts);
-        spec.expires = Some(access_expiry.clone());
+        spec.expires = Some(access_expiry);
         spec.max_duration = meaningful(spec.max_duration.as_ref()).cloned();
         spec.session_ttl = meaningful(spec.session_ttl.as_ref())
             .cloned()
-            .or_else(|| Some(access_expiry.clone()));
+            .or(Some(access_expiry));
         spec.assume_start_time = meaningful(spec.assume_start_time.as_ref()).cloned();
         spec.resource_expiry = meaningful(spec.resource_expiry.as_ref()).cloned();
         spec.resolve_reason.clear();
@@ -555,10 +557,7 @@ impl Store {
         } else {
             &spec.thresholds
         };
-        let new_state = if thresholds
-            .iter()
-            .any(|t| denials >= t.deny.max(1) as usize)
-        {
+        let new_state = if thresholds.iter().any(|t| denials >= t.deny.max(1) as usize) {
             Some(types::RequestState::Denied)
         } else if thresholds
             .iter()
@@ -571,7 +570,7 @@ impl Store {
         if let Some(s) = new_state {
             spec.state = s as i32;
             spec.resolve_reason = reason;
-            let access_expiry = spec.expires.clone();
+            let access_expiry = spec.expires;
             if let Some(m) = req.metadata.as_mut() {
                 m.expires = access_expiry;
             }
@@ -621,10 +620,10 @@ impl Store {
             spec.resolve_annotations = Some(a);
         }
         if let Some(t) = meaningful(setter.assume_start_time.as_ref()) {
-            spec.assume_start_time = Some(t.clone());
+            spec.assume_start_time = Some(*t);
         }
         if is_resolved(target) {
-            let access_expiry = spec.expires.clone();
+            let access_expiry = spec.expires;
             if let Some(m) = req.metadata.as_mut() {
                 m.expires = access_expiry;
             }
@@ -684,9 +683,7 @@ impl Store {
         all.sort_by(|a, b| {
             let (sa, sb) = (a.spec.as_ref(), b.spec.as_ref());
             let primary = match sort {
-                proto::AccessRequestSort::State => {
-                    sa.map(|s| s.state).cmp(&sb.map(|s| s.state))
-                }
+                proto::AccessRequestSort::State => sa.map(|s| s.state).cmp(&sb.map(|s| s.state)),
                 _ => sa.map(|s| &s.user).cmp(&sb.map(|s| &s.user)),
             };
             primary.then_with(|| created_key(a).cmp(&created_key(b)))
@@ -702,8 +699,12 @@ impl Store {
                 .and_then(|s| s.parse::<usize>().ok())
                 .ok_or_else(|| Status::invalid_argument("invalid start key"))?
         };
-        let page: Vec<types::AccessRequestV3> =
-            all.iter().skip(start).take(limit).map(|r| (*r).clone()).collect();
+        let page: Vec<types::AccessRequestV3> = all
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|r| (*r).clone())
+            .collect();
         let next_key = if start + page.len() < all.len() {
             format!("@{}", start + page.len())
         } else {
@@ -815,7 +816,7 @@ impl Store {
             metadata: Some(types::Metadata {
                 name: id.to_owned(),
                 namespace: NAMESPACE.to_owned(),
-                expires: rec.expires.clone(),
+                expires: rec.expires,
                 ..Default::default()
             }),
             spec: Some(types::PluginDataSpecV3 {
@@ -846,7 +847,9 @@ impl Store {
                 .map_err(|_| access_denied("read", KIND_ACCESS_REQUEST))?;
         }
         Self::check_plugin_kind(&filter.kind)?;
-        let wanted = |rec: &PluginRecord| filter.plugin.is_empty() || rec.entries.contains_key(&filter.plugin);
+        let wanted = |rec: &PluginRecord| {
+            filter.plugin.is_empty() || rec.entries.contains_key(&filter.plugin)
+        };
         let mut out = Vec::new();
         if filter.resource.is_empty() {
             let mut ids: Vec<&String> = self.plugin_data.keys().collect();
@@ -873,15 +876,14 @@ impl Store {
         actor: Actor<'_>,
         params: types::PluginDataUpdateParams,
     ) -> Result<(), Status> {
-        if self
-            .check(actor, KIND_ACCESS_REQUEST, &["update"])
-            .is_err()
-        {
+        if self.check(actor, KIND_ACCESS_REQUEST, &["update"]).is_err() {
             self.check(actor, KIND_PLUGIN_DATA, &["update"])?;
         }
         Self::check_plugin_kind(&params.kind)?;
         if params.resource.is_empty() {
-            return Err(Status::invalid_argument("plugin data resource name is required"));
+            return Err(Status::invalid_argument(
+                "plugin data resource name is required",
+            ));
         }
         if params.plugin.is_empty() {
             return Err(Status::invalid_argument("plugin name is required"));
@@ -939,7 +941,7 @@ impl Store {
         if entries.is_empty() {
             self.plugin_data.remove(&params.resource);
         } else {
-            let expires = current.and_then(|r| r.expires.clone()).or(request_expiry);
+            let expires = current.and_then(|r| r.expires).or(request_expiry);
             self.plugin_data
                 .insert(params.resource, PluginRecord { entries, expires });
         }

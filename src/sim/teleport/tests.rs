@@ -89,7 +89,10 @@ async fn fake() -> FakeTeleport {
 }
 
 async fn client(tp: &FakeTeleport, user: &str) -> AuthServiceClient<Channel> {
-    tokio::time::timeout(T, tp.client(user)).await.unwrap().unwrap()
+    tokio::time::timeout(T, tp.client(user))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 fn watch_all() -> proto::Watch {
@@ -116,7 +119,12 @@ fn state(r: &types::AccessRequestV3) -> types::RequestState {
     types::RequestState::try_from(r.spec.as_ref().unwrap().state).unwrap()
 }
 
-fn review_msg(id: &str, author: &str, approve: bool, reason: &str) -> types::AccessReviewSubmission {
+fn review_msg(
+    id: &str,
+    author: &str,
+    approve: bool,
+    reason: &str,
+) -> types::AccessReviewSubmission {
     types::AccessReviewSubmission {
         request_id: id.to_owned(),
         review: Some(types::AccessReview {
@@ -159,7 +167,9 @@ async fn watch_sends_init_first_then_put_on_create() {
         .await
         .unwrap();
 
-    let created = tp.create_request("alice", &["db-admin"], "fix prod").unwrap();
+    let created = tp
+        .create_request("alice", &["db-admin"], "fix prod")
+        .unwrap();
     let ev = next_event(&mut stream).await.unwrap().unwrap();
     assert_eq!(ev.operation, proto::Operation::Put as i32);
     let Some(proto::event::Resource::AccessRequest(r)) = ev.resource else {
@@ -207,7 +217,9 @@ async fn watch_rejects_unknown_kind_unless_partial_success() {
     assert_eq!(status.spec.unwrap().kinds.len(), 1);
 
     let mut bad = watch_all();
-    bad.kinds[0].filter.insert("color".to_owned(), "red".to_owned());
+    bad.kinds[0]
+        .filter
+        .insert("color".to_owned(), "red".to_owned());
     let err = c.watch_events(bad).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("unknown filter key"));
@@ -246,7 +258,10 @@ async fn review_thresholds_and_error_messages() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    assert_eq!(err.message(), r#"user "bob" has already reviewed this request"#);
+    assert_eq!(
+        err.message(),
+        r#"user "bob" has already reviewed this request"#
+    );
 
     let after = tp.review(&id, "carol", true, "on call").unwrap();
     assert_eq!(state(&after), types::RequestState::Approved);
@@ -265,7 +280,10 @@ async fn review_thresholds_and_error_messages() {
     assert!(err.message().ends_with("has already reviewed this request"));
     let err = tp.review(&id, "dave", false, "").unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    assert_eq!(err.message(), "the access request has been already approved");
+    assert_eq!(
+        err.message(),
+        "the access request has been already approved"
+    );
 
     // A single denial denies.
     let r2 = tp.create_request("alice", &["db-admin"], "").unwrap();
@@ -302,7 +320,10 @@ async fn review_validation_rules() {
         )]),
     });
     assert_eq!(
-        bob.submit_access_review(annotated).await.unwrap_err().code(),
+        bob.submit_access_review(annotated)
+            .await
+            .unwrap_err()
+            .code(),
         Code::Unimplemented
     );
 
@@ -409,7 +430,10 @@ async fn plugin_data_compare_and_swap() {
         kind: "access_request".to_owned(),
         resource: id.clone(),
         plugin: "opsgenie".to_owned(),
-        set: set.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        set: set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         expect: expect
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -456,7 +480,9 @@ async fn plugin_data_compare_and_swap() {
     assert_eq!(data["alert"], "A1");
 
     // Unconditional update (no Expect).
-    c.update_plugin_data(upd(&[("alert", "")], &[])).await.unwrap();
+    c.update_plugin_data(upd(&[("alert", "")], &[]))
+        .await
+        .unwrap();
     assert_eq!(tp.plugin_data(&id, "opsgenie"), None);
     let seq = c.get_plugin_data(get.clone()).await.unwrap().into_inner();
     assert!(seq.plugin_data.is_empty());
@@ -470,20 +496,25 @@ async fn plugin_data_compare_and_swap() {
     );
 
     // Test API.
-    tp.set_plugin_data(&id, "other", BTreeMap::from([("k".to_owned(), "v".to_owned())]))
-        .unwrap();
-    assert_eq!(
-        tp.plugin_data(&id, "other").unwrap()["k"],
-        "v".to_owned()
-    );
+    tp.set_plugin_data(
+        &id,
+        "other",
+        BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+    )
+    .unwrap();
+    assert_eq!(tp.plugin_data(&id, "other").unwrap()["k"], "v".to_owned());
 }
 
 #[tokio::test]
 async fn delete_emits_header_and_keeps_plugin_data() {
     let tp = fake().await;
     let id = id_of(&tp.create_request("alice", &["ops"], "").unwrap());
-    tp.set_plugin_data(&id, "opsgenie", BTreeMap::from([("alert".to_owned(), "A1".to_owned())]))
-        .unwrap();
+    tp.set_plugin_data(
+        &id,
+        "opsgenie",
+        BTreeMap::from([("alert".to_owned(), "A1".to_owned())]),
+    )
+    .unwrap();
     let mut plugin = client(&tp, "access-plugin").await;
     let mut stream = plugin.watch_events(watch_all()).await.unwrap().into_inner();
     next_event(&mut stream).await.unwrap().unwrap();
@@ -595,7 +626,9 @@ async fn rbac_denials() {
         "nope"
     );
     // Denied is final.
-    assert!(tp.set_state(&id, types::RequestState::Approved, "").is_err());
+    assert!(tp
+        .set_state(&id, types::RequestState::Approved, "")
+        .is_err());
 }
 
 #[tokio::test]
@@ -607,9 +640,13 @@ async fn list_paginates_and_fallback_knob() {
     .await;
     let mut ids = Vec::new();
     for i in 0..7 {
-        ids.push(id_of(&tp.create_request("alice", &["ops"], &format!("r{i}")).unwrap()));
+        ids.push(id_of(
+            &tp.create_request("alice", &["ops"], &format!("r{i}"))
+                .unwrap(),
+        ));
     }
-    tp.set_state(&ids[1], types::RequestState::Approved, "").unwrap();
+    tp.set_state(&ids[1], types::RequestState::Approved, "")
+        .unwrap();
     let mut c = client(&tp, "access-plugin").await;
 
     let mut seen = Vec::new();
@@ -809,7 +846,10 @@ async fn identity_file_connects_and_expired_cert_is_rejected() {
         .ca_certificate(Certificate::from_pem(tp.pki().ca_pem()))
         .identity(Identity::from_pem(cert, key));
     let result = async {
-        let ch = Endpoint::from_shared(tp.uri())?.tls_config(tls)?.connect().await?;
+        let ch = Endpoint::from_shared(tp.uri())?
+            .tls_config(tls)?
+            .connect()
+            .await?;
         AuthServiceClient::new(ch)
             .ping(proto::PingRequest {})
             .await
