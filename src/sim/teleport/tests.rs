@@ -910,3 +910,48 @@ fn role_yaml_rejects_unknown_kinds_and_ignores_unknown_fields() {
         assert!(tp.create_request("u", &["x"], "").is_ok());
     });
 }
+
+#[tokio::test]
+async fn ten_thousand_requests_stream_and_page() {
+    let tp = fake().await;
+    let mut c = client(&tp, "access-plugin").await;
+    let mut s = c.watch_events(watch_all()).await.unwrap().into_inner();
+    next_event(&mut s).await.unwrap().unwrap();
+    const N: usize = 10_000;
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while n < N {
+            match tokio::time::timeout(T, s.message()).await {
+                Ok(Ok(Some(_))) => n += 1,
+                other => panic!("watch ended early after {n}: {other:?}"),
+            }
+        }
+        n
+    });
+    for i in 0..N {
+        tp.create_request("alice", &["ops"], "").unwrap();
+        if i % 500 == 0 {
+            // Let the watcher drain, as a real server interleaves work.
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(reader.await.unwrap(), N);
+    let mut total = 0;
+    let mut key = String::new();
+    loop {
+        let resp = c
+            .list_access_requests(proto::ListAccessRequestsRequest {
+                start_key: key,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        total += resp.access_requests.len();
+        if resp.next_key.is_empty() {
+            break;
+        }
+        key = resp.next_key;
+    }
+    assert_eq!(total, N);
+}
