@@ -1,0 +1,314 @@
+//! The gRPC face of the fake: `proto.AuthService` over mTLS, caller identified by the client
+//! certificate's CN, every call recorded and subject to injected latency and faults.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::store::{Actor, WatchFilter, KIND_ACCESS_REQUEST};
+use super::{lock, Inner};
+use crate::pb::proto::auth_service_server::AuthService;
+use crate::pb::{proto, types};
+
+/// How many events a watcher may have queued towards its HTTP/2 stream before backpressure
+/// reaches the broadcast buffer.
+const WATCHER_QUEUE: usize = 256;
+
+pub(crate) struct AuthServiceImpl {
+    pub inner: Arc<Inner>,
+}
+
+/// The username from the client certificate's subject CN, as Teleport encodes it.
+fn caller_of<T>(req: &Request<T>) -> Result<String, Status> {
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("client certificate required"))?;
+    let der = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("client certificate required"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|_| Status::unauthenticated("unparsable client certificate"))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or_else(|| Status::unauthenticated("client certificate has no common name"))?;
+    Ok(cn.to_owned())
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl AuthServiceImpl {
+    /// Common prologue: identify, record, apply latency and injected faults.
+    async fn enter(
+        &self,
+        method: &'static str,
+        caller: Result<String, Status>,
+    ) -> Result<String, Status> {
+        let caller = caller?;
+        self.inner.record(method, &caller);
+        let latency = *lock(&self.inner.latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.inner.take_fault()?;
+        Ok(caller)
+    }
+}
+
+/// Decrements the watcher count when a watch stream's forwarding task ends, however it ends.
+struct WatcherGuard(Arc<Inner>);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthServiceImpl {
+    async fn ping(
+        &self,
+        request: Request<proto::PingRequest>,
+    ) -> Result<Response<proto::PingResponse>, Status> {
+        let remote = request.remote_addr();
+        self.enter("Ping", caller_of(&request)).await?;
+        Ok(Response::new(proto::PingResponse {
+            cluster_name: self.inner.cluster_name.clone(),
+            server_version: self.inner.server_version.clone(),
+            server_features: Some(proto::Features {
+                advanced_access_workflows: self.inner.advanced_access_workflows,
+            }),
+            proxy_public_addr: String::new(),
+            is_boring: false,
+            remote_addr: remote.map(|a| a.to_string()).unwrap_or_default(),
+            load_all_cas: false,
+            license_expiry: None,
+        }))
+    }
+
+    type WatchEventsStream = BoxStream<proto::Event>;
+
+    async fn watch_events(
+        &self,
+        request: Request<proto::Watch>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let user = self.enter("WatchEvents", caller_of(&request)).await?;
+        let watch = request.into_inner();
+        let (confirmed, filters, events) = {
+            let store = lock(&self.inner.store);
+            let mut confirmed = Vec::new();
+            let mut filters = Vec::new();
+            for kind in watch.kinds {
+                if kind.kind != KIND_ACCESS_REQUEST {
+                    if watch.allow_partial_success {
+                        continue;
+                    }
+                    return Err(Status::invalid_argument(format!(
+                        "watching resource kind {:?} is not supported",
+                        kind.kind
+                    )));
+                }
+                if let Err(e) = store.check_read(Actor::User(&user)) {
+                    if watch.allow_partial_success {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                filters.push(WatchFilter::parse(&kind.filter)?);
+                confirmed.push(kind);
+            }
+            if confirmed.is_empty() {
+                return Err(Status::invalid_argument(
+                    "none of the requested resource kinds can be watched",
+                ));
+            }
+            // Subscribing under the store lock (which every mutation holds while it broadcasts)
+            // guarantees the watcher sees exactly the changes committed after this point.
+            (confirmed, filters, self.inner.events.subscribe())
+        };
+        let init = proto::Event {
+            operation: proto::Operation::Init as i32,
+            resource: Some(proto::event::Resource::WatchStatus(types::WatchStatusV1 {
+                kind: "watch_status".to_owned(),
+                sub_kind: String::new(),
+                version: "v1".to_owned(),
+                metadata: Some(types::Metadata {
+                    name: "watch_status".to_owned(),
+                    ..Default::default()
+                }),
+                spec: Some(types::WatchStatusSpecV1 { kinds: confirmed }),
+            })),
+        };
+        let (tx, rx) = mpsc::channel(WATCHER_QUEUE);
+        // Fresh channel: the INIT always fits, and always goes first.
+        let _ = tx.try_send(Ok(init));
+        self.inner.watchers.fetch_add(1, Ordering::SeqCst);
+        self.inner.changed.notify_waiters();
+        let guard = WatcherGuard(self.inner.clone());
+        let mut drop_rx = self.inner.drop_gen.subscribe();
+        tokio::spawn(forward_events(guard, events, tx, filters, async move {
+            let _ = drop_rx.changed().await;
+        }));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_access_requests(
+        &self,
+        request: Request<proto::ListAccessRequestsRequest>,
+    ) -> Result<Response<proto::ListAccessRequestsResponse>, Status> {
+        let user = self
+            .enter("ListAccessRequests", caller_of(&request))
+            .await?;
+        if !self.inner.list_implemented.load(Ordering::SeqCst) {
+            // What grpc-go answers for a method an older server doesn't have.
+            return Err(Status::unimplemented(
+                "unknown method ListAccessRequests for service proto.AuthService",
+            ));
+        }
+        let req = request.into_inner();
+        let resp = lock(&self.inner.store).list(Actor::User(&user), &req)?;
+        Ok(Response::new(resp))
+    }
+
+    type GetAccessRequestsV2Stream = BoxStream<types::AccessRequestV3>;
+
+    async fn get_access_requests_v2(
+        &self,
+        request: Request<types::AccessRequestFilter>,
+    ) -> Result<Response<Self::GetAccessRequestsV2Stream>, Status> {
+        let user = self
+            .enter("GetAccessRequestsV2", caller_of(&request))
+            .await?;
+        let filter = request.into_inner();
+        let all = lock(&self.inner.store).get_all(Actor::User(&user), &filter)?;
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            all.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn create_access_request_v2(
+        &self,
+        request: Request<types::AccessRequestV3>,
+    ) -> Result<Response<types::AccessRequestV3>, Status> {
+        let user = self
+            .enter("CreateAccessRequestV2", caller_of(&request))
+            .await?;
+        let req = request.into_inner();
+        let out = lock(&self.inner.store).create(Actor::User(&user), req)?;
+        Ok(Response::new(out))
+    }
+
+    async fn submit_access_review(
+        &self,
+        request: Request<types::AccessReviewSubmission>,
+    ) -> Result<Response<types::AccessRequestV3>, Status> {
+        let user = self
+            .enter("SubmitAccessReview", caller_of(&request))
+            .await?;
+        let sub = request.into_inner();
+        let mfa = self.inner.mfa_required.load(Ordering::SeqCst);
+        let out = lock(&self.inner.store).review(&user, sub, mfa)?;
+        Ok(Response::new(out))
+    }
+
+    async fn set_access_request_state(
+        &self,
+        request: Request<proto::RequestStateSetter>,
+    ) -> Result<Response<()>, Status> {
+        let user = self
+            .enter("SetAccessRequestState", caller_of(&request))
+            .await?;
+        let setter = request.into_inner();
+        lock(&self.inner.store).set_state(Actor::User(&user), setter)?;
+        Ok(Response::new(()))
+    }
+
+    async fn delete_access_request(
+        &self,
+        request: Request<proto::RequestId>,
+    ) -> Result<Response<()>, Status> {
+        let user = self
+            .enter("DeleteAccessRequest", caller_of(&request))
+            .await?;
+        let id = request.into_inner().id;
+        lock(&self.inner.store).delete(Actor::User(&user), &id)?;
+        Ok(Response::new(()))
+    }
+
+    async fn get_plugin_data(
+        &self,
+        request: Request<types::PluginDataFilter>,
+    ) -> Result<Response<proto::PluginDataSeq>, Status> {
+        let user = self.enter("GetPluginData", caller_of(&request)).await?;
+        let filter = request.into_inner();
+        let out = lock(&self.inner.store).get_plugin_data(Actor::User(&user), &filter)?;
+        Ok(Response::new(out))
+    }
+
+    async fn update_plugin_data(
+        &self,
+        request: Request<types::PluginDataUpdateParams>,
+    ) -> Result<Response<()>, Status> {
+        let user = self.enter("UpdatePluginData", caller_of(&request)).await?;
+        let params = request.into_inner();
+        lock(&self.inner.store).update_plugin_data(Actor::User(&user), params)?;
+        Ok(Response::new(()))
+    }
+}
+
+/// Moves broadcast events matching the watcher's filters into its stream until the client goes
+/// away, the test drops watchers, or the watcher falls behind. A lagging watcher is cut off with
+/// an error instead of silently missing events, as Teleport closes overflowing watchers.
+async fn forward_events(
+    _guard: WatcherGuard,
+    mut events: broadcast::Receiver<Arc<proto::Event>>,
+    tx: mpsc::Sender<Result<proto::Event, Status>>,
+    filters: Vec<WatchFilter>,
+    dropped: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(dropped);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut dropped => {
+                let _ = tx
+                    .send(Err(Status::unavailable("watcher closed by the server")))
+                    .await;
+                return;
+            }
+            () = tx.closed() => return,
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    if filters.iter().any(|f| f.matches(&ev))
+                        && tx.send(Ok(ev.as_ref().clone())).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "fake teleport: closing a lagging watcher");
+                    let _ = tx
+                        .send(Err(Status::unavailable(format!(
+                            "watcher fell behind by {n} events and was closed (buffer overflow)"
+                        ))))
+                        .await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = tx
+                        .send(Err(Status::unavailable("auth server is shutting down")))
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+}
