@@ -426,9 +426,10 @@ impl FakeOpsgenie {
             if f(self) {
                 return Ok(());
             }
-            // Queued work may be what we wait for; wake at its due time even if the processor
-            // task is slow to run.
-            let next_due = lock(&self.inner.state).pending.front().map(|p| p.ready_at);
+            // Apply due work ourselves (so every remaining item is due strictly later and the
+            // wait below cannot spin), then wake at the next due time: queued work may be what
+            // we wait for, and the processor task may not have run yet.
+            let next_due = self.state().pending.front().map(|p| p.ready_at);
             let wake = next_due.map_or(deadline, |t| t.min(deadline));
             if tokio::time::timeout_at(wake, notified).await.is_err() && Instant::now() >= deadline
             {

@@ -661,3 +661,37 @@ async fn requests_apply_in_order_of_receipt() {
     let texts: Vec<_> = a.notes.iter().map(|n| n.text.as_str()).collect();
     assert_eq!(texts, ["n1", "bye"]);
 }
+
+#[tokio::test]
+async fn concurrent_creates_dedup_by_alias() {
+    let fake = start(Duration::from_millis(20)).await;
+    let http = client();
+    let url = format!("{}/v2/alerts", fake.url());
+    let auth = format!("GenieKey {}", fake.api_key());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (http, url, auth) = (http.clone(), url.clone(), auth.clone());
+        tasks.spawn(async move {
+            let body = json!({"message": "m", "alias": format!("alias-{}", i % 20)});
+            let resp = http
+                .post(&url)
+                .header("Authorization", auth)
+                .json(&body)
+                .send()
+                .await;
+            resp.map(|r| r.status().as_u16()).unwrap_or(0)
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.expect("task"), 202);
+    }
+    fake.wait_until(Duration::from_secs(10), "all processed", |f| {
+        f.pending_requests() == 0
+    })
+    .await
+    .expect("processed");
+    let alerts = fake.alerts();
+    assert_eq!(alerts.len(), 20);
+    assert_eq!(alerts.iter().map(|a| a.count).sum::<u64>(), 200);
+    assert_eq!(fake.count_calls("POST", "/v2/alerts"), 200);
+}
