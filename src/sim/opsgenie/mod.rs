@@ -31,7 +31,7 @@ mod tests;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -123,6 +123,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Faults {
     /// f64 bits of the 5xx probability.
     error_rate: AtomicU64,
+    /// Injected 5xx happen after the call took effect (the answer is "lost").
+    errors_after_effect: AtomicBool,
     throttle_next: AtomicUsize,
     latency: Mutex<Option<(Duration, Duration)>>,
     rng: Mutex<StdRng>,
@@ -132,6 +134,7 @@ impl Faults {
     fn new(seed: u64) -> Self {
         Faults {
             error_rate: AtomicU64::new(0f64.to_bits()),
+            errors_after_effect: AtomicBool::new(false),
             throttle_next: AtomicUsize::new(0),
             latency: Mutex::new(None),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -147,6 +150,13 @@ impl Faults {
             rate.clamp(0.0, 1.0)
         };
         self.error_rate.store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    /// `false` (default): an injected 5xx replaces the call, nothing happens. `true`: the call
+    /// takes effect (e.g. the alert is created) and only the answer is replaced by the 5xx,
+    /// like a response lost on the way back; this exercises client idempotency.
+    pub fn set_errors_after_effect(&self, after: bool) {
+        self.errors_after_effect.store(after, Ordering::Relaxed);
     }
 
     /// The current 5xx probability.
@@ -178,6 +188,7 @@ impl Faults {
     /// Turns every fault off.
     pub fn clear(&self) {
         self.set_error_rate(0.0);
+        self.set_errors_after_effect(false);
         self.throttle_next(0);
         self.clear_latency();
     }
@@ -665,6 +676,9 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 struct Ctx<'a> {
     inner: &'a Inner,
     route: Route,
+    /// Raw path (with the JSM prefix, if used).
+    path: &'a str,
+    /// Path without the JSM prefix; what routing sees.
     api_path: &'a str,
     query: Option<&'a str>,
     body: Option<&'a Result<Value, serde_json::Error>>,
@@ -705,6 +719,7 @@ async fn handle(
         let ctx = Ctx {
             inner: &inner,
             route: route(&parts.method, &api_path),
+            path: &path,
             api_path: &api_path,
             query: query.as_deref(),
             body: parsed.as_ref(),
@@ -781,7 +796,9 @@ fn dispatch(ctx: &Ctx<'_>, auth: Auth) -> Reply {
     if inner.faults.take_throttle() {
         return Reply::throttled(1);
     }
-    if let Some(code) = inner.faults.roll_error() {
+    let injected = inner.faults.roll_error();
+    let after_effect = inner.faults.errors_after_effect.load(Ordering::Relaxed);
+    if let (Some(code), false) = (injected, after_effect) {
         return Reply::message(code, "Internal server error (injected fault)");
     }
     if config_only && ctx.route.is_alert_write() {
@@ -798,6 +815,14 @@ fn dispatch(ctx: &Ctx<'_>, auth: Auth) -> Reply {
     if let Err(period) = lock(&inner.limiter).acquire(domain, is_create, Instant::now()) {
         return Reply::throttled(period);
     }
+    let reply = handle_route(ctx);
+    match injected {
+        Some(code) => Reply::message(code, "Internal server error (injected fault)"),
+        None => reply,
+    }
+}
+
+fn handle_route(ctx: &Ctx<'_>) -> Reply {
     match &ctx.route {
         Route::CreateAlert => create_alert(ctx),
         Route::AddNote(id) => alert_action(ctx, id, "notes"),
@@ -988,7 +1013,7 @@ fn list_alerts(ctx: &Ctx<'_>, count_only: bool) -> Reply {
         .collect();
     drop(st);
 
-    let base = format!("http://{}{}", ctx.inner.addr, ctx.api_path);
+    let base = format!("http://{}{}", ctx.inner.addr, ctx.path);
     let page = |off: usize| {
         let mut s = url::form_urlencoded::Serializer::new(String::new());
         if let Some(qs) = q("query") {

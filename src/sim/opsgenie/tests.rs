@@ -608,6 +608,17 @@ async fn faults_inject_errors_and_latency() {
     assert!((500..600).contains(&a.status));
     assert!(a.body["requestId"].is_string());
     assert!(fake.alerts().is_empty());
+    // Lost answers: the alert is created although the caller sees a 5xx.
+    fake.faults().set_errors_after_effect(true);
+    let a = call(
+        &fake,
+        "POST",
+        "/v2/alerts",
+        Some(json!({"message": "m", "alias": "lost"})),
+    )
+    .await;
+    assert!((500..600).contains(&a.status));
+    assert!(fake.alert_by_alias("lost").is_some());
     fake.faults().set_error_rate(0.0);
     fake.faults().set_fixed_latency(Duration::from_millis(30));
     let t = std::time::Instant::now();
