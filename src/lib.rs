@@ -24,8 +24,8 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod reconcile;
-pub mod teleport;
 pub mod telemetry;
+pub mod teleport;
 
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -46,5 +46,3 @@ pub mod pb {
         tonic::include_proto!("proto");
     }
 }
-
-

@@ -181,7 +181,11 @@ mod tests {
     fn resolved_states() {
         assert!(!RequestState::Pending.is_resolved());
         assert!(!RequestState::None.is_resolved());
-        for s in [RequestState::Approved, RequestState::Denied, RequestState::Promoted] {
+        for s in [
+            RequestState::Approved,
+            RequestState::Denied,
+            RequestState::Promoted,
+        ] {
             assert!(s.is_resolved());
         }
     }
