@@ -211,7 +211,9 @@ impl TeleportClient {
                     min: MIN_SERVER_VERSION,
                 })
             }
-            None => warn!(version = %ping.server_version, "cannot parse Teleport's version; assuming it is recent enough"),
+            None => {
+                warn!(version = %ping.server_version, "cannot parse Teleport's version; assuming it is recent enough")
+            }
         }
         let mode = match route {
             Route::Direct => ConnectMode::Auth,
@@ -394,8 +396,11 @@ impl TeleportClient {
             set: set.into_iter().collect(),
             expect: expect.into_iter().collect(),
         };
-        self.unary(Operation::UpdatePluginData, inner.update_plugin_data(params))
-            .await
+        self.unary(
+            Operation::UpdatePluginData,
+            inner.update_plugin_data(params),
+        )
+        .await
     }
 
     /// Reviews a request as the identity's user (`Approved` or `Denied`) and returns the
@@ -510,5 +515,428 @@ fn convert_or_warn(pb: pb::types::AccessRequestV3) -> Option<AccessRequest> {
             warn!(id = %name, %error, "skipping an access request that cannot be read");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically_and_tolerate_suffixes() {
+        assert_eq!(version_at_least("17.4.2", MIN_SERVER_VERSION), Some(true));
+        assert_eq!(
+            version_at_least("17.4.2-dev", MIN_SERVER_VERSION),
+            Some(true)
+        );
+        assert_eq!(version_at_least("v14.0.0", MIN_SERVER_VERSION), Some(true));
+        assert_eq!(
+            version_at_least("14.0.0-alpha.1", MIN_SERVER_VERSION),
+            Some(true)
+        );
+        assert_eq!(version_at_least("13.4.20", MIN_SERVER_VERSION), Some(false));
+        assert_eq!(version_at_least("9.10.0", "10.2.0"), Some(false));
+        assert_eq!(version_at_least("100", MIN_SERVER_VERSION), Some(true));
+        assert_eq!(version_at_least("", MIN_SERVER_VERSION), None);
+        assert_eq!(version_at_least("banana", MIN_SERVER_VERSION), None);
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod e2e_tests {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::transport::{Certificate, Server, ServerTlsConfig};
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+    use crate::pb::proto::auth_service_server::{AuthService, AuthServiceServer};
+    use crate::teleport::error::ConnectFailure;
+    use crate::teleport::identity::testing::{self, Alg};
+
+    /// Just enough of Teleport's Auth Service for the client's tests.
+    struct Fake {
+        version: String,
+        list_unimplemented: bool,
+        list_calls: Arc<AtomicUsize>,
+    }
+
+    fn request(id: &str) -> pb::types::AccessRequestV3 {
+        pb::types::AccessRequestV3 {
+            kind: ACCESS_REQUEST_KIND.into(),
+            version: "v3".into(),
+            metadata: Some(pb::types::Metadata {
+                name: id.into(),
+                ..Default::default()
+            }),
+            spec: Some(pb::types::AccessRequestSpecV3 {
+                user: "alice".into(),
+                state: pb::types::RequestState::Pending as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    type Stream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl AuthService for Fake {
+        async fn ping(
+            &self,
+            _: Request<pb::proto::PingRequest>,
+        ) -> Result<Response<pb::proto::PingResponse>, Status> {
+            Ok(Response::new(pb::proto::PingResponse {
+                cluster_name: "example.com".into(),
+                server_version: self.version.clone(),
+                proxy_public_addr: "teleport.example.com:443".into(),
+                ..Default::default()
+            }))
+        }
+        type WatchEventsStream = Stream<pb::proto::Event>;
+        async fn watch_events(
+            &self,
+            _: Request<pb::proto::Watch>,
+        ) -> Result<Response<Self::WatchEventsStream>, Status> {
+            Err(Status::unimplemented("not in this fake"))
+        }
+        async fn list_access_requests(
+            &self,
+            req: Request<pb::proto::ListAccessRequestsRequest>,
+        ) -> Result<Response<pb::proto::ListAccessRequestsResponse>, Status> {
+            self.list_calls.fetch_add(1, Ordering::SeqCst);
+            if self.list_unimplemented {
+                return Err(Status::unimplemented("unknown method ListAccessRequests"));
+            }
+            // Two pages: "" -> [a, b] next "p2"; "p2" -> [c].
+            let req = req.into_inner();
+            assert_eq!(req.limit, LIST_PAGE_LIMIT);
+            let (ids, next) = if req.start_key.is_empty() {
+                (vec!["a", "b"], "p2")
+            } else {
+                (vec!["c"], "")
+            };
+            Ok(Response::new(pb::proto::ListAccessRequestsResponse {
+                access_requests: ids.into_iter().map(request).collect(),
+                next_key: next.into(),
+            }))
+        }
+        type GetAccessRequestsV2Stream = Stream<pb::types::AccessRequestV3>;
+        async fn get_access_requests_v2(
+            &self,
+            _: Request<pb::types::AccessRequestFilter>,
+        ) -> Result<Response<Self::GetAccessRequestsV2Stream>, Status> {
+            let mut malformed = request("x");
+            malformed.metadata = None;
+            let items = vec![Ok(request("a")), Ok(malformed), Ok(request("c"))];
+            Ok(Response::new(Box::pin(futures::stream::iter(items))))
+        }
+        async fn create_access_request_v2(
+            &self,
+            _: Request<pb::types::AccessRequestV3>,
+        ) -> Result<Response<pb::types::AccessRequestV3>, Status> {
+            Err(Status::unimplemented("not in this fake"))
+        }
+        async fn submit_access_review(
+            &self,
+            _: Request<pb::types::AccessReviewSubmission>,
+        ) -> Result<Response<pb::types::AccessRequestV3>, Status> {
+            Err(Status::permission_denied(
+                "user \"access-plugin\" has already reviewed this request",
+            ))
+        }
+        async fn set_access_request_state(
+            &self,
+            _: Request<pb::proto::RequestStateSetter>,
+        ) -> Result<Response<()>, Status> {
+            Err(Status::unimplemented("not in this fake"))
+        }
+        async fn delete_access_request(
+            &self,
+            _: Request<pb::proto::RequestId>,
+        ) -> Result<Response<()>, Status> {
+            Err(Status::unimplemented("not in this fake"))
+        }
+        async fn get_plugin_data(
+            &self,
+            req: Request<pb::types::PluginDataFilter>,
+        ) -> Result<Response<pb::proto::PluginDataSeq>, Status> {
+            let filter = req.into_inner();
+            if filter.resource != "with-data" {
+                return Ok(Response::new(pb::proto::PluginDataSeq::default()));
+            }
+            let entry = |k: &str, v: &str| pb::types::PluginDataEntry {
+                data: HashMap::from([(k.to_owned(), v.to_owned())]),
+            };
+            let mut entries = HashMap::new();
+            entries.insert("other".to_owned(), entry("x", "1"));
+            entries.insert(filter.plugin.clone(), entry("alert_id", "42"));
+            Ok(Response::new(pb::proto::PluginDataSeq {
+                plugin_data: vec![pb::types::PluginDataV3 {
+                    spec: Some(pb::types::PluginDataSpecV3 { entries }),
+                    ..Default::default()
+                }],
+            }))
+        }
+        async fn update_plugin_data(
+            &self,
+            req: Request<pb::types::PluginDataUpdateParams>,
+        ) -> Result<Response<()>, Status> {
+            let params = req.into_inner();
+            match params.expect.get("state") {
+                Some(v) if v != "open" => Err(Status::failed_precondition(
+                    "expectations not met for field \"state\"",
+                )),
+                _ => Ok(Response::new(())),
+            }
+        }
+    }
+
+    struct Pki {
+        ca: testing::Ca,
+        server_cert: String,
+        server_key: String,
+    }
+
+    fn pki() -> Pki {
+        let ca = testing::ca("example.com");
+        let key = testing::key(Alg::Ecdsa);
+        let server_cert = testing::server_cert(&ca, &key);
+        Pki {
+            ca,
+            server_cert,
+            server_key: key.serialize_pem(),
+        }
+    }
+
+    fn identity_for(ca: &testing::Ca, trusted: &testing::Ca) -> Identity {
+        let key = testing::key(Alg::Ecdsa);
+        let cert = testing::client_cert(ca, &key, "access-plugin", -1, 30);
+        Identity::from_parts(&key.serialize_pem(), &cert, &trusted.pem).expect("identity")
+    }
+
+    async fn serve(pki: &Pki, fake: Fake) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tls = ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &pki.server_cert,
+                &pki.server_key,
+            ))
+            .client_ca_root(Certificate::from_pem(&pki.ca.pem));
+        let server = Server::builder()
+            .tls_config(tls)
+            .expect("tls config")
+            .add_service(AuthServiceServer::new(fake))
+            .serve_with_incoming(TcpListenerStream::new(listener));
+        tokio::spawn(server);
+        addr
+    }
+
+    fn fake(version: &str) -> Fake {
+        Fake {
+            version: version.into(),
+            list_unimplemented: false,
+            list_calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn config(addr: SocketAddr, mode: ConnectMode) -> TeleportConfig {
+        TeleportConfig {
+            addr: addr.to_string(),
+            mode,
+            dial_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(5),
+            ..TeleportConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn connects_directly_and_through_proxy_routing() {
+        let pki = pki();
+        let addr = serve(&pki, fake("17.4.2-dev")).await;
+        let identity = identity_for(&pki.ca, &pki.ca);
+        for (mode, used) in [
+            (ConnectMode::Auth, ConnectMode::Auth),
+            (ConnectMode::Proxy, ConnectMode::Proxy),
+            (ConnectMode::Auto, ConnectMode::Auth),
+        ] {
+            let (client, connected) = TeleportClient::connect(&config(addr, mode), &identity)
+                .await
+                .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            assert_eq!(connected.mode, used);
+            assert_eq!(connected.ping.cluster_name, "example.com");
+            assert_eq!(connected.ping.proxy_public_addr, "teleport.example.com:443");
+            client.ping().await.expect("second ping");
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_all_pages() {
+        let pki = pki();
+        let addr = serve(&pki, fake("17.0.0")).await;
+        let identity = identity_for(&pki.ca, &pki.ca);
+        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
+            .await
+            .expect("connect");
+        let ids: Vec<String> = client
+            .list_access_requests()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec!["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn list_falls_back_to_the_stream_once_and_skips_malformed_entries() {
+        let pki = pki();
+        let mut f = fake("14.3.0");
+        f.list_unimplemented = true;
+        let calls = f.list_calls.clone();
+        let addr = serve(&pki, f).await;
+        let identity = identity_for(&pki.ca, &pki.ca);
+        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
+            .await
+            .expect("connect");
+        for _ in 0..2 {
+            let ids: Vec<String> = client
+                .clone()
+                .list_access_requests()
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            assert_eq!(ids, vec!["a", "c"]);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "fallback is remembered");
+    }
+
+    #[tokio::test]
+    async fn plugin_data_and_review_errors() {
+        let pki = pki();
+        let addr = serve(&pki, fake("17.0.0")).await;
+        let identity = identity_for(&pki.ca, &pki.ca);
+        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
+            .await
+            .expect("connect");
+        let data = client.get_plugin_data("with-data").await.expect("get");
+        assert_eq!(data, BTreeMap::from([("alert_id".into(), "42".into())]));
+        assert!(client
+            .get_plugin_data("none")
+            .await
+            .expect("get")
+            .is_empty());
+        let set = BTreeMap::from([("state".to_owned(), "closed".to_owned())]);
+        client
+            .update_plugin_data("r", set.clone(), BTreeMap::new())
+            .await
+            .expect("unconditional");
+        let err = client
+            .update_plugin_data("r", set, BTreeMap::from([("state".into(), "stale".into())]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TeleportError::CompareFailed { .. }) && err.is_retryable());
+        let err = client
+            .submit_review("r", RequestState::Approved, "on call")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TeleportError::AlreadyReviewed { .. }),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn old_servers_are_refused() {
+        let pki = pki();
+        let addr = serve(&pki, fake("13.4.1")).await;
+        let identity = identity_for(&pki.ca, &pki.ca);
+        let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TeleportError::ServerTooOld { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unknown_ca_is_explained() {
+        let pki = pki();
+        let addr = serve(&pki, fake("17.0.0")).await;
+        let stranger = testing::ca("elsewhere");
+        // Client cert from the right CA, but trusting another cluster's CA.
+        let identity = identity_for(&pki.ca, &stranger);
+        let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
+            .await
+            .unwrap_err();
+        match &err {
+            TeleportError::Connect { failure, .. } => {
+                assert_eq!(*failure, ConnectFailure::UnknownCa, "{err}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn unreachable_address_is_retryable() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let pki = pki();
+        let identity = identity_for(&pki.ca, &pki.ca);
+        let err = TeleportClient::connect(&config(addr, ConnectMode::Auto), &identity)
+            .await
+            .unwrap_err();
+        // Auto tried both routes; both were refused.
+        match &err {
+            TeleportError::AllRoutesFailed { direct, proxy } => {
+                for e in [direct, proxy] {
+                    assert!(
+                        matches!(
+                            **e,
+                            TeleportError::Connect {
+                                failure: ConnectFailure::Unreachable,
+                                ..
+                            }
+                        ),
+                        "{e}"
+                    );
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn client_certificate_from_another_cluster_is_refused() {
+        let pki = pki();
+        let addr = serve(&pki, fake("17.0.0")).await;
+        let stranger = testing::ca("elsewhere");
+        // Trusts the server, but the client cert is signed by a CA the server does not know.
+        let identity = identity_for(&stranger, &pki.ca);
+        let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
+            .await
+            .unwrap_err();
+        match &err {
+            TeleportError::TlsRejected { failure, .. } => {
+                assert_eq!(*failure, ConnectFailure::ClientCertRejected, "{err}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            err.to_string().contains("refused the client certificate"),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
     }
 }

@@ -109,13 +109,8 @@ pub fn state_to_pb(state: RequestState) -> i32 {
 pub fn label_values_from_pb(
     lv: Option<pb::wrappers::LabelValues>,
 ) -> BTreeMap<String, Vec<String>> {
-    lv.map(|lv| {
-        lv.values
-            .into_iter()
-            .map(|(k, v)| (k, v.values))
-            .collect()
-    })
-    .unwrap_or_default()
+    lv.map(|lv| lv.values.into_iter().map(|(k, v)| (k, v.values)).collect())
+        .unwrap_or_default()
 }
 
 fn review_from_pb(r: pb::types::AccessReview) -> Review {
@@ -192,11 +187,11 @@ pub fn snapshot_from_event(ev: pb::proto::Event) -> Result<EventKind, ConvertErr
                 id: id_of(header.metadata.as_ref())?,
             }))
         }
-        (Operation::Delete, Some(Resource::AccessRequest(req))) => Ok(EventKind::Put(
-            Snapshot::Gone {
+        (Operation::Delete, Some(Resource::AccessRequest(req))) => {
+            Ok(EventKind::Put(Snapshot::Gone {
                 id: id_of(req.metadata.as_ref())?,
-            },
-        )),
+            }))
+        }
         _ => Ok(EventKind::Skip),
     }
 }
@@ -337,7 +332,10 @@ mod tests {
             Err(ConvertError::MissingName)
         );
         pb.metadata = None;
-        assert_eq!(access_request_from_pb(pb), Err(ConvertError::MissingMetadata));
+        assert_eq!(
+            access_request_from_pb(pb),
+            Err(ConvertError::MissingMetadata)
+        );
     }
 
     #[test]
@@ -400,7 +398,10 @@ mod tests {
         assert_eq!(pb.metadata.expect("metadata").name, req.id);
     }
 
-    fn event(op: pb::proto::Operation, resource: Option<pb::proto::event::Resource>) -> pb::proto::Event {
+    fn event(
+        op: pb::proto::Operation,
+        resource: Option<pb::proto::event::Resource>,
+    ) -> pb::proto::Event {
         pb::proto::Event {
             operation: op as i32,
             resource,
@@ -412,7 +413,10 @@ mod tests {
         use pb::proto::event::Resource;
         use pb::proto::Operation;
 
-        assert_eq!(snapshot_from_event(event(Operation::Init, None)), Ok(EventKind::Init));
+        assert_eq!(
+            snapshot_from_event(event(Operation::Init, None)),
+            Ok(EventKind::Init)
+        );
         match snapshot_from_event(event(
             Operation::Put,
             Some(Resource::AccessRequest(wire_request())),
@@ -448,14 +452,23 @@ mod tests {
         let mut other = header.clone();
         other.kind = "node".into();
         assert_eq!(
-            snapshot_from_event(event(Operation::Delete, Some(Resource::ResourceHeader(other)))),
+            snapshot_from_event(event(
+                Operation::Delete,
+                Some(Resource::ResourceHeader(other))
+            )),
             Ok(EventKind::Skip)
         );
         assert_eq!(
-            snapshot_from_event(event(Operation::Put, Some(Resource::ResourceHeader(header)))),
+            snapshot_from_event(event(
+                Operation::Put,
+                Some(Resource::ResourceHeader(header))
+            )),
             Ok(EventKind::Skip)
         );
-        assert_eq!(snapshot_from_event(event(Operation::Put, None)), Ok(EventKind::Skip));
+        assert_eq!(
+            snapshot_from_event(event(Operation::Put, None)),
+            Ok(EventKind::Skip)
+        );
         let unknown = pb::proto::Event {
             operation: 9,
             resource: None,
@@ -468,7 +481,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            snapshot_from_event(event(Operation::Delete, Some(Resource::ResourceHeader(nameless)))),
+            snapshot_from_event(event(
+                Operation::Delete,
+                Some(Resource::ResourceHeader(nameless))
+            )),
             Err(ConvertError::MissingName)
         );
     }

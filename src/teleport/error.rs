@@ -123,7 +123,10 @@ impl ConnectFailure {
 
     /// Whether trying again later may help without a configuration change.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Unreachable | Self::HandshakeAborted | Self::Other)
+        matches!(
+            self,
+            Self::Unreachable | Self::HandshakeAborted | Self::Other
+        )
     }
 }
 
@@ -235,6 +238,17 @@ pub enum TeleportError {
         /// The underlying error, rendered.
         detail: String,
     },
+    /// TLS failed on an established connection: with TLS 1.3 the server checks our
+    /// certificate after the handshake, so its refusal shows up on the first call.
+    #[error("{operation}: TLS failure: {detail}; {}", failure.hint())]
+    TlsRejected {
+        /// The call.
+        operation: Operation,
+        /// The classification.
+        failure: ConnectFailure,
+        /// The underlying error, rendered.
+        detail: String,
+    },
     /// `mode: auto` tried both ways and both failed.
     #[error("neither direct nor proxy-routed connection worked; direct: {direct}; proxy: {proxy}")]
     AllRoutesFailed {
@@ -286,6 +300,16 @@ impl TeleportError {
         if let Some(source) = status.source() {
             if let Some(connect) = find_connect_error(source) {
                 return Self::from_connect_error("reconnecting", connect);
+            }
+            let failure = find_rustls_error(source)
+                .map(classify_rustls)
+                .or_else(|| find_alert_text(source));
+            if let Some(failure) = failure {
+                return Self::TlsRejected {
+                    operation,
+                    failure,
+                    detail: render_chain(source),
+                };
             }
             return Self::Transport {
                 operation,
@@ -342,7 +366,11 @@ impl TeleportError {
     }
 
     /// Classifies a failure to establish the channel.
-    pub fn from_transport(addr: &str, route: &'static str, error: &tonic::transport::Error) -> Self {
+    pub fn from_transport(
+        addr: &str,
+        route: &'static str,
+        error: &tonic::transport::Error,
+    ) -> Self {
         match find_connect_error(error) {
             Some(connect) => Self::from_connect_error(route, connect),
             None => Self::Connect {
@@ -384,8 +412,12 @@ impl TeleportError {
             | Self::Unavailable { .. }
             | Self::Transport { .. }
             | Self::Timeout { .. } => true,
-            Self::Connect { failure, .. } => failure.is_retryable(),
-            Self::AllRoutesFailed { direct, proxy } => direct.is_retryable() || proxy.is_retryable(),
+            Self::Connect { failure, .. } | Self::TlsRejected { failure, .. } => {
+                failure.is_retryable()
+            }
+            Self::AllRoutesFailed { direct, proxy } => {
+                direct.is_retryable() || proxy.is_retryable()
+            }
             Self::Status { code, .. } => matches!(
                 code,
                 tonic::Code::ResourceExhausted
@@ -433,6 +465,55 @@ fn find_connect_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a Con
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<ConnectError>() {
             return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Finds a rustls error in a source chain, looking inside `io::Error`s (whose `source()`
+/// skips the error they wrap).
+fn find_rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        if let Some(found) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// After the handshake, rustls reports a received alert to readers as plain text
+/// (`received fatal alert: UnknownCA`), so the typed error is gone; recognise the text.
+fn find_alert_text(error: &(dyn StdError + 'static)) -> Option<ConnectFailure> {
+    const MARKER: &str = "received fatal alert: ";
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if let Some(pos) = text.find(MARKER) {
+            let alert = text[pos + MARKER.len()..]
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default();
+            return Some(match alert {
+                "UnknownCA"
+                | "BadCertificate"
+                | "CertificateExpired"
+                | "CertificateUnknown"
+                | "AccessDenied"
+                | "CertificateRequired"
+                | "CertificateRevoked" => ConnectFailure::ClientCertRejected,
+                "NoApplicationProtocol" => ConnectFailure::Alpn,
+                _ => ConnectFailure::Other,
+            });
         }
         current = e.source();
     }
@@ -497,7 +578,11 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        let e = map(Operation::SubmitReview, Code::AlreadyExists, "review exists");
+        let e = map(
+            Operation::SubmitReview,
+            Code::AlreadyExists,
+            "review exists",
+        );
         assert!(matches!(e, TeleportError::AlreadyReviewed { .. }));
         assert!(!e.is_retryable());
     }
@@ -512,9 +597,17 @@ mod tests {
         assert!(matches!(e, TeleportError::MfaRequired { .. }));
         assert!(e.to_string().contains("tbot"), "{e}");
 
-        let e = map(Operation::UpdatePluginData, Code::PermissionDenied, "access denied");
+        let e = map(
+            Operation::UpdatePluginData,
+            Code::PermissionDenied,
+            "access denied",
+        );
         assert!(e.to_string().contains("`access_plugin_data`"), "{e}");
-        let e = map(Operation::WatchAccessRequests, Code::PermissionDenied, "access denied");
+        let e = map(
+            Operation::WatchAccessRequests,
+            Code::PermissionDenied,
+            "access denied",
+        );
         assert!(e.to_string().contains("`access_request`"), "{e}");
         let e = map(
             Operation::SubmitReview,
@@ -533,12 +626,26 @@ mod tests {
         ));
         let e = map(Operation::Ping, Code::Unavailable, "connection problem");
         assert!(matches!(e, TeleportError::Unavailable { .. }) && e.is_retryable());
-        let e = map(Operation::ListAccessRequests, Code::Unimplemented, "unknown method");
+        let e = map(
+            Operation::ListAccessRequests,
+            Code::Unimplemented,
+            "unknown method",
+        );
         assert!(matches!(e, TeleportError::Unimplemented { .. }) && !e.is_retryable());
-        let e = map(Operation::ListAccessRequests, Code::ResourceExhausted, "slow down");
+        let e = map(
+            Operation::ListAccessRequests,
+            Code::ResourceExhausted,
+            "slow down",
+        );
         assert!(e.is_retryable());
         let e = map(Operation::ListAccessRequests, Code::InvalidArgument, "bad");
-        assert!(matches!(e, TeleportError::Status { code: Code::InvalidArgument, .. }));
+        assert!(matches!(
+            e,
+            TeleportError::Status {
+                code: Code::InvalidArgument,
+                ..
+            }
+        ));
         assert!(!e.is_retryable());
     }
 
@@ -573,7 +680,11 @@ mod tests {
             ),
         };
         let e = TeleportError::from_connect_error("direct", &unknown_ca);
-        assert!(e.to_string().contains("was the identity issued by this cluster?"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("was the identity issued by this cluster?"),
+            "{e}"
+        );
         assert!(!e.is_retryable());
         for (err, failure) in [
             (

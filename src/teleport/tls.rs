@@ -65,10 +65,12 @@ impl Route {
 
 /// Lower-case hex of the UTF-8 bytes of a cluster name.
 pub fn hex_cluster_name(cluster: &str) -> String {
-    cluster.bytes().fold(String::with_capacity(cluster.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    cluster
+        .bytes()
+        .fold(String::with_capacity(cluster.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// `<hex(cluster)>.teleport.cluster.local`: the SNI for proxy routing, and a name Auth accepts.
@@ -123,7 +125,10 @@ pub fn client_config(identity: &Identity, route: &Route) -> Result<Arc<ClientCon
             error,
         })?
         .with_root_certificates(roots)
-        .with_client_auth_cert(vec![identity.cert_der().clone()], identity.key.der().clone_key())
+        .with_client_auth_cert(
+            vec![identity.cert_der().clone()],
+            identity.key.der().clone_key(),
+        )
         .map_err(|error| TlsError::BadClientCert {
             origin: identity.origin().to_owned(),
             error,
@@ -161,7 +166,9 @@ pub enum ConnectError {
         error: io::Error,
     },
     /// The server did not agree on HTTP/2.
-    #[error("{addr} negotiated ALPN {negotiated:?}, not h2: is this a Teleport Auth or Proxy address?")]
+    #[error(
+        "{addr} negotiated ALPN {negotiated:?}, not h2: is this a Teleport Auth or Proxy address?"
+    )]
     NotH2 {
         /// The address dialled.
         addr: String,
@@ -193,21 +200,22 @@ pub fn connector(
         let tls = tls.clone();
         let server_name = server_name.clone();
         async move {
-            let tcp = TcpStream::connect(addr.as_str())
-                .await
-                .map_err(|error| ConnectError::Tcp {
-                    addr: addr.clone(),
-                    error,
-                })?;
+            let tcp =
+                TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(|error| ConnectError::Tcp {
+                        addr: addr.clone(),
+                        error,
+                    })?;
             // gRPC messages are small and latency matters more than throughput here.
             let _ = tcp.set_nodelay(true);
-            let stream = tls
-                .connect(server_name, tcp)
-                .await
-                .map_err(|error| ConnectError::Handshake {
-                    addr: addr.clone(),
-                    error,
-                })?;
+            let stream =
+                tls.connect(server_name, tcp)
+                    .await
+                    .map_err(|error| ConnectError::Handshake {
+                        addr: addr.clone(),
+                        error,
+                    })?;
             let negotiated = stream.get_ref().1.alpn_protocol();
             if negotiated != Some(ALPN_H2) {
                 return Err(ConnectError::NotH2 {
