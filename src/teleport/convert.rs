@@ -33,6 +33,8 @@ pub enum ConvertError {
 }
 
 /// What a watch event means to the daemon.
+// Events are handled one at a time and never stored in bulk, so the size of `Put` is fine.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
     /// The watch is established; events from now on are live.

@@ -260,6 +260,18 @@ fn pem_blocks(text: &str) -> Vec<Block> {
     let mut current: Option<Block> = None;
     for line in text.lines() {
         let line = line.trim();
+        if let Some(rest) = line.strip_prefix("-----BEGIN ") {
+            // A BEGIN inside an open block means that block was cut short; keep it (it will be
+            // reported as truncated) and start the new one, so the error points at the right
+            // block.
+            blocks.extend(current.take());
+            current = Some(Block {
+                label: rest.trim_end_matches('-').trim().to_owned(),
+                text: format!("{line}\n"),
+                complete: false,
+            });
+            continue;
+        }
         if let Some(block) = current.as_mut() {
             block.text.push_str(line);
             block.text.push('\n');
@@ -267,15 +279,6 @@ fn pem_blocks(text: &str) -> Vec<Block> {
                 block.complete = true;
                 blocks.extend(current.take());
             }
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("-----BEGIN ") {
-            let label = rest.trim_end_matches('-').trim().to_owned();
-            current = Some(Block {
-                label,
-                text: format!("{line}\n"),
-                complete: false,
-            });
         }
     }
     blocks.extend(current);
@@ -302,6 +305,17 @@ fn parse_key(block: &Block, index: usize, origin: &Origin) -> Result<PrivateKey,
             index,
             found: block.label.clone(),
             expected: "private key",
+            fix: origin.fix.clone(),
+        });
+    }
+    // Only unencrypted keys can be used (no passphrase prompt in a daemon).
+    if !matches!(
+        block.label.as_str(),
+        "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "PRIVATE KEY"
+    ) {
+        return Err(IdentityError::BadKey {
+            what: origin.key.clone(),
+            label: block.label.clone(),
             fix: origin.fix.clone(),
         });
     }
@@ -980,6 +994,27 @@ mod tests {
             matches!(err, IdentityError::Truncated { index: 1, .. }),
             "{err}"
         );
+        // A key block without its END line, followed by the rest: the key is reported.
+        let key = f.key.serialize_pem();
+        let cut_key = key.replace("-----END PRIVATE KEY-----\n", "");
+        let text = testing::identity_file(&f.ca, &cut_key, &f.cert);
+        let err = Identity::parse(&text).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::Truncated { index: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn encrypted_keys_are_refused_clearly() {
+        let f = fixture(Alg::Ecdsa);
+        let key = f
+            .key
+            .serialize_pem()
+            .replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY");
+        let text = testing::identity_file(&f.ca, &key, &f.cert);
+        let err = Identity::parse(&text).unwrap_err();
+        assert!(matches!(err, IdentityError::BadKey { .. }), "{err}");
     }
 
     #[test]
