@@ -548,6 +548,7 @@ mod e2e_tests {
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicUsize;
 
+    use futures::StreamExt;
     use tokio_stream::wrappers::TcpListenerStream;
     use tonic::transport::{Certificate, Server, ServerTlsConfig};
     use tonic::{Request, Response, Status};
@@ -601,7 +602,18 @@ mod e2e_tests {
             &self,
             _: Request<pb::proto::Watch>,
         ) -> Result<Response<Self::WatchEventsStream>, Status> {
-            Err(Status::unimplemented("not in this fake"))
+            let init = pb::proto::Event {
+                operation: pb::proto::Operation::Init as i32,
+                resource: None,
+            };
+            let put = pb::proto::Event {
+                operation: pb::proto::Operation::Put as i32,
+                resource: Some(pb::proto::event::Resource::AccessRequest(request("a"))),
+            };
+            // Stays open after the two events, like a real watch.
+            let events =
+                futures::stream::iter(vec![Ok(init), Ok(put)]).chain(futures::stream::pending());
+            Ok(Response::new(Box::pin(events)))
         }
         async fn list_access_requests(
             &self,
@@ -716,6 +728,56 @@ mod e2e_tests {
         let key = testing::key(Alg::Ecdsa);
         let cert = testing::client_cert(ca, &key, "access-plugin", -1, 30);
         Identity::from_parts(&key.serialize_pem(), &cert, &trusted.pem).expect("identity")
+    }
+
+    #[tokio::test]
+    async fn watch_delivers_init_then_changes() {
+        use crate::core::model::Snapshot;
+        use crate::teleport::convert::{snapshot_from_event, EventKind};
+
+        let pki = pki();
+        let addr = serve(&pki, fake("17.0.0")).await;
+        let identity = identity_for(&pki.ca, &pki.ca);
+        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Proxy), &identity)
+            .await
+            .expect("connect");
+        let mut stream = client.watch_access_requests().await.expect("watch");
+        let next = |ev: Option<pb::proto::Event>| snapshot_from_event(ev.expect("event"));
+        let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("in time")
+            .expect("ok");
+        assert_eq!(next(first), Ok(EventKind::Init));
+        let second = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("in time")
+            .expect("ok");
+        match next(second) {
+            Ok(EventKind::Put(Snapshot::Present(r))) => assert_eq!(r.id, "a"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_server_name_is_explained() {
+        let pki = pki();
+        let key = testing::key(Alg::Ecdsa);
+        let wrong = Pki {
+            server_cert: testing::server_cert_for(&pki.ca, &key, &["auth.example.com"]),
+            server_key: key.serialize_pem(),
+            ca: pki.ca,
+        };
+        let addr = serve(&wrong, fake("17.0.0")).await;
+        let identity = identity_for(&wrong.ca, &wrong.ca);
+        let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
+            .await
+            .unwrap_err();
+        match &err {
+            TeleportError::Connect { failure, .. } => {
+                assert_eq!(*failure, ConnectFailure::NameMismatch, "{err}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     async fn serve(pki: &Pki, fake: Fake) -> SocketAddr {

@@ -803,11 +803,17 @@ pub(crate) mod testing {
 
     /// A server certificate for Teleport's API names signed by `ca`.
     pub fn server_cert(ca: &Ca, key: &KeyPair) -> String {
-        let mut params = CertificateParams::new(vec![
-            "teleport.cluster.local".to_owned(),
-            "*.teleport.cluster.local".to_owned(),
-        ])
-        .expect("params");
+        server_cert_for(
+            ca,
+            key,
+            &["teleport.cluster.local", "*.teleport.cluster.local"],
+        )
+    }
+
+    /// A server certificate for `names` signed by `ca`.
+    pub fn server_cert_for(ca: &Ca, key: &KeyPair, names: &[&str]) -> String {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("params");
         params.distinguished_name.push(DnType::CommonName, "auth");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params
