@@ -1,1 +1,265 @@
-fn main() {}
+//! The whole system on loopback: a fake Teleport, a fake Opsgenie and the real daemon in one
+//! process, playing the paths of Teleport's guide "Access Requests with Opsgenie".
+//!
+//! `cargo run --example sandbox` plays the scenario, prints a timeline and one JSON summary line,
+//! and exits 0 only if every expectation held.
+//!
+//! `cargo run --example sandbox -- --serve` keeps the fakes running instead, and prints their
+//! addresses and a configuration file, so that `teleport-opsgenie start -c <file>` can run
+//! against them from another terminal while `cargo run --example request -- ...` plays the
+//! guide's `tctl request` steps.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use teleport_opsgenie::core::render::alias;
+use teleport_opsgenie::daemon::{Daemon, RunOptions};
+use teleport_opsgenie::pb::types::RequestState;
+use teleport_opsgenie::sim::opsgenie::{Alert, AlertStatus};
+use teleport_opsgenie::sim::world::{
+    World, WorldOptions, APPROVAL_SCHEDULE, REQUESTER, REVIEWERS, TEAM_REQUESTER,
+};
+
+/// Where `--serve` writes its files, so `examples/request.rs` can find them.
+pub fn serve_dir() -> PathBuf {
+    std::env::temp_dir().join("teleport-opsgenie-sandbox")
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Timeline {
+    start: Instant,
+    failures: Vec<String>,
+}
+
+impl Timeline {
+    fn say(&self, what: &str) {
+        println!("[{:>7.3}s] {what}", self.start.elapsed().as_secs_f64());
+    }
+    fn check(&mut self, ok: bool, what: &str) {
+        if ok {
+            self.say(&format!("ok: {what}"));
+        } else {
+            self.say(&format!("FAILED: {what}"));
+            self.failures.push(what.to_owned());
+        }
+    }
+}
+
+#[actix_rt::main]
+async fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let serve = std::env::args().any(|a| a == "--serve");
+    let result = if serve {
+        serve_forever().await
+    } else {
+        play().await
+    };
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("sandbox: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn play() -> Result<bool, Box<dyn std::error::Error>> {
+    let mut t = Timeline {
+        start: Instant::now(),
+        failures: vec![],
+    };
+    let world = World::start(WorldOptions::default()).await?;
+    world
+        .opsgenie
+        .set_on_call(APPROVAL_SCHEDULE, &["oncall@example.com"]);
+    t.say(&format!(
+        "fake Teleport on {}, fake Opsgenie on {}",
+        world.teleport.addr(),
+        world.opsgenie.url()
+    ));
+    let config = world.config();
+    let daemon = Daemon::start(config, RunOptions::default()).await?;
+    t.say("daemon started");
+
+    // 1. Approved by a reviewer: the review becomes a note, then the alert closes.
+    let approved = create(&world, &mut t, REQUESTER, "deploy hotfix for INC-1").await?;
+    world
+        .teleport
+        .review(&approved, REVIEWERS[0], true, "go ahead")?;
+    t.say(&format!("{} approved {approved}", REVIEWERS[0]));
+    let a = closed(&world, &approved).await;
+    t.check(
+        a.as_ref().is_some_and(|a| {
+            a.notes
+                .iter()
+                .any(|n| n.text.contains("approved the request"))
+                && a.notes
+                    .iter()
+                    .any(|n| n.text.starts_with("Access request approved"))
+        }),
+        "approved request: review note and closing note, alert closed",
+    );
+
+    // 2. Denied by a reviewer.
+    let denied = create(&world, &mut t, REQUESTER, "curious").await?;
+    world
+        .teleport
+        .review(&denied, REVIEWERS[1], false, "not without a ticket")?;
+    t.say(&format!("{} denied {denied}", REVIEWERS[1]));
+    let a = closed(&world, &denied).await;
+    t.check(
+        a.as_ref().is_some_and(|a| {
+            a.notes
+                .iter()
+                .any(|n| n.text.contains("Reason: not without a ticket"))
+        }),
+        "denied request: alert closed with the reason",
+    );
+
+    // 3. Two approvals needed: each review is a note while the request is pending.
+    let team = create(&world, &mut t, TEAM_REQUESTER, "database migration").await?;
+    world.teleport.review(&team, REVIEWERS[0], true, "ok")?;
+    let one_note = world
+        .opsgenie
+        .wait_until(WAIT, "first review note", |o| {
+            o.alert_by_alias(&alias(&team))
+                .is_some_and(|a| a.notes.len() == 1)
+        })
+        .await
+        .is_ok();
+    t.check(
+        one_note && world.teleport.request_state(&team) == Some(RequestState::Pending),
+        "first of two reviews: a note while the request is still pending",
+    );
+    world.teleport.review(&team, REVIEWERS[1], true, "ok too")?;
+    let a = closed(&world, &team).await;
+    t.check(
+        a.as_ref().is_some_and(|a| a.notes.len() == 3),
+        "second review approves: two review notes and the closing note",
+    );
+
+    // 4. Deleted: the alert is closed as expired.
+    let deleted = create(&world, &mut t, REQUESTER, "wrong role").await?;
+    world.teleport.delete_request(&deleted)?;
+    t.say(&format!("deleted {deleted}"));
+    let a = closed(&world, &deleted).await;
+    t.check(
+        a.as_ref().is_some_and(|a| {
+            a.notes
+                .iter()
+                .any(|n| n.text.contains("expired or was deleted"))
+        }),
+        "deleted request: alert closed as expired",
+    );
+
+    let alerts = world.opsgenie.alerts();
+    let notes: usize = alerts.iter().map(|a| a.notes.len()).sum();
+    let closed_count = alerts
+        .iter()
+        .filter(|a| a.status == AlertStatus::Closed)
+        .count();
+    t.check(alerts.len() == 4, "exactly one alert per request");
+    daemon.shutdown().await;
+    let ok = t.failures.is_empty();
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": if ok { "ok" } else { "failed" },
+            "alerts_created": alerts.len(),
+            "notes": notes,
+            "closed": closed_count,
+            "failures": t.failures,
+        })
+    );
+    Ok(ok)
+}
+
+async fn create(
+    world: &World,
+    t: &mut Timeline,
+    user: &str,
+    reason: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let request = world.teleport.create_request(user, &["editor"], reason)?;
+    let id = request
+        .metadata
+        .map(|m| m.name)
+        .ok_or("created request has no id")?;
+    t.say(&format!("{user} requested editor: {id} ({reason})"));
+    let created = world
+        .opsgenie
+        .wait_until(WAIT, "alert", |o| o.alert_by_alias(&alias(&id)).is_some())
+        .await
+        .is_ok();
+    t.check(created, &format!("alert created for {id}"));
+    Ok(id)
+}
+
+async fn closed(world: &World, id: &str) -> Option<Alert> {
+    let alias = alias(id);
+    world
+        .opsgenie
+        .wait_until(WAIT, "alert closed", |o| {
+            o.alert_by_alias(&alias)
+                .is_some_and(|a| a.status == AlertStatus::Closed)
+        })
+        .await
+        .ok()?;
+    world.opsgenie.alert_by_alias(&alias)
+}
+
+async fn serve_forever() -> Result<bool, Box<dyn std::error::Error>> {
+    let dir = serve_dir();
+    let world = World::start(WorldOptions {
+        dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .await?;
+    world
+        .opsgenie
+        .set_on_call(APPROVAL_SCHEDULE, &["oncall@example.com"]);
+    let config = world.config();
+    let key_file = dir.join("opsgenie-api-key");
+    std::fs::write(&key_file, world.opsgenie.api_key())?;
+    let config_file = dir.join("teleport-opsgenie.yaml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "# Written by `cargo run --example sandbox -- --serve`.\n\
+             teleport:\n  addr: \"{addr}\"\n  mode: auth\n  identity: \"{identity}\"\n  web_proxy_addr: teleport.example.com\n\
+             opsgenie:\n  api_url: \"{url}\"\n  api_key_file: \"{key}\"\n\
+             auto_approval:\n  enabled: true\n",
+            addr = config.teleport.addr,
+            identity = world.plugin_identity.display(),
+            url = world.opsgenie.url(),
+            key = key_file.display(),
+        ),
+    )?;
+    std::fs::write(
+        dir.join("sandbox.json"),
+        serde_json::json!({
+            "teleport_addr": config.teleport.addr,
+            "admin_identity": world.admin_identity,
+            "plugin_identity": world.plugin_identity,
+            "opsgenie_url": world.opsgenie.url(),
+            "config": config_file,
+        })
+        .to_string(),
+    )?;
+    println!("fake Teleport Auth: {}", config.teleport.addr);
+    println!("fake Opsgenie:      {}", world.opsgenie.url());
+    println!("plugin identity:    {}", world.plugin_identity.display());
+    println!("admin identity:     {}", world.admin_identity.display());
+    println!("config file:        {}", config_file.display());
+    println!();
+    println!("In another terminal:");
+    println!("  cargo run -- start -c {}", config_file.display());
+    println!("  cargo run --example request -- create {REQUESTER} --roles=editor");
+    println!("  cargo run --example request -- list");
+    println!("  cargo run --example request -- approve <ID>   (or deny <ID>)");
+    println!("Ctrl-C stops the fakes.");
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(true)
+}

@@ -20,9 +20,11 @@
 
 pub mod actors;
 pub mod backend;
+pub mod check;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod effects;
 pub mod reconcile;
 pub mod telemetry;
 pub mod teleport;
@@ -46,3 +48,5 @@ pub mod pb {
         tonic::include_proto!("proto");
     }
 }
+
+pub use daemon::{run, Daemon};

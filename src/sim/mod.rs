@@ -4,3 +4,4 @@
 pub mod opsgenie;
 pub mod pki;
 pub mod teleport;
+pub mod world;

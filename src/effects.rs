@@ -1,0 +1,161 @@
+//! The daemon's real effects: plugin data and reviews through the Teleport client, backend calls
+//! through the gateway actor. `--dry-run` is handled here: reads are real, writes are logged
+//! and skipped, so the decisions are the same as in a real run.
+
+use std::time::{Duration, SystemTime};
+
+use actix::Addr;
+use futures::future::LocalBoxFuture;
+use futures::{FutureExt, StreamExt};
+use tracing::info;
+
+use crate::actors::event_stream::{EventSource, EventStreamOf, SourceError, WatchEvent};
+use crate::actors::gateway::{AwaitAlertId, Call, Gateway, GatewayError};
+use crate::backend::{Operation as BackendOp, Outcome};
+use crate::core::model::AccessRequest;
+use crate::core::plugin_data::{Encoded, PluginData};
+use crate::reconcile::{EffectError, Effects};
+use crate::teleport::client::TeleportClient;
+use crate::teleport::convert::{snapshot_from_event, EventKind};
+use crate::teleport::error::{Operation, TeleportError};
+
+/// Effects against the real Teleport and backend.
+pub struct LiveEffects {
+    /// The Teleport client.
+    pub teleport: TeleportClient,
+    /// The gateway, the only HTTP caller.
+    pub gateway: Addr<Gateway>,
+    /// How long to wait for the backend to process an alert creation.
+    pub alert_id_deadline: Duration,
+    /// Decide and log, write nothing.
+    pub dry_run: bool,
+}
+
+impl Effects for LiveEffects {
+    async fn read(&self, request_id: &str) -> Result<PluginData, EffectError> {
+        let map = self
+            .teleport
+            .get_plugin_data(request_id)
+            .await
+            .map_err(teleport_error)?;
+        Ok(PluginData::decode(&map))
+    }
+
+    async fn write(
+        &self,
+        request_id: &str,
+        set: Encoded,
+        expect: Encoded,
+    ) -> Result<(), EffectError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        self.teleport
+            .update_plugin_data(request_id, set, expect)
+            .await
+            .map_err(teleport_error)
+    }
+
+    async fn call(&self, op: BackendOp) -> Result<Outcome, EffectError> {
+        if self.dry_run {
+            info!(
+                endpoint = op.endpoint(),
+                "Dry run: not calling the backend."
+            );
+            return Ok(match op {
+                BackendOp::CreateAlert(_) => Outcome::Accepted {
+                    request_id: "dry-run".into(),
+                },
+                _ => Outcome::Done,
+            });
+        }
+        match self.gateway.send(Call(op)).await {
+            Ok(result) => result.map_err(gateway_error),
+            Err(mailbox) => Err(EffectError::Retryable(format!(
+                "the gateway is not running: {mailbox}"
+            ))),
+        }
+    }
+
+    async fn await_alert_id(&self, request_id: &str) -> Result<String, EffectError> {
+        if self.dry_run {
+            return Ok("dry-run".into());
+        }
+        let msg = AwaitAlertId {
+            request_id: request_id.to_owned(),
+            deadline: self.alert_id_deadline,
+        };
+        match self.gateway.send(msg).await {
+            Ok(Ok(alert_id)) => Ok(alert_id),
+            Ok(Err(GatewayError::RequestFailed { status, .. })) => {
+                Err(EffectError::CreateFailed(status))
+            }
+            Ok(Err(err)) => Err(gateway_error(err)),
+            Err(mailbox) => Err(EffectError::Retryable(format!(
+                "the gateway is not running: {mailbox}"
+            ))),
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+fn teleport_error(err: TeleportError) -> EffectError {
+    if matches!(err, TeleportError::CompareFailed { .. }) {
+        EffectError::Conflict
+    } else if err.is_retryable() {
+        EffectError::Retryable(err.to_string())
+    } else {
+        EffectError::Permanent(err.to_string())
+    }
+}
+
+fn gateway_error(err: GatewayError) -> EffectError {
+    if err.is_retryable() {
+        EffectError::Retryable(err.to_string())
+    } else {
+        EffectError::Permanent(err.to_string())
+    }
+}
+
+/// Teleport as the source of the event stream.
+pub struct TeleportSource(pub TeleportClient);
+
+impl EventSource for TeleportSource {
+    fn watch(&self) -> LocalBoxFuture<'static, Result<EventStreamOf, SourceError>> {
+        let client = self.0.clone();
+        async move {
+            let stream = client
+                .watch_access_requests()
+                .await
+                .map_err(|e| SourceError(e.to_string()))?;
+            let events = stream.map(|item| match item {
+                Ok(event) => Ok(match snapshot_from_event(event) {
+                    Ok(EventKind::Init) => WatchEvent::Init,
+                    Ok(EventKind::Put(snapshot)) => WatchEvent::Observed(snapshot),
+                    Ok(EventKind::Skip) => WatchEvent::Ignored,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "Ignoring an event that could not be decoded.");
+                        WatchEvent::Ignored
+                    }
+                }),
+                Err(status) => Err(SourceError(TeleportError::from_status(Operation::WatchAccessRequests, status).to_string())),
+            });
+            Ok(events.boxed_local())
+        }
+        .boxed_local()
+    }
+
+    fn list(&self) -> LocalBoxFuture<'static, Result<Vec<AccessRequest>, SourceError>> {
+        let client = self.0.clone();
+        async move {
+            client
+                .list_access_requests()
+                .await
+                .map_err(|e| SourceError(e.to_string()))
+        }
+        .boxed_local()
+    }
+}

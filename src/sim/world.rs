@@ -1,0 +1,219 @@
+//! A whole world on loopback: the fake Teleport with the users and roles of Teleport's guide
+//! "Access Requests with Opsgenie", the fake Opsgenie with its schedules, identity files, and a
+//! configuration for the daemon that points at both. Tests, the sandbox and the load test all
+//! start from here, so they exercise the same setup a user would deploy.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{Config, ConnectMode, Secret};
+use crate::sim::opsgenie::{FakeOpsgenie, FakeOpsgenieOptions};
+use crate::sim::pki::KeyKind;
+use crate::sim::teleport::{FakeTeleport, FakeTeleportOptions};
+
+/// The plugin's Teleport user.
+pub const PLUGIN_USER: &str = "access-plugin";
+/// The guide's requester.
+pub const REQUESTER: &str = "myuser";
+/// A requester whose requests need two approvals.
+pub const TEAM_REQUESTER: &str = "requester1@example.com";
+/// Reviewers allowed to review `editor` requests.
+pub const REVIEWERS: [&str; 2] = ["reviewer1@example.com", "reviewer2@example.com"];
+/// An administrator for the `request` example (create, approve, deny, delete, list).
+pub const ADMIN: &str = "admin";
+/// The schedules the guide's requester role names.
+pub const NOTIFY_SCHEDULE: &str = "teleport-access-request-notifications";
+/// The team the guide's requester role names.
+pub const NOTIFY_TEAM: &str = "teleport-team";
+/// The schedule checked for auto-approval.
+pub const APPROVAL_SCHEDULE: &str = "teleport-access-alert-schedules";
+
+/// Roles shipped in `config/`, so the sandbox uses exactly what users are told to create.
+const SHIPPED_ROLES: [&str; 4] = [
+    include_str!("../../config/access-plugin.yaml"),
+    include_str!("../../config/requester.yaml"),
+    include_str!("../../config/reviewer.yaml"),
+    include_str!("../../config/editor.yaml"),
+];
+
+/// Roles only the sandbox needs: auto-approval rights for the plugin, a requester whose
+/// requests need two approvals, and an administrator.
+const SANDBOX_ROLES: [&str; 3] = [
+    r#"
+kind: role
+version: v7
+metadata:
+  name: access-plugin-approver
+spec:
+  allow:
+    review_requests:
+      roles: ['editor']
+"#,
+    r#"
+kind: role
+version: v7
+metadata:
+  name: team-requester
+spec:
+  allow:
+    request:
+      roles: ['editor']
+      thresholds:
+        - approve: 2
+          deny: 2
+      annotations:
+        teleport.dev/notify-services: ['teleport-access-request-notifications']
+        teleport.dev/teams: ['teleport-team']
+        teleport.dev/schedules: ['teleport-access-alert-schedules']
+"#,
+    r#"
+kind: role
+version: v7
+metadata:
+  name: sandbox-admin
+spec:
+  allow:
+    rules:
+      - resources: ['access_request']
+        verbs: ['list', 'read', 'create', 'update', 'delete']
+      - resources: ['access_plugin_data']
+        verbs: ['list', 'read', 'update']
+    review_requests:
+      roles: ['editor']
+"#,
+];
+
+/// Why the world could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    /// A fake or a file could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> WorldError + '_ {
+    move |e| WorldError::Setup(format!("{what}: {e}"))
+}
+
+/// How to build a world.
+#[derive(Debug, Clone, Default)]
+pub struct WorldOptions {
+    /// The fake Teleport.
+    pub teleport: FakeTeleportOptions,
+    /// The fake Opsgenie.
+    pub opsgenie: FakeOpsgenieOptions,
+    /// Where identity files go (a fresh temporary folder when unset).
+    pub dir: Option<PathBuf>,
+}
+
+/// The fakes, and the files the daemon needs to talk to them.
+pub struct World {
+    /// The fake Teleport Auth server.
+    pub teleport: FakeTeleport,
+    /// The fake Opsgenie.
+    pub opsgenie: FakeOpsgenie,
+    /// Folder with the identity files.
+    pub dir: PathBuf,
+    /// The plugin's identity file.
+    pub plugin_identity: PathBuf,
+    /// The administrator's identity file.
+    pub admin_identity: PathBuf,
+}
+
+impl World {
+    /// Starts both fakes with the guide's users, roles and schedules.
+    pub async fn start(options: WorldOptions) -> Result<World, WorldError> {
+        let teleport = FakeTeleport::start(options.teleport)
+            .await
+            .map_err(setup("starting the fake Teleport"))?;
+        for text in SHIPPED_ROLES.iter().chain(SANDBOX_ROLES.iter()) {
+            for doc in text.split("\n---") {
+                if doc.contains("kind: role") {
+                    teleport
+                        .add_role_yaml(doc)
+                        .map_err(setup("loading a role"))?;
+                }
+            }
+        }
+        teleport.add_user(PLUGIN_USER, ["access-plugin", "access-plugin-approver"]);
+        teleport.add_user(REQUESTER, ["requester"]);
+        teleport.add_user(TEAM_REQUESTER, ["team-requester"]);
+        for reviewer in REVIEWERS {
+            teleport.add_user(reviewer, ["reviewer"]);
+        }
+        teleport.add_user(ADMIN, ["sandbox-admin"]);
+
+        let opsgenie = FakeOpsgenie::start(options.opsgenie)
+            .await
+            .map_err(setup("starting the fake Opsgenie"))?;
+        opsgenie.add_schedule(NOTIFY_SCHEDULE, None, &[]);
+        opsgenie.add_schedule(APPROVAL_SCHEDULE, None, &[]);
+
+        let dir = match options.dir {
+            Some(dir) => dir,
+            None => temp_dir()?,
+        };
+        std::fs::create_dir_all(&dir).map_err(setup("creating the world's folder"))?;
+        let plugin_identity = dir.join("plugin-identity");
+        let admin_identity = dir.join("admin-identity");
+        write_identity(&teleport, &plugin_identity, PLUGIN_USER)?;
+        write_identity(&teleport, &admin_identity, ADMIN)?;
+        Ok(World {
+            teleport,
+            opsgenie,
+            dir,
+            plugin_identity,
+            admin_identity,
+        })
+    }
+
+    /// A configuration for the daemon against this world: direct to the fake Auth server,
+    /// the fake Opsgenie's URL and key, no HTTP listener, quick retries.
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.teleport.addr = self.teleport.addr().to_string();
+        config.teleport.mode = ConnectMode::Auth;
+        config.teleport.identity = Some(self.plugin_identity.clone());
+        config.teleport.web_proxy_addr = Some("teleport.example.com".into());
+        config.opsgenie.api_url = Some(self.opsgenie.url());
+        config.opsgenie.api_key = Some(Secret::new(self.opsgenie.api_key()));
+        config.opsgenie.rate_limits.alert_write.per_second = 0;
+        config.opsgenie.rate_limits.alert_write.per_minute = 0;
+        config.opsgenie.rate_limits.alert_read.per_second = 0;
+        config.opsgenie.rate_limits.alert_read.per_minute = 0;
+        config.opsgenie.rate_limits.schedule_oncalls.per_second = 0;
+        config.opsgenie.rate_limits.schedule_oncalls.per_minute = 0;
+        config.http.enabled = false;
+        config.daemon.retry_min_delay = Duration::from_millis(20);
+        config.daemon.retry_max_delay = Duration::from_millis(500);
+        config.daemon.shutdown_timeout = Duration::from_secs(5);
+        config
+    }
+
+    /// Rewrites the plugin's identity file with a fresh certificate.
+    pub fn rotate_plugin_identity(&self) -> Result<(), WorldError> {
+        write_identity(&self.teleport, &self.plugin_identity, PLUGIN_USER)
+    }
+}
+
+fn write_identity(teleport: &FakeTeleport, path: &Path, user: &str) -> Result<(), WorldError> {
+    teleport
+        .pki()
+        .write_identity_file(
+            path,
+            user,
+            Duration::from_secs(24 * 3600),
+            KeyKind::EcdsaP256,
+        )
+        .map_err(setup("writing an identity file"))
+}
+
+fn temp_dir() -> Result<PathBuf, WorldError> {
+    let dir = std::env::temp_dir().join(format!(
+        "teleport-opsgenie-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).map_err(setup("creating a temporary folder"))?;
+    Ok(dir)
+}
