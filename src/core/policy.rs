@@ -251,9 +251,10 @@ pub fn approval_reason(teleport_user: &str, schedule: &str, matched: &Match) -> 
     )
 }
 
-/// The text for failed lookups. `final_attempt` says whether retries are exhausted: then the
-/// request is declined and the text says so.
-pub fn lookup_failed_reason(errors: &[(String, String)], final_attempt: bool) -> String {
+/// The text for failed lookups. `gave_up_after` is `None` while the lookup will be retried, and
+/// the number of attempts made once retries are exhausted: then the request is declined and the
+/// text says so.
+pub fn lookup_failed_reason(errors: &[(String, String)], gave_up_after: Option<u32>) -> String {
     let details = errors
         .iter()
         .map(|(schedule, error)| {
@@ -261,10 +262,10 @@ pub fn lookup_failed_reason(errors: &[(String, String)], final_attempt: bool) ->
         })
         .collect::<Vec<_>>()
         .join("; ");
-    if final_attempt {
-        format!("Not auto-approved: {details} (gave up after retrying)")
-    } else {
-        format!("Not auto-approved yet: {details}")
+    match gave_up_after {
+        None => format!("Not auto-approved yet: {details}"),
+        Some(1) => format!("Not auto-approved: {details} (no retries configured)"),
+        Some(n) => format!("Not auto-approved: {details} (gave up after {n} attempts)"),
     }
 }
 
@@ -710,9 +711,12 @@ mod tests {
         );
         let errors = vec![("S1".to_string(), "HTTP 503".to_string())];
         assert_eq!(
-            lookup_failed_reason(&errors, false),
+            lookup_failed_reason(&errors, None),
             "Not auto-approved yet: could not look up who is on call in \"S1\": HTTP 503"
         );
-        assert!(lookup_failed_reason(&errors, true).starts_with("Not auto-approved: could not"));
+        assert_eq!(
+            lookup_failed_reason(&errors, Some(4)),
+            "Not auto-approved: could not look up who is on call in \"S1\": HTTP 503 (gave up after 4 attempts)"
+        );
     }
 }
