@@ -869,11 +869,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn policy_declines_need_no_lookup() {
-        let cases: Vec<(
-            &str,
-            Box<dyn Fn(&mut AccessRequest, &mut AutoApprovalConfig)>,
-            &str,
-        )> = vec![
+        type Tweak = Box<dyn Fn(&mut AccessRequest, &mut AutoApprovalConfig)>;
+        let cases: Vec<(&str, Tweak, &str)> = vec![
             (
                 "role denied",
                 Box::new(|r, c| {

@@ -157,11 +157,12 @@ mod tests {
     use super::*;
     use std::cell::{Cell, RefCell};
 
+    /// How many lookups were made, and for which schedules.
+    type Calls = (Rc<Cell<usize>>, Rc<RefCell<Vec<String>>>);
+
     /// A lookup that takes a second, counts its calls, and answers from a script (the last
     /// answer repeats).
-    fn scripted(
-        answers: Vec<Result<Vec<String>, String>>,
-    ) -> (Lookup, Rc<Cell<usize>>, Rc<RefCell<Vec<String>>>) {
+    fn scripted(answers: Vec<Result<Vec<String>, String>>) -> (Lookup, Calls) {
         let calls = Rc::new(Cell::new(0));
         let asked = Rc::new(RefCell::new(Vec::new()));
         let (c, a) = (Rc::clone(&calls), Rc::clone(&asked));
@@ -180,7 +181,7 @@ mod tests {
             }
             .boxed_local()
         });
-        (lookup, calls, asked)
+        (lookup, (calls, asked))
     }
 
     fn users(v: &[&str]) -> Vec<String> {
@@ -190,7 +191,7 @@ mod tests {
     #[actix_rt::test]
     async fn concurrent_asks_share_one_lookup_and_answers_expire() {
         tokio::time::pause();
-        let (lookup, calls, asked) = scripted(vec![Ok(users(&["alice"])), Ok(users(&["bob"]))]);
+        let (lookup, (calls, asked)) = scripted(vec![Ok(users(&["alice"])), Ok(users(&["bob"]))]);
         let cache = OnCallCache::new(lookup, Duration::from_secs(30)).start();
 
         let answers =
@@ -221,7 +222,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_failed_lookup_reaches_every_asker_and_is_not_cached() {
         tokio::time::pause();
-        let (lookup, calls, _) = scripted(vec![Err("HTTP 503".into()), Ok(users(&["alice"]))]);
+        let (lookup, (calls, _)) = scripted(vec![Err("HTTP 503".into()), Ok(users(&["alice"]))]);
         let cache = OnCallCache::new(lookup, Duration::from_secs(30)).start();
 
         let answers =
@@ -240,7 +241,7 @@ mod tests {
     #[actix_rt::test]
     async fn an_empty_answer_is_a_valid_cached_answer() {
         tokio::time::pause();
-        let (lookup, calls, _) = scripted(vec![Ok(vec![])]);
+        let (lookup, (calls, _)) = scripted(vec![Ok(vec![])]);
         let cache = OnCallCache::new(lookup, Duration::from_secs(30)).start();
         assert!(who_is_on_call(&cache, "S").await.expect("empty").is_empty());
         assert!(who_is_on_call(&cache, "S").await.expect("empty").is_empty());
