@@ -20,9 +20,11 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, info, warn};
 
 use crate::backend::{Operation, Outcome};
-use crate::core::model::Snapshot;
+use crate::config::AutoApprovalConfig;
+use crate::core::model::{AccessRequest, Snapshot};
 use crate::core::plan::{self, PlanOptions, Step};
-use crate::core::plugin_data::{millis, Claim, Encoded, PluginData};
+use crate::core::plugin_data::{millis, Claim, Decision, Encoded, PluginData};
+use crate::core::policy::{self, Verdict};
 use crate::core::render::{self, AlertSettings};
 
 /// What an effect can fail with, as far as the reconcile loop cares.
@@ -50,6 +52,41 @@ impl EffectError {
     }
 }
 
+/// What submitting the daemon's approving review achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewResult {
+    /// The review was recorded now.
+    Submitted,
+    /// Nothing was recorded now, and nothing needs to be: Teleport says the daemon already
+    /// reviewed the request (a repeat after a crash), or the request is already resolved.
+    AlreadyDone,
+}
+
+/// What Teleport says when the daemon's identity needs MFA for admin actions, and how to fix it.
+pub const MFA_REQUIRED_FIX: &str = "Teleport requires MFA for admin actions: run the plugin with a Machine ID (tbot) identity, or sign its identity with `tctl auth sign` on the Auth host";
+
+/// Classifies the message of an error Teleport returned to a review submission, for
+/// [`Effects::submit_review`] implementations. `Some` for the answers that have a fixed meaning:
+/// a repeated review and a review of an already resolved request are success
+/// ([`ReviewResult::AlreadyDone`]); an admin-action MFA refusal is [`EffectError::Permanent`]
+/// with the fix. `None` for anything else, which the caller classifies by its status code.
+pub fn classify_review_error(message: &str) -> Option<Result<ReviewResult, EffectError>> {
+    let message = message.trim();
+    if message.ends_with("has already reviewed this request")
+        || ["approved", "denied", "promoted"]
+            .iter()
+            .any(|state| message.contains(&format!("has been already {state}")))
+    {
+        Some(Ok(ReviewResult::AlreadyDone))
+    } else if message.contains("requires MFA") {
+        Some(Err(EffectError::Permanent(format!(
+            "{MFA_REQUIRED_FIX} (Teleport said: {message})"
+        ))))
+    } else {
+        None
+    }
+}
+
 /// The outside world, as one request's reconcile sees it. The daemon's implementation talks to
 /// Teleport and the gateway; tests can substitute their own.
 pub trait Effects {
@@ -67,6 +104,17 @@ pub trait Effects {
     /// Waits until the backend has processed the creation with this request id; its alert id.
     fn await_alert_id(&self, request_id: &str)
         -> impl Future<Output = Result<String, EffectError>>;
+    /// Who is on call now in `schedule` (through the on-call cache). Any error means "unknown",
+    /// never "nobody".
+    fn on_call(&self, schedule: &str) -> impl Future<Output = Result<Vec<String>, EffectError>>;
+    /// Submits the daemon's approving review of the request, with `reason`. Implementations map
+    /// Teleport's answers with [`classify_review_error`]. In dry-run mode they submit nothing and
+    /// answer [`ReviewResult::Submitted`].
+    fn submit_review(
+        &self,
+        request_id: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<ReviewResult, EffectError>>;
     /// The time now.
     fn now(&self) -> SystemTime;
 }
@@ -80,8 +128,15 @@ pub struct Settings {
     pub alert: AlertSettings,
     /// Planner switches.
     pub plan: PlanOptions,
-    /// How long a claim lasts; longer than any one side effect.
+    /// How long a claim lasts; longer than any one side effect (for the decision, all its
+    /// on-call lookups and the review together).
     pub claim_ttl: Duration,
+    /// The auto-approval policy. The planner only asks for a decision when
+    /// `plan.auto_approval` is on; the daemon sets it from `auto_approval.enabled`.
+    pub auto_approval: AutoApprovalConfig,
+    /// The daemon's own Teleport user: its reviews are already explained on the alert by the
+    /// decision note, so they get no review note of their own.
+    pub own_user: String,
 }
 
 /// What happened, and what the caller should do next.
@@ -155,12 +210,13 @@ pub async fn step<E: Effects>(
     let result = act(fx, settings, snapshot, &step, &claimed).await;
     let after = match result {
         Ok(after) => after,
-        Err(err) => {
-            // Release the claim so that no replica waits for it, then report the failure. If
-            // the release fails too, the claim simply expires.
+        Err(Failed { keep, error: err }) => {
+            // Release the claim so that no replica waits for it (recording what the failed step
+            // asked to keep, such as a failure count), then report the failure. If the release
+            // fails too, the claim simply expires.
             let released = PluginData {
                 claim: None,
-                ..claimed.clone()
+                ..keep.unwrap_or_else(|| claimed.clone())
             };
             if let Err(release) = fx
                 .write(id, released.encode(), claimed.expect_claim())
@@ -179,6 +235,18 @@ pub async fn step<E: Effects>(
     done(after, step, Next::Continue)
 }
 
+/// A failed step: the error, and progress to record anyway when releasing the claim.
+struct Failed {
+    keep: Option<PluginData>,
+    error: EffectError,
+}
+
+impl From<EffectError> for Failed {
+    fn from(error: EffectError) -> Self {
+        Self { keep: None, error }
+    }
+}
+
 /// Performs `step` (which needs the claim) and returns the progress to record.
 async fn act<E: Effects>(
     fx: &E,
@@ -186,7 +254,7 @@ async fn act<E: Effects>(
     snapshot: &Snapshot,
     step: &Step,
     data: &PluginData,
-) -> Result<PluginData, EffectError> {
+) -> Result<PluginData, Failed> {
     let id = snapshot.id();
     let alias = render::alias(id);
     let mut after = data.clone();
@@ -202,11 +270,17 @@ async fn act<E: Effects>(
                     after.created = request.created.map(whole_seconds);
                     after.request_reason = render::truncate(&request.request_reason, 1_000);
                 }
-                other => return Err(unexpected("create_alert", &other)),
+                other => return Err(unexpected("create_alert", &other).into()),
             }
         }
+        (Step::Decide, Snapshot::Present(request)) => {
+            return decide(fx, settings, request, &alias, after).await;
+        }
         (Step::NoteReview { index }, Snapshot::Present(request)) => {
-            if let Some(review) = request.reviews.get(*index) {
+            let review = request.reviews.get(*index);
+            if let Some(review) = review.filter(|r| is_own_explained(r, settings, data)) {
+                debug!(request_id = id, reviewer = %review.author, "Our own review is explained by the decision note; no review note.");
+            } else if let Some(review) = review {
                 let note = render::review_note(review);
                 fx.call(Operation::AddNote {
                     alias: alias.clone(),
@@ -231,9 +305,87 @@ async fn act<E: Effects>(
         (step, _) => {
             return Err(EffectError::Permanent(format!(
                 "step {step:?} is not implemented for this snapshot"
-            )))
+            ))
+            .into())
         }
     }
+    Ok(after)
+}
+
+/// Whether `review` is the daemon's own approval, already explained by the decision note. A
+/// review of ours without a recorded approval (the note failed after the review went through)
+/// is noted like any other, so the alert never lacks the explanation.
+fn is_own_explained(
+    review: &crate::core::model::Review,
+    settings: &Settings,
+    data: &PluginData,
+) -> bool {
+    !settings.own_user.is_empty()
+        && review.author == settings.own_user
+        && data.decision == Some(Decision::Approved)
+}
+
+/// The auto-approval decision: check the policy, look up who is on call (stopping at the first
+/// schedule the requester is on call in), then approve or decline and explain it on the alert.
+async fn decide<E: Effects>(
+    fx: &E,
+    settings: &Settings,
+    request: &AccessRequest,
+    alias: &str,
+    mut after: PluginData,
+) -> Result<PluginData, Failed> {
+    let cfg = &settings.auto_approval;
+    let id = request.id.as_str();
+    let now = fx.now();
+    let mut lookups: Vec<(String, Result<Vec<String>, String>)> = Vec::new();
+    if let Ok(schedules) = policy::precheck(request, cfg, now) {
+        for schedule in schedules {
+            let answer = fx.on_call(&schedule).await.map_err(|e| e.to_string());
+            let matched = matches!(&answer, Ok(users) if policy::match_user(&request.user, users, cfg).is_some());
+            lookups.push((schedule, answer));
+            if matched {
+                break;
+            }
+        }
+    }
+    let note = match policy::decide(request, cfg, now, &lookups) {
+        Verdict::Approve { schedule, matched } => {
+            let reason = policy::approval_reason(&request.user, &schedule, &matched);
+            let note = match fx.submit_review(id, &reason).await? {
+                ReviewResult::Submitted => reason,
+                ReviewResult::AlreadyDone => format!(
+                    "{reason} (Teleport already had this review, or the request was already resolved)"
+                ),
+            };
+            info!(request_id = id, user = %request.user, schedule = %schedule, rule = matched.rule.as_str(), "Auto-approved the request.");
+            after.decision = Some(Decision::Approved);
+            note
+        }
+        Verdict::Decline(reason) => {
+            info!(request_id = id, user = %request.user, %reason, "Declined auto-approval.");
+            after.decision = Some(Decision::Declined);
+            reason
+        }
+        Verdict::LookupFailed { errors } => {
+            if after.lookup_failures < cfg.lookup_retries {
+                after.lookup_failures += 1;
+                let reason = policy::lookup_failed_reason(&errors, None);
+                return Err(Failed {
+                    keep: Some(after),
+                    error: EffectError::Retryable(reason),
+                });
+            }
+            let reason = policy::lookup_failed_reason(&errors, Some(after.lookup_failures + 1));
+            warn!(request_id = id, %reason, "Declined auto-approval: on-call lookups kept failing.");
+            after.decision = Some(Decision::Declined);
+            reason
+        }
+    };
+    fx.call(Operation::AddNote {
+        alias: alias.to_owned(),
+        note: render::truncate(&note, render::limits::NOTE),
+    })
+    .await?;
     Ok(after)
 }
 
@@ -295,8 +447,14 @@ mod tests {
     struct Memory {
         store: RefCell<HashMap<String, BTreeMap<String, String>>>,
         calls: RefCell<Vec<String>>,
+        /// The text of every note posted (add and close).
+        notes: RefCell<Vec<String>>,
         fail_next_call: RefCell<Option<EffectError>>,
         now_ms: u64,
+        /// Who is on call per schedule; a missing schedule fails its lookup.
+        on_call: RefCell<HashMap<String, Result<Vec<String>, String>>>,
+        /// Requests the daemon has reviewed, with the reason, as Teleport would remember them.
+        reviewed: RefCell<Vec<(String, String)>>,
     }
 
     impl Effects for Memory {
@@ -330,6 +488,9 @@ mod tests {
                 return Err(err);
             }
             self.calls.borrow_mut().push(op.endpoint().to_owned());
+            if let Operation::AddNote { note, .. } | Operation::CloseAlert { note, .. } = op {
+                self.notes.borrow_mut().push(note);
+            }
             Ok(Outcome::Accepted {
                 request_id: "rq-1".into(),
             })
@@ -337,6 +498,31 @@ mod tests {
         async fn await_alert_id(&self, request_id: &str) -> Result<String, EffectError> {
             self.calls.borrow_mut().push(format!("await {request_id}"));
             Ok("alert-1".into())
+        }
+        async fn on_call(&self, schedule: &str) -> Result<Vec<String>, EffectError> {
+            self.calls.borrow_mut().push(format!("on_call {schedule}"));
+            match self.on_call.borrow().get(schedule) {
+                Some(Ok(users)) => Ok(users.clone()),
+                Some(Err(e)) => Err(EffectError::Retryable(e.clone())),
+                None => Err(EffectError::Retryable("no such schedule".into())),
+            }
+        }
+        async fn submit_review(
+            &self,
+            request_id: &str,
+            reason: &str,
+        ) -> Result<ReviewResult, EffectError> {
+            self.calls.borrow_mut().push("review".into());
+            let mut reviewed = self.reviewed.borrow_mut();
+            if reviewed.iter().any(|(id, _)| id == request_id) {
+                // As Teleport answers a repeated review by the same author.
+                return classify_review_error(
+                    "user \"teleport-opsgenie\" has already reviewed this request",
+                )
+                .unwrap_or(Ok(ReviewResult::Submitted));
+            }
+            reviewed.push((request_id.to_owned(), reason.to_owned()));
+            Ok(ReviewResult::Submitted)
         }
         fn now(&self) -> SystemTime {
             SystemTime::UNIX_EPOCH + Duration::from_millis(self.now_ms)
@@ -349,6 +535,26 @@ mod tests {
             alert: AlertSettings::default(),
             plan: PlanOptions::default(),
             claim_ttl: Duration::from_secs(60),
+            auto_approval: AutoApprovalConfig::default(),
+            own_user: OWN.into(),
+        }
+    }
+
+    const OWN: &str = "teleport-opsgenie";
+
+    /// Settings with auto-approval on, checking schedule "Primary" by default.
+    fn approving(replica: &str) -> Settings {
+        Settings {
+            plan: PlanOptions {
+                auto_approval: true,
+            },
+            auto_approval: AutoApprovalConfig {
+                enabled: true,
+                default_schedules: vec!["Primary".into()],
+                lookup_retries: 2,
+                ..AutoApprovalConfig::default()
+            },
+            ..settings(replica)
         }
     }
 
@@ -518,5 +724,329 @@ mod tests {
             fx.calls.borrow().last().map(String::as_str),
             Some("close_alert")
         );
+    }
+
+    fn pending_by(user: &str) -> AccessRequest {
+        match request(RequestState::Pending, 0) {
+            Snapshot::Present(r) => AccessRequest {
+                user: user.into(),
+                ..r
+            },
+            Snapshot::Gone { .. } => unreachable!(),
+        }
+    }
+
+    fn stored(fx: &Memory) -> PluginData {
+        PluginData::decode(&fx.store.borrow()["r1"])
+    }
+
+    fn count(fx: &Memory, call: &str) -> usize {
+        fx.calls.borrow().iter().filter(|c| *c == call).count()
+    }
+
+    fn on_call(fx: &Memory, schedule: &str, users: &[&str]) {
+        fx.on_call.borrow_mut().insert(
+            schedule.into(),
+            Ok(users.iter().map(|u| u.to_string()).collect()),
+        );
+    }
+
+    #[actix_rt::test]
+    async fn on_call_requester_gets_one_review_and_one_note() {
+        let fx = Memory::default();
+        on_call(&fx, "Primary", &["bob@example.com", "alice@example.com"]);
+        let s = approving("me");
+        let snapshot = Snapshot::Present(pending_by("alice@example.com"));
+        assert_eq!(drive(&fx, &s, &snapshot).await, Next::Idle);
+        assert_eq!(
+            *fx.calls.borrow(),
+            vec![
+                "create_alert",
+                "await rq-1",
+                "on_call Primary",
+                "review",
+                "add_note"
+            ]
+        );
+        let reason = "Auto-approved: alice@example.com is on call in Opsgenie schedule \"Primary\" (matched by username)";
+        assert_eq!(*fx.notes.borrow(), vec![reason]);
+        assert_eq!(
+            *fx.reviewed.borrow(),
+            vec![("r1".to_string(), reason.to_string())]
+        );
+        assert_eq!(stored(&fx).decision, Some(Decision::Approved));
+        assert_eq!(stored(&fx).claim, None);
+
+        // Teleport applies the review: our own review gets no second note, the alert closes.
+        let mut approved = pending_by("alice@example.com");
+        approved.state = RequestState::Approved;
+        approved.reviews = vec![Review {
+            author: OWN.into(),
+            proposed_state: RequestState::Approved,
+            reason: reason.into(),
+            created: None,
+        }];
+        let approved = Snapshot::Present(approved);
+        assert_eq!(drive(&fx, &s, &approved).await, Next::Finished);
+        assert_eq!(count(&fx, "add_note"), 1);
+        assert_eq!(count(&fx, "close_alert"), 1);
+        assert_eq!(stored(&fx).reviews_count, 1);
+    }
+
+    #[actix_rt::test]
+    async fn the_first_matching_schedule_stops_the_lookups() {
+        let fx = Memory::default();
+        on_call(&fx, "S1", &["alice"]);
+        on_call(&fx, "S2", &["alice"]);
+        let mut req = pending_by("alice");
+        req.system_annotations.insert(
+            crate::core::model::SCHEDULES_ANNOTATION.into(),
+            vec!["S1".into(), "S2".into()],
+        );
+        drive(&fx, &approving("me"), &Snapshot::Present(req)).await;
+        assert_eq!(count(&fx, "on_call S1"), 1);
+        assert_eq!(count(&fx, "on_call S2"), 0);
+        assert_eq!(count(&fx, "review"), 1);
+    }
+
+    #[actix_rt::test]
+    async fn requester_not_on_call_gets_no_review_and_a_note_saying_why() {
+        let fx = Memory::default();
+        on_call(&fx, "Primary", &["bob"]);
+        let s = approving("me");
+        assert_eq!(
+            drive(&fx, &s, &Snapshot::Present(pending_by("alice"))).await,
+            Next::Idle
+        );
+        assert_eq!(count(&fx, "review"), 0);
+        assert_eq!(
+            *fx.notes.borrow(),
+            vec!["Not auto-approved: alice is not on call in \"Primary\""]
+        );
+        assert_eq!(stored(&fx).decision, Some(Decision::Declined));
+    }
+
+    #[actix_rt::test]
+    async fn failed_lookups_are_retried_then_declined_with_a_note() {
+        let fx = Memory::default();
+        fx.on_call
+            .borrow_mut()
+            .insert("Primary".into(), Err("HTTP 503".into()));
+        let s = approving("me");
+        let snapshot = Snapshot::Present(pending_by("alice"));
+        // Alert created and its id learnt.
+        let mut cached = None;
+        for _ in 0..2 {
+            cached = Some(step(&fx, &s, &snapshot, cached).await.expect("step").data);
+        }
+        // `lookup_retries` is 2: two retryable failures, each counted and without a note.
+        for attempt in 1..=2 {
+            let err = step(&fx, &s, &snapshot, None)
+                .await
+                .expect_err("lookup fails");
+            assert!(err.is_retryable());
+            assert_eq!(
+                err.to_string(),
+                "Not auto-approved yet: could not look up who is on call in \"Primary\": HTTP 503"
+            );
+            let data = stored(&fx);
+            assert_eq!(data.lookup_failures, attempt);
+            assert_eq!(data.decision, None);
+            assert_eq!(data.claim, None, "the claim is released");
+            assert!(fx.notes.borrow().is_empty());
+        }
+        // The third failure exhausts the retries: declined, and said so.
+        let r = step(&fx, &s, &snapshot, None).await.expect("declines");
+        assert_eq!(r.step, Step::Decide);
+        assert_eq!(r.data.decision, Some(Decision::Declined));
+        assert_eq!(
+            *fx.notes.borrow(),
+            vec!["Not auto-approved: could not look up who is on call in \"Primary\": HTTP 503 (gave up after 3 attempts)"]
+        );
+        assert_eq!(count(&fx, "on_call Primary"), 3);
+        assert_eq!(count(&fx, "review"), 0);
+    }
+
+    #[actix_rt::test]
+    async fn policy_declines_need_no_lookup() {
+        type Tweak = Box<dyn Fn(&mut AccessRequest, &mut AutoApprovalConfig)>;
+        let cases: Vec<(&str, Tweak, &str)> = vec![
+            (
+                "role denied",
+                Box::new(|r, c| {
+                    r.roles = vec!["db-admin".into()];
+                    c.denied_roles = vec!["db-*".into()];
+                }),
+                "Not auto-approved: role `db-admin` is denied by auto_approval.denied_roles",
+            ),
+            (
+                "too long",
+                Box::new(|r, c| {
+                    let t = SystemTime::UNIX_EPOCH;
+                    r.created = Some(t);
+                    r.access_expiry = Some(t + Duration::from_secs(12 * 3600));
+                    c.max_duration = Some(Duration::from_secs(8 * 3600));
+                }),
+                "Not auto-approved: access of 12h exceeds the maximum of 8h",
+            ),
+            (
+                "resource request",
+                Box::new(|r, _| {
+                    r.resources = vec![crate::core::model::ResourceId {
+                        cluster: "c".into(),
+                        kind: "node".into(),
+                        name: "web-1".into(),
+                        sub_resource: String::new(),
+                    }];
+                }),
+                "Not auto-approved: requests for specific resources need a human reviewer",
+            ),
+        ];
+        for (name, tweak, want) in cases {
+            let fx = Memory::default();
+            on_call(&fx, "Primary", &["alice"]);
+            let mut s = approving("me");
+            let mut req = pending_by("alice");
+            tweak(&mut req, &mut s.auto_approval);
+            assert_eq!(
+                drive(&fx, &s, &Snapshot::Present(req)).await,
+                Next::Idle,
+                "{name}"
+            );
+            assert_eq!(count(&fx, "review"), 0, "{name}");
+            assert_eq!(count(&fx, "on_call Primary"), 0, "{name}");
+            assert_eq!(*fx.notes.borrow(), vec![want], "{name}");
+            assert_eq!(stored(&fx).decision, Some(Decision::Declined), "{name}");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_restart_after_deciding_does_not_decide_again() {
+        let fx = Memory::default();
+        on_call(&fx, "Primary", &["alice"]);
+        let s = approving("me");
+        let snapshot = Snapshot::Present(pending_by("alice"));
+        drive(&fx, &s, &snapshot).await;
+        let calls = fx.calls.borrow().len();
+        // A new process: nothing cached, progress read back from storage.
+        assert_eq!(plan::next_step(&snapshot, &stored(&fx), s.plan), Step::Wait);
+        assert_eq!(
+            drive(&fx, &approving("me-again"), &snapshot).await,
+            Next::Idle
+        );
+        assert_eq!(fx.calls.borrow().len(), calls);
+        assert_eq!(count(&fx, "review"), 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_review_that_went_through_before_a_crash_is_not_repeated() {
+        // The review was submitted but the note failed: the retry finds the review done.
+        let fx = Memory::default();
+        on_call(&fx, "Primary", &["alice"]);
+        let s = approving("me");
+        let snapshot = Snapshot::Present(pending_by("alice"));
+        let mut cached = None;
+        for _ in 0..2 {
+            cached = Some(step(&fx, &s, &snapshot, cached).await.expect("step").data);
+        }
+        fx.reviewed
+            .borrow_mut()
+            .push(("r1".into(), "earlier".into()));
+        drive(&fx, &s, &snapshot).await;
+        assert_eq!(fx.reviewed.borrow().len(), 1);
+        assert_eq!(stored(&fx).decision, Some(Decision::Approved));
+        assert!(fx.notes.borrow()[0].starts_with("Auto-approved: alice is on call"));
+    }
+
+    #[actix_rt::test]
+    async fn two_replicas_submit_one_review() {
+        let fx = Memory::default();
+        on_call(&fx, "Primary", &["alice"]);
+        let (a, b) = (approving("a"), approving("b"));
+        let snapshot = Snapshot::Present(pending_by("alice"));
+        // Both learn the alert and read the same progress, just before the decision.
+        let mut cached = None;
+        for _ in 0..2 {
+            cached = Some(step(&fx, &a, &snapshot, cached).await.expect("step").data);
+        }
+        let read = fx.read("r1").await.expect("read");
+        assert_eq!(plan::next_step(&snapshot, &read, a.plan), Step::Decide);
+
+        let first = step(&fx, &a, &snapshot, Some(read.clone()))
+            .await
+            .expect("a decides");
+        assert_eq!(first.step, Step::Decide);
+        let err = step(&fx, &b, &snapshot, Some(read))
+            .await
+            .expect_err("b loses the race");
+        assert!(matches!(err, EffectError::Conflict));
+        assert_eq!(drive(&fx, &b, &snapshot).await, Next::Idle);
+        assert_eq!(drive(&fx, &a, &snapshot).await, Next::Idle);
+        assert_eq!(count(&fx, "review"), 1);
+        assert_eq!(count(&fx, "add_note"), 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_replica_holding_the_claim_for_a_decision_is_waited_for() {
+        let fx = Memory::default();
+        on_call(&fx, "Primary", &["alice"]);
+        let (a, b) = (approving("a"), approving("b"));
+        let snapshot = Snapshot::Present(pending_by("alice"));
+        let mut cached = None;
+        for _ in 0..2 {
+            cached = Some(step(&fx, &a, &snapshot, cached).await.expect("step").data);
+        }
+        // Replica `a` claimed the decision and died before recording it.
+        let held = PluginData {
+            claim: Some(Claim {
+                holder: "a".into(),
+                until_ms: 60_000,
+            }),
+            ..fx.read("r1").await.expect("read")
+        };
+        fx.store.borrow_mut().insert("r1".into(), held.encode());
+        let r = step(&fx, &b, &snapshot, None).await.expect("waits");
+        assert!(matches!(r.next, Next::WaitUntil(_)));
+        assert_eq!(count(&fx, "review"), 0);
+    }
+
+    #[actix_rt::test]
+    async fn own_reviews_are_noted_when_no_approval_was_recorded() {
+        // Our review with no recorded decision (e.g. auto-approval was switched off since):
+        // it is the only explanation the alert can get, so it is noted.
+        let fx = Memory::default();
+        let s = settings("me");
+        let mut req = pending_by("alice");
+        req.reviews = vec![Review {
+            author: OWN.into(),
+            proposed_state: RequestState::Approved,
+            reason: "Auto-approved: ...".into(),
+            created: None,
+        }];
+        drive(&fx, &s, &Snapshot::Present(req)).await;
+        assert_eq!(count(&fx, "add_note"), 1);
+    }
+
+    #[test]
+    fn review_errors_are_classified() {
+        assert!(matches!(
+            classify_review_error("user \"bot\" has already reviewed this request"),
+            Some(Ok(ReviewResult::AlreadyDone))
+        ));
+        assert!(matches!(
+            classify_review_error("the access request has been already approved"),
+            Some(Ok(ReviewResult::AlreadyDone))
+        ));
+        assert!(matches!(
+            classify_review_error("the access request has been already denied"),
+            Some(Ok(ReviewResult::AlreadyDone))
+        ));
+        match classify_review_error("admin-level API request requires MFA verification") {
+            Some(Err(EffectError::Permanent(text))) => {
+                assert!(text.starts_with(MFA_REQUIRED_FIX), "{text}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(classify_review_error("user \"bot\" cannot submit reviews").is_none());
     }
 }

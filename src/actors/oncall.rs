@@ -1,1 +1,250 @@
-//! (to be written)
+//! `OnCallCache`: answers "who is on call in schedule S now", reusing an answer for a short TTL
+//! and sharing one lookup among everyone who asks for the same schedule while it is in flight.
+//! A resync can start hundreds of requests naming the same schedule at once; they cost one
+//! backend call, which matters because the on-call endpoint has the tightest rate limit.
+//!
+//! The lookup itself is a function given at construction, so the cache knows nothing of the
+//! gateway: the daemon passes a closure that sends `backend::Operation::OnCall` through it, and
+//! tests pass a counter.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use tokio::time::Instant;
+use tracing::debug;
+
+/// Looks up the users on call in a schedule (by name or id); the error is a human-readable
+/// message.
+pub type Lookup = Rc<dyn Fn(String) -> LocalBoxFuture<'static, Result<Vec<String>, String>>>;
+
+/// Why nobody can say who is on call. Every variant is worth retrying later: failed lookups are
+/// never cached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OnCallError {
+    /// The lookup failed (backend error, throttling, timeout).
+    #[error("{0}")]
+    Lookup(String),
+    /// The cache stopped before it answered (it is being restarted).
+    #[error("the on-call cache is not running")]
+    Stopped,
+}
+
+/// The users on call in a schedule, as the backend names them.
+pub type OnCallUsers = Arc<Vec<String>>;
+
+/// Asks who is on call in `schedule` now.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<OnCallUsers, OnCallError>")]
+pub struct WhoIsOnCall {
+    /// Schedule name or id.
+    pub schedule: String,
+}
+
+type Pending = Shared<LocalBoxFuture<'static, Result<OnCallUsers, OnCallError>>>;
+
+enum Entry {
+    /// An answer, good until `until`.
+    Fresh { users: OnCallUsers, until: Instant },
+    /// A lookup in flight; every asker awaits the same one.
+    InFlight(Pending),
+}
+
+/// The cache actor.
+pub struct OnCallCache {
+    lookup: Lookup,
+    ttl: Duration,
+    entries: HashMap<String, Entry>,
+}
+
+impl OnCallCache {
+    /// A cache that looks up with `lookup` and keeps answers for `ttl`.
+    pub fn new(lookup: Lookup, ttl: Duration) -> Self {
+        Self {
+            lookup,
+            ttl,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// Starts the lookup for `schedule`, records it as in flight, and arranges for its result
+    /// to be cached (or forgotten, on failure) when it finishes.
+    fn start_lookup(&mut self, schedule: &str, ctx: &mut Context<Self>) -> Pending {
+        // Drop answers that have expired, so schedules no longer asked about do not pile up.
+        let now = Instant::now();
+        self.entries
+            .retain(|_, e| !matches!(e, Entry::Fresh { until, .. } if *until <= now));
+
+        debug!(schedule, "Looking up who is on call.");
+        let pending: Pending = (self.lookup)(schedule.to_owned())
+            .map(|r| r.map(Arc::new).map_err(OnCallError::Lookup))
+            .boxed_local()
+            .shared();
+        self.entries
+            .insert(schedule.to_owned(), Entry::InFlight(pending.clone()));
+
+        // Driven by the actor, so the result is recorded even if every asker gave up.
+        let key = schedule.to_owned();
+        ctx.spawn(
+            pending
+                .clone()
+                .into_actor(self)
+                .map(move |result, act, _| match result {
+                    Ok(users) => {
+                        let until = Instant::now() + act.ttl;
+                        act.entries.insert(key, Entry::Fresh { users, until });
+                    }
+                    Err(err) => {
+                        debug!(schedule = %key, error = %err, "On-call lookup failed; not caching it.");
+                        act.entries.remove(&key);
+                    }
+                }),
+        );
+        pending
+    }
+}
+
+impl Actor for OnCallCache {
+    type Context = Context<Self>;
+}
+
+impl Supervised for OnCallCache {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Lookups in flight died with the old context; their askers see `Stopped`.
+        self.entries.clear();
+    }
+}
+
+impl Handler<WhoIsOnCall> for OnCallCache {
+    type Result = ResponseFuture<Result<OnCallUsers, OnCallError>>;
+
+    fn handle(&mut self, msg: WhoIsOnCall, ctx: &mut Context<Self>) -> Self::Result {
+        let pending = match self.entries.get(&msg.schedule) {
+            Some(Entry::Fresh { users, until }) if Instant::now() < *until => {
+                let users = Arc::clone(users);
+                return Box::pin(async move { Ok(users) });
+            }
+            // A lookup that failed but whose result the actor has not processed yet must not
+            // answer newcomers: failures are not cached.
+            Some(Entry::InFlight(pending)) if !matches!(pending.peek(), Some(Err(_))) => {
+                pending.clone()
+            }
+            _ => self.start_lookup(&msg.schedule, ctx),
+        };
+        Box::pin(pending)
+    }
+}
+
+/// Asks `cache` who is on call in `schedule`, turning a stopped mailbox into
+/// [`OnCallError::Stopped`].
+pub async fn who_is_on_call(
+    cache: &Addr<OnCallCache>,
+    schedule: &str,
+) -> Result<OnCallUsers, OnCallError> {
+    cache
+        .send(WhoIsOnCall {
+            schedule: schedule.to_owned(),
+        })
+        .await
+        .unwrap_or(Err(OnCallError::Stopped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    /// How many lookups were made, and for which schedules.
+    type Calls = (Rc<Cell<usize>>, Rc<RefCell<Vec<String>>>);
+
+    /// A lookup that takes a second, counts its calls, and answers from a script (the last
+    /// answer repeats).
+    fn scripted(answers: Vec<Result<Vec<String>, String>>) -> (Lookup, Calls) {
+        let calls = Rc::new(Cell::new(0));
+        let asked = Rc::new(RefCell::new(Vec::new()));
+        let (c, a) = (Rc::clone(&calls), Rc::clone(&asked));
+        let lookup: Lookup = Rc::new(move |schedule: String| {
+            let n = c.get();
+            c.set(n + 1);
+            a.borrow_mut().push(schedule);
+            let answer = answers
+                .get(n)
+                .or(answers.last())
+                .cloned()
+                .unwrap_or_else(|| Err("no answer scripted".into()));
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                answer
+            }
+            .boxed_local()
+        });
+        (lookup, (calls, asked))
+    }
+
+    fn users(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[actix_rt::test]
+    async fn concurrent_asks_share_one_lookup_and_answers_expire() {
+        tokio::time::pause();
+        let (lookup, (calls, asked)) = scripted(vec![Ok(users(&["alice"])), Ok(users(&["bob"]))]);
+        let cache = OnCallCache::new(lookup, Duration::from_secs(30)).start();
+
+        let answers =
+            futures::future::join_all((0..100).map(|_| who_is_on_call(&cache, "Primary"))).await;
+        assert_eq!(calls.get(), 1);
+        for answer in answers {
+            assert_eq!(*answer.expect("answer"), users(&["alice"]));
+        }
+
+        // Within the TTL the answer is reused.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let again = who_is_on_call(&cache, "Primary").await.expect("cached");
+        assert_eq!(*again, users(&["alice"]));
+        assert_eq!(calls.get(), 1);
+
+        // Another schedule is its own entry.
+        who_is_on_call(&cache, "Secondary").await.expect("other");
+        assert_eq!(calls.get(), 2);
+        assert_eq!(*asked.borrow(), vec!["Primary", "Secondary"]);
+
+        // After the TTL a new lookup is made.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let fresh = who_is_on_call(&cache, "Primary").await.expect("fresh");
+        assert_eq!(calls.get(), 3);
+        assert_eq!(*fresh, users(&["bob"]));
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_lookup_reaches_every_asker_and_is_not_cached() {
+        tokio::time::pause();
+        let (lookup, (calls, _)) = scripted(vec![Err("HTTP 503".into()), Ok(users(&["alice"]))]);
+        let cache = OnCallCache::new(lookup, Duration::from_secs(30)).start();
+
+        let answers =
+            futures::future::join_all((0..10).map(|_| who_is_on_call(&cache, "Primary"))).await;
+        assert_eq!(calls.get(), 1);
+        for answer in answers {
+            assert_eq!(answer, Err(OnCallError::Lookup("HTTP 503".into())));
+        }
+
+        // No time passes: the failure was not cached, so the next ask looks up again.
+        let next = who_is_on_call(&cache, "Primary").await.expect("retry");
+        assert_eq!(calls.get(), 2);
+        assert_eq!(*next, users(&["alice"]));
+    }
+
+    #[actix_rt::test]
+    async fn an_empty_answer_is_a_valid_cached_answer() {
+        tokio::time::pause();
+        let (lookup, (calls, _)) = scripted(vec![Ok(vec![])]);
+        let cache = OnCallCache::new(lookup, Duration::from_secs(30)).start();
+        assert!(who_is_on_call(&cache, "S").await.expect("empty").is_empty());
+        assert!(who_is_on_call(&cache, "S").await.expect("empty").is_empty());
+        assert_eq!(calls.get(), 1);
+    }
+}
