@@ -17,7 +17,7 @@ use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
 use teleport_opsgenie::sim::opsgenie::{Alert, AlertStatus};
 use teleport_opsgenie::sim::world::{
-    World, WorldOptions, APPROVAL_SCHEDULE, REQUESTER, REVIEWERS, TEAM_REQUESTER,
+    World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_REQUESTER, REQUESTER, REVIEWERS, TEAM_REQUESTER,
 };
 
 /// Where `--serve` writes its files, so `examples/request.rs` can find them.
@@ -49,6 +49,11 @@ impl Timeline {
 #[actix_rt::main]
 async fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // The daemon's own log lines go to stderr; RUST_LOG=info shows them all.
+    let _ = teleport_opsgenie::telemetry::init_logging(&teleport_opsgenie::config::LogConfig {
+        level: "warn".into(),
+        ..Default::default()
+    });
     let serve = std::env::args().any(|a| a == "--serve");
     let result = if serve {
         serve_forever().await
@@ -73,15 +78,18 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     let world = World::start(WorldOptions::default()).await?;
     world
         .opsgenie
-        .set_on_call(APPROVAL_SCHEDULE, &["oncall@example.com"]);
+        .set_on_call(APPROVAL_SCHEDULE, &[ON_CALL_REQUESTER]);
     t.say(&format!(
         "fake Teleport on {}, fake Opsgenie on {}",
         world.teleport.addr(),
         world.opsgenie.url()
     ));
-    let config = world.config();
+    let mut config = world.config();
+    config.auto_approval.enabled = true;
     let daemon = Daemon::start(config, RunOptions::default()).await?;
-    t.say("daemon started");
+    t.say(&format!(
+        "daemon started; auto-approval on, {ON_CALL_REQUESTER} is on call in {APPROVAL_SCHEDULE}"
+    ));
 
     // 1. Approved by a reviewer: the review becomes a note, then the alert closes.
     let approved = create(&world, &mut t, REQUESTER, "deploy hotfix for INC-1").await?;
@@ -125,7 +133,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         .opsgenie
         .wait_until(WAIT, "first review note", |o| {
             o.alert_by_alias(&alias(&team))
-                .is_some_and(|a| a.notes.len() == 1)
+                .is_some_and(|a| review_notes(&a) == 1)
         })
         .await
         .is_ok();
@@ -136,7 +144,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     world.teleport.review(&team, REVIEWERS[1], true, "ok too")?;
     let a = closed(&world, &team).await;
     t.check(
-        a.as_ref().is_some_and(|a| a.notes.len() == 3),
+        a.as_ref().is_some_and(|a| review_notes(a) == 2),
         "second review approves: two review notes and the closing note",
     );
 
@@ -154,13 +162,50 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         "deleted request: alert closed as expired",
     );
 
+    // 5. On call: the daemon approves at once, and says why on the alert.
+    let on_call = create(&world, &mut t, ON_CALL_REQUESTER, "paged for INC-2").await?;
+    let a = closed(&world, &on_call).await;
+    t.check(
+        a.as_ref()
+            .is_some_and(|a| a.notes.iter().any(|n| n.text.starts_with("Auto-approved:")))
+            && world.teleport.request_state(&on_call) == Some(RequestState::Approved),
+        "on-call requester: auto-approved, the reason on the alert, alert closed",
+    );
+
+    // 6. Not on call: no review, and the alert says why.
+    let pending = create(&world, &mut t, REQUESTER, "just looking").await?;
+    let declined_note = world
+        .opsgenie
+        .wait_until(WAIT, "decline note", |o| {
+            o.alert_by_alias(&alias(&pending))
+                .is_some_and(|a| a.notes.iter().any(|n| n.text.contains("is not on call")))
+        })
+        .await
+        .is_ok();
+    t.check(
+        declined_note && world.teleport.request_state(&pending) == Some(RequestState::Pending),
+        "requester not on call: no review, the reason on the alert",
+    );
+
     let alerts = world.opsgenie.alerts();
+    let auto_approved = alerts
+        .iter()
+        .filter(|a| a.notes.iter().any(|n| n.text.starts_with("Auto-approved:")))
+        .count();
+    let declined = alerts
+        .iter()
+        .filter(|a| {
+            a.notes
+                .iter()
+                .any(|n| n.text.starts_with("Not auto-approved"))
+        })
+        .count();
     let notes: usize = alerts.iter().map(|a| a.notes.len()).sum();
     let closed_count = alerts
         .iter()
         .filter(|a| a.status == AlertStatus::Closed)
         .count();
-    t.check(alerts.len() == 4, "exactly one alert per request");
+    t.check(alerts.len() == 6, "exactly one alert per request");
     daemon.shutdown().await;
     let ok = t.failures.is_empty();
     println!(
@@ -170,6 +215,8 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
             "alerts_created": alerts.len(),
             "notes": notes,
             "closed": closed_count,
+            "auto_approved": auto_approved,
+            "declined": declined,
             "failures": t.failures,
         })
     );
@@ -197,6 +244,15 @@ async fn create(
     Ok(id)
 }
 
+/// Notes that record a reviewer's review (not the daemon's own explanations).
+fn review_notes(alert: &Alert) -> usize {
+    alert
+        .notes
+        .iter()
+        .filter(|n| n.text.contains(" the request"))
+        .count()
+}
+
 async fn closed(world: &World, id: &str) -> Option<Alert> {
     let alias = alias(id);
     world
@@ -219,7 +275,7 @@ async fn serve_forever() -> Result<bool, Box<dyn std::error::Error>> {
     .await?;
     world
         .opsgenie
-        .set_on_call(APPROVAL_SCHEDULE, &["oncall@example.com"]);
+        .set_on_call(APPROVAL_SCHEDULE, &[ON_CALL_REQUESTER]);
     let config = world.config();
     let key_file = dir.join("opsgenie-api-key");
     std::fs::write(&key_file, world.opsgenie.api_key())?;

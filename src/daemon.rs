@@ -12,11 +12,12 @@ use tracing::{info, warn};
 
 use crate::actors::event_stream::{EventStream, StopWatching, WatchHealth, WatchTiming};
 use crate::actors::gateway::{Gateway, GatewayError, Health};
+use crate::actors::oncall::OnCallCache;
 use crate::actors::requests::{CountActive, Requests, Shared};
 use crate::config::Config;
 use crate::core::plan::PlanOptions;
 use crate::core::render::{web_proxy_url, AlertSettings};
-use crate::effects::{LiveEffects, TeleportSource};
+use crate::effects::{on_call_lookup, LiveEffects, TeleportSource};
 use crate::reconcile::Settings;
 use crate::teleport::client::TeleportClient;
 use crate::teleport::error::TeleportError;
@@ -130,16 +131,26 @@ impl Daemon {
                 source: config.opsgenie.source.clone(),
             },
             plan: PlanOptions {
-                auto_approval: false,
+                auto_approval: config.auto_approval.enabled,
             },
             claim_ttl: config.daemon.claim_ttl,
+            auto_approval: config.auto_approval.clone(),
+            own_user: identity.username.clone(),
         };
         if options.dry_run {
             info!("Dry run: decisions are logged, nothing is written.");
         }
+        let on_call = Supervisor::start({
+            let (lookup, ttl) = (
+                on_call_lookup(gateway.clone()),
+                config.auto_approval.cache_ttl,
+            );
+            move |_| OnCallCache::new(lookup, ttl)
+        });
         let effects = LiveEffects {
             teleport: teleport.clone(),
             gateway,
+            on_call,
             alert_id_deadline: ALERT_ID_DEADLINE,
             dry_run: options.dry_run,
         };

@@ -11,10 +11,11 @@ use tracing::info;
 
 use crate::actors::event_stream::{EventSource, EventStreamOf, SourceError, WatchEvent};
 use crate::actors::gateway::{AwaitAlertId, Call, Gateway, GatewayError};
+use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
 use crate::backend::{Operation as BackendOp, Outcome};
-use crate::core::model::AccessRequest;
+use crate::core::model::{AccessRequest, RequestState};
 use crate::core::plugin_data::{Encoded, PluginData};
-use crate::reconcile::{EffectError, Effects};
+use crate::reconcile::{EffectError, Effects, ReviewResult, MFA_REQUIRED_FIX};
 use crate::teleport::client::TeleportClient;
 use crate::teleport::convert::{snapshot_from_event, EventKind};
 use crate::teleport::error::{Operation, TeleportError};
@@ -25,6 +26,8 @@ pub struct LiveEffects {
     pub teleport: TeleportClient,
     /// The gateway, the only HTTP caller.
     pub gateway: Addr<Gateway>,
+    /// Who is on call, cached.
+    pub on_call: Addr<OnCallCache>,
     /// How long to wait for the backend to process an alert creation.
     pub alert_id_deadline: Duration,
     /// Decide and log, write nothing.
@@ -97,9 +100,60 @@ impl Effects for LiveEffects {
         }
     }
 
+    async fn on_call(&self, schedule: &str) -> Result<Vec<String>, EffectError> {
+        who_is_on_call(&self.on_call, schedule)
+            .await
+            .map(|users| users.as_ref().clone())
+            .map_err(|e| EffectError::Retryable(e.to_string()))
+    }
+
+    async fn submit_review(
+        &self,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<ReviewResult, EffectError> {
+        if self.dry_run {
+            info!(
+                request_id,
+                reason, "Dry run: not submitting the approving review."
+            );
+            return Ok(ReviewResult::Submitted);
+        }
+        match self
+            .teleport
+            .submit_review(request_id, RequestState::Approved, reason)
+            .await
+        {
+            Ok(_) => Ok(ReviewResult::Submitted),
+            Err(TeleportError::AlreadyReviewed { .. } | TeleportError::AlreadyResolved { .. }) => {
+                Ok(ReviewResult::AlreadyDone)
+            }
+            Err(TeleportError::MfaRequired { message, .. }) => Err(EffectError::Permanent(
+                format!("{MFA_REQUIRED_FIX} (Teleport said: {message})"),
+            )),
+            Err(err) => Err(teleport_error(err)),
+        }
+    }
+
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
+}
+
+/// The on-call lookup behind the cache: one `OnCall` call through the gateway.
+pub fn on_call_lookup(gateway: Addr<Gateway>) -> Lookup {
+    std::rc::Rc::new(move |schedule: String| {
+        let gateway = gateway.clone();
+        async move {
+            match gateway.send(Call(BackendOp::OnCall { schedule })).await {
+                Ok(Ok(Outcome::OnCall(users))) => Ok(users),
+                Ok(Ok(other)) => Err(format!("unexpected answer to an on-call lookup: {other:?}")),
+                Ok(Err(err)) => Err(err.to_string()),
+                Err(err) => Err(format!("the gateway is not running: {err}")),
+            }
+        }
+        .boxed_local()
+    })
 }
 
 fn teleport_error(err: TeleportError) -> EffectError {

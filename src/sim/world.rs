@@ -19,6 +19,8 @@ pub const REQUESTER: &str = "myuser";
 pub const TEAM_REQUESTER: &str = "requester1@example.com";
 /// Reviewers allowed to review `editor` requests.
 pub const REVIEWERS: [&str; 2] = ["reviewer1@example.com", "reviewer2@example.com"];
+/// A requester who is on call in the sandbox, so the daemon approves her requests.
+pub const ON_CALL_REQUESTER: &str = "alice@example.com";
 /// An administrator for the `request` example (create, approve, deny, delete, list).
 pub const ADMIN: &str = "admin";
 /// The schedules the guide's requester role names.
@@ -138,6 +140,7 @@ impl World {
         teleport.add_user(PLUGIN_USER, ["access-plugin", "access-plugin-approver"]);
         teleport.add_user(REQUESTER, ["requester"]);
         teleport.add_user(TEAM_REQUESTER, ["team-requester"]);
+        teleport.add_user(ON_CALL_REQUESTER, ["requester"]);
         for reviewer in REVIEWERS {
             teleport.add_user(reviewer, ["reviewer"]);
         }
