@@ -1,5 +1,6 @@
 //! `teleport-opsgenie check`: validates what `start` would use and says, for each failure, what
-//! to fix. The report goes to standard output; the exit code is the worst finding's.
+//! to fix. The report goes to standard output; the exit code is the worst finding's (69 when
+//! something cannot be reached or read, 78 when a setting cannot work).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -7,23 +8,40 @@ use std::time::SystemTime;
 use actix::Actor;
 
 use crate::actors::gateway::{Gateway, Health};
-use crate::config::Config;
+use crate::config::{Config, ConfigProblem};
 use crate::core::render::timestamp;
 use crate::daemon::exit;
 use crate::teleport::client::TeleportClient;
 use crate::teleport::identity::Identity;
 
-/// One line of the report.
+/// One line of the report: what was checked, and what was found (or what failed, with the exit
+/// code the failure calls for).
 struct Finding {
     what: &'static str,
     result: Result<String, (String, u8)>,
 }
 
-/// Runs every check, prints the report and returns the exit code.
-pub async fn run(config: &Config) -> u8 {
-    let findings = collect(config).await;
-    let report = render(&findings);
-    print!("{report}");
+impl Finding {
+    fn ok(what: &'static str, text: impl Into<String>) -> Self {
+        Self {
+            what,
+            result: Ok(text.into()),
+        }
+    }
+
+    fn failed(what: &'static str, text: impl Into<String>, code: u8) -> Self {
+        Self {
+            what,
+            result: Err((text.into(), code)),
+        }
+    }
+}
+
+/// Runs every check, prints the report and returns the exit code. `file_problems` are the
+/// configuration's problems with the files it names; they are reported as failed checks.
+pub async fn run(config: &Config, file_problems: &[ConfigProblem]) -> u8 {
+    let findings = collect(config, file_problems).await;
+    print!("{}", render(&findings));
     findings
         .iter()
         .filter_map(|f| f.result.as_ref().err().map(|(_, code)| *code))
@@ -31,93 +49,133 @@ pub async fn run(config: &Config) -> u8 {
         .unwrap_or(exit::OK)
 }
 
-async fn collect(config: &Config) -> Vec<Finding> {
-    let mut findings = vec![Finding {
-        what: "configuration",
-        result: Ok("valid".into()),
-    }];
+async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Finding> {
+    let mut findings = vec![Finding::ok("configuration", "parsed and valid")];
+    for problem in file_problems {
+        findings.push(Finding::failed(
+            "file",
+            problem.to_string(),
+            exit::UNAVAILABLE,
+        ));
+    }
+    let unreadable = |section: &str| file_problems.iter().any(|p| p.path.starts_with(section));
 
-    let identity = match Identity::load(&config.teleport) {
-        Ok(identity) => {
-            let expires = timestamp(identity.not_after);
-            let expired = identity.not_after <= SystemTime::now();
-            findings.push(Finding {
-                what: "identity",
-                result: if expired {
-                    Err((
-                        format!("the certificate of {} expired at {expires}; fix: sign a new identity (`tctl auth sign --user={} --out=... --ttl=2190h`) or use tbot", identity.username, identity.username),
-                        exit::CONFIG,
-                    ))
-                } else {
-                    Ok(format!("user {}, valid until {expires}", identity.username))
-                },
-            });
-            Some(identity)
-        }
-        Err(err) => {
-            findings.push(Finding {
-                what: "identity",
-                result: Err((err.to_string(), exit::CONFIG)),
-            });
-            None
-        }
-    };
-
-    if let Some(identity) = identity {
-        match TeleportClient::connect(&config.teleport, &identity).await {
-            Ok((client, connected)) => {
-                findings.push(Finding {
-                    what: "teleport",
-                    result: Ok(format!(
-                        "cluster {}, version {}, connected to {} ({:?})",
-                        connected.ping.cluster_name,
-                        connected.ping.server_version,
-                        config.teleport.addr,
-                        connected.mode
-                    )),
-                });
-                findings.push(Finding {
-                    what: "list access requests",
-                    result: client
-                        .list_access_requests()
-                        .await
-                        .map(|r| format!("permitted ({} requests)", r.len()))
-                        .map_err(|e| (e.to_string(), code_of(e.is_retryable()))),
-                });
-                let probe = uuid::Uuid::new_v4().to_string();
-                findings.push(Finding {
-                    what: "read plugin data",
-                    result: client
-                        .get_plugin_data(&probe)
-                        .await
-                        .map(|_| "permitted".to_owned())
-                        .map_err(|e| (e.to_string(), code_of(e.is_retryable()))),
-                });
-            }
-            Err(err) => findings.push(Finding {
-                what: "teleport",
-                result: Err((err.to_string(), code_of(err.is_retryable()))),
-            }),
-        }
+    if unreadable("teleport.") {
+        findings.push(Finding::failed(
+            "teleport",
+            "not checked: the identity cannot be read (see above); fix: point `teleport.identity` at the file written by `tctl auth sign` or tbot",
+            exit::UNAVAILABLE,
+        ));
+    } else if let Some(identity) = check_identity(config, &mut findings) {
+        check_teleport(config, &identity, &mut findings).await;
     }
 
-    let api_key = config.opsgenie.api_key.clone().unwrap_or_default();
-    let backend = match Gateway::new(&config.opsgenie, api_key) {
-        Ok(gateway) => match gateway.start().send(Health).await {
-            Ok(Ok(())) => Ok(format!(
-                "{} accepts the API key",
-                config.opsgenie.base_url()
-            )),
-            Ok(Err(err)) => Err((err.to_string(), code_of(err.is_retryable()))),
-            Err(err) => Err((format!("the gateway stopped: {err}"), exit::UNAVAILABLE)),
-        },
-        Err(err) => Err((err.to_string(), exit::CONFIG)),
-    };
-    findings.push(Finding {
-        what: "on-call backend",
-        result: backend,
-    });
+    if unreadable("opsgenie.") {
+        findings.push(Finding::failed(
+            "on-call backend",
+            "not checked: the API key cannot be read (see above); fix: write the key of an API integration to the file named by `opsgenie.api_key_file`",
+            exit::UNAVAILABLE,
+        ));
+    } else {
+        findings.push(check_backend(config).await);
+    }
     findings
+}
+
+fn check_identity(config: &Config, findings: &mut Vec<Finding>) -> Option<Identity> {
+    match Identity::load(&config.teleport) {
+        Ok(identity) => {
+            let expires = timestamp(identity.not_after);
+            if identity.not_after <= SystemTime::now() {
+                findings.push(Finding::failed(
+                    "identity",
+                    format!(
+                        "the certificate of {user} expired at {expires}; fix: sign a new identity (`tctl auth sign --user={user} --out=... --ttl=2190h`) or use tbot",
+                        user = identity.username
+                    ),
+                    exit::CONFIG,
+                ));
+                None
+            } else {
+                findings.push(Finding::ok(
+                    "identity",
+                    format!("user {}, valid until {expires}", identity.username),
+                ));
+                Some(identity)
+            }
+        }
+        Err(err) => {
+            findings.push(Finding::failed("identity", err.to_string(), exit::CONFIG));
+            None
+        }
+    }
+}
+
+async fn check_teleport(config: &Config, identity: &Identity, findings: &mut Vec<Finding>) {
+    let (client, connected) = match TeleportClient::connect(&config.teleport, identity).await {
+        Ok(ok) => ok,
+        Err(err) => {
+            findings.push(Finding::failed(
+                "teleport",
+                err.to_string(),
+                code_of(err.is_retryable()),
+            ));
+            return;
+        }
+    };
+    findings.push(Finding::ok(
+        "teleport",
+        format!(
+            "cluster {}, version {}, connected to {} ({})",
+            connected.ping.cluster_name,
+            connected.ping.server_version,
+            config.teleport.addr,
+            match connected.mode {
+                crate::config::ConnectMode::Proxy => "through the Proxy with TLS routing",
+                _ => "directly to the Auth Service",
+            }
+        ),
+    ));
+    findings.push(match client.list_access_requests().await {
+        Ok(requests) => Finding::ok(
+            "list access requests",
+            format!("permitted ({} requests)", requests.len()),
+        ),
+        Err(err) => Finding::failed(
+            "list access requests",
+            err.to_string(),
+            code_of(err.is_retryable()),
+        ),
+    });
+    let probe = uuid::Uuid::new_v4().to_string();
+    findings.push(match client.get_plugin_data(&probe).await {
+        Ok(_) => Finding::ok("read plugin data", "permitted"),
+        Err(err) => Finding::failed(
+            "read plugin data",
+            err.to_string(),
+            code_of(err.is_retryable()),
+        ),
+    });
+}
+
+async fn check_backend(config: &Config) -> Finding {
+    let what = "on-call backend";
+    let api_key = config.opsgenie.api_key.clone().unwrap_or_default();
+    match Gateway::new(&config.opsgenie, api_key) {
+        Ok(gateway) => match gateway.start().send(Health).await {
+            Ok(Ok(())) => Finding::ok(
+                what,
+                format!("{} accepts the API key", config.opsgenie.base_url()),
+            ),
+            Ok(Err(err)) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
+            Err(err) => Finding::failed(
+                what,
+                format!("the gateway stopped: {err}"),
+                exit::UNAVAILABLE,
+            ),
+        },
+        Err(err) => Finding::failed(what, err.to_string(), exit::CONFIG),
+    }
 }
 
 fn code_of(retryable: bool) -> u8 {

@@ -10,9 +10,6 @@ use teleport_opsgenie::config::{self, Config, Sources};
 use teleport_opsgenie::daemon::{self, exit, RunOptions};
 use teleport_opsgenie::telemetry;
 
-/// Where the configuration is read from when `-c` is not given.
-const DEFAULT_CONFIG: &str = "/etc/teleport-opsgenie.yaml";
-
 /// Turns Teleport access requests into Opsgenie / JSM Operations alerts.
 #[derive(Debug, Parser)]
 #[command(name = "teleport-opsgenie", version, about)]
@@ -71,24 +68,22 @@ fn main() -> ExitCode {
             Ok(config) => start(config, dry_run),
             Err(code) => code,
         },
-        Command::Check { config } => match load(config) {
-            Ok(config) => {
+        Command::Check { config } => match config::load_for_check(&Sources::from_cli(config)) {
+            Ok((config, file_problems)) => {
                 install_crypto();
-                actix_rt::System::new().block_on(check::run(&config))
+                actix_rt::System::new().block_on(check::run(&config, &file_problems))
             }
-            Err(code) => code,
+            Err(err) => {
+                eprintln!("teleport-opsgenie: the configuration has problems:\n{err}");
+                exit::CONFIG
+            }
         },
     };
     ExitCode::from(code)
 }
 
 fn load(path: Option<PathBuf>) -> Result<Config, u8> {
-    let sources = Sources {
-        require_file: path.is_some(),
-        file: Some(path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))),
-        env: None,
-    };
-    config::load(&sources).map_err(|err| {
+    config::load(&Sources::from_cli(path)).map_err(|err| {
         eprintln!("teleport-opsgenie: the configuration has problems:\n{err}");
         exit::CONFIG
     })

@@ -140,6 +140,9 @@ pub struct ConfigProblem {
     pub message: String,
     /// How to fix it, when there is something useful to say.
     pub hint: Option<String>,
+    /// Whether the problem is with a file the configuration names (missing, unreadable, empty)
+    /// rather than with the configuration itself. `check` reports these as findings.
+    pub about_a_file: bool,
 }
 
 impl ConfigProblem {
@@ -148,7 +151,13 @@ impl ConfigProblem {
             path: path.into(),
             message: message.into(),
             hint: None,
+            about_a_file: false,
         }
+    }
+
+    fn about_a_file(mut self) -> Self {
+        self.about_a_file = true;
+        self
     }
 
     fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -205,6 +214,27 @@ fn render_problems(problems: &[ConfigProblem]) -> String {
 /// Loads the configuration from `sources`, validates it, and reads `opsgenie.api_key_file`
 /// into `opsgenie.api_key`.
 pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+    match load_with_problems(sources)? {
+        (config, problems) if problems.is_empty() => Ok(config),
+        (_, problems) => Err(ConfigError { problems }),
+    }
+}
+
+/// For `check`: like [`load`], but problems with the files the configuration names (identity,
+/// keys, API key file) do not stop it; they are returned beside the configuration so that they
+/// can be reported with everything else that is wrong.
+pub fn load_for_check(sources: &Sources) -> Result<(Config, Vec<ConfigProblem>), ConfigError> {
+    let (config, problems) = load_with_problems(sources)?;
+    if problems.iter().all(|p| p.about_a_file) {
+        Ok((config, problems))
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// The assembled configuration and every problem found, or an error when it cannot even be
+/// assembled.
+fn load_with_problems(sources: &Sources) -> Result<(Config, Vec<ConfigProblem>), ConfigError> {
     let mut loader = Loader::new()?;
 
     let mut tree = Value::Object(Map::new());
@@ -243,13 +273,7 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
             .into_iter()
             .filter(|p| !related(&p.path).any(|path| bad.contains(path))),
     );
-    if loader.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError {
-            problems: loader.problems,
-        })
-    }
+    Ok((config, loader.problems))
 }
 
 /// Validates a configuration built in code (tests, examples) and resolves
@@ -1078,7 +1102,7 @@ fn check_opsgenie(config: &mut Config, problems: &mut Vec<ConfigProblem>) {
                 o.api_key = Some(Secret::new(trimmed));
             }
         }
-        (None, Some(path)) => match read_api_key_file(path) {
+        (None, Some(path)) => match read_api_key_file(path).map_err(ConfigProblem::about_a_file) {
             Ok(key) => o.api_key = Some(key),
             Err(problem) => problems.push(problem),
         },
@@ -1221,7 +1245,7 @@ fn read_api_key_file(path: &Path) -> Result<Secret, ConfigProblem> {
 
 fn check_readable(key: &str, path: &Path, problems: &mut Vec<ConfigProblem>) {
     if let Err(problem) = open_readable(key, path) {
-        problems.push(problem);
+        problems.push(problem.about_a_file());
     }
 }
 

@@ -7,8 +7,8 @@
 pub mod load;
 
 pub use load::{
-    load, validate, ConfigError, ConfigProblem, Sources, DEFAULT_CONFIG_PATH, EXIT_CONFIG,
-    SAMPLE_TOML, SAMPLE_YAML,
+    load, load_for_check, validate, ConfigError, ConfigProblem, Sources, DEFAULT_CONFIG_PATH,
+    EXIT_CONFIG, SAMPLE_TOML, SAMPLE_YAML,
 };
 
 use std::collections::BTreeMap;

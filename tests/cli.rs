@@ -1,0 +1,199 @@
+//! The command line, run as a user would: the real binary as a child process.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use teleport_opsgenie::sim::world::{World, WorldOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_teleport-opsgenie");
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "teleport-opsgenie-cli-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+/// Runs the binary with no `TELEPORT_OPSGENIE__` variables from the test's environment.
+async fn run(args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TELEPORT_OPSGENIE__") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.output().await.expect("binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[actix_rt::test]
+async fn version_and_usage_errors() {
+    let out = run(&["version"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).contains(env!("CARGO_PKG_VERSION")));
+    let out = run(&["frobnicate"]).await;
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let out = run(&["start", "--no-such-flag"]).await;
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+}
+
+#[actix_rt::test]
+async fn the_sample_parses_and_check_reports_each_failure_with_a_fix_when_nothing_is_reachable() {
+    let out = run(&["configure"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let sample = temp("sample.yaml");
+    std::fs::write(&sample, &out.stdout).expect("write sample");
+    let out = run(&["check", "-c", sample.to_str().expect("path")]).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(69), "{report}");
+    assert!(report.contains("[ok  ] configuration"), "{report}");
+    assert!(report.contains("teleport.identity"), "{report}");
+    assert!(report.contains("opsgenie.api_key_file"), "{report}");
+    assert!(report.contains("fix:"), "{report}");
+}
+
+async fn expect_config_error(yaml: &str, key: &str) {
+    let file = temp("bad.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    for command in ["start", "check"] {
+        let out = run(&[command, "-c", file.to_str().expect("path")]).await;
+        let report = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "{command} with {yaml:?}: {report}"
+        );
+        assert!(
+            report.contains(key),
+            "{command}: {key} not named in: {report}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn each_kind_of_bad_config_names_its_key_and_exits_78() {
+    let key_file = temp("key");
+    std::fs::write(&key_file, "11111111-2222-3333-4444-555555555555").expect("key");
+    let identity = temp("identity");
+    std::fs::write(&identity, "not really").expect("identity");
+    let good = format!(
+        "teleport:\n  addr: localhost:3025\n  identity: {}\nopsgenie:\n  api_key_file: {}\n",
+        identity.display(),
+        key_file.display()
+    );
+    // Unknown key, with a suggestion.
+    expect_config_error(&good.replace("addr:", "adr:"), "teleport.adr").await;
+    // Wrong type.
+    expect_config_error(&format!("{good}http:\n  enabled: maybe\n"), "http.enabled").await;
+    // Bad value.
+    expect_config_error(&format!("{good}  priority: P9\n"), "opsgenie.priority").await;
+    // Both a key and a key file.
+    expect_config_error(&format!("{good}  api_key: abc\n"), "opsgenie.api_key").await;
+    // Half of the key/cert/CAs trio together with an identity.
+    expect_config_error(
+        &good.replace("  identity:", "  client_key: /tmp/k\n  identity:"),
+        "teleport.client_key",
+    )
+    .await;
+    // Not YAML at all.
+    expect_config_error("teleport: [unclosed\n", "bad.yaml").await;
+    // A file named but missing.
+    let out = run(&["start", "-c", "/no/such/file.yaml"]).await;
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("/no/such/file.yaml"));
+}
+
+#[actix_rt::test]
+async fn several_problems_are_reported_at_once() {
+    let file = temp("many.yaml");
+    std::fs::write(
+        &file,
+        "teleport:\n  adr: x\nopsgenie:\n  priority: P0\n  max_concurrency: 0\nlog:\n  level: loud\n",
+    )
+    .expect("write");
+    let out = run(&["start", "-c", file.to_str().expect("path")]).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(78));
+    for key in [
+        "teleport.adr",
+        "opsgenie.priority",
+        "opsgenie.max_concurrency",
+        "log.level",
+    ] {
+        assert!(report.contains(key), "{key} missing from: {report}");
+    }
+}
+
+fn write_config(world: &World, path: &Path) {
+    let key_file = world.dir.join("api-key");
+    std::fs::write(&key_file, world.opsgenie.api_key()).expect("key");
+    std::fs::write(
+        path,
+        format!(
+            "teleport:\n  addr: \"{}\"\n  mode: auth\n  identity: \"{}\"\nopsgenie:\n  api_url: \"{}\"\n  api_key_file: \"{}\"\nhttp:\n  enabled: false\n",
+            world.teleport.addr(),
+            world.plugin_identity.display(),
+            world.opsgenie.url(),
+            key_file.display()
+        ),
+    )
+    .expect("config");
+}
+
+#[actix_rt::test]
+async fn check_against_the_fakes_passes_and_reports_what_it_found() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let world = World::start(WorldOptions::default()).await.expect("world");
+    let config = world.dir.join("check.yaml");
+    write_config(&world, &config);
+    let out = run(&["check", "-c", config.to_str().expect("path")]).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("cluster sandbox.teleport.example, version 17.4.2"),
+        "{report}"
+    );
+    assert!(report.contains("directly to the Auth Service"), "{report}");
+    assert!(
+        report.contains("user access-plugin, valid until"),
+        "{report}"
+    );
+    assert!(report.contains("[ok  ] list access requests"), "{report}");
+    assert!(report.contains("[ok  ] read plugin data"), "{report}");
+    assert!(report.contains("accepts the API key"), "{report}");
+}
+
+#[actix_rt::test]
+async fn check_names_a_rejected_api_key() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let world = World::start(WorldOptions::default()).await.expect("world");
+    let config = world.dir.join("check.yaml");
+    write_config(&world, &config);
+    std::fs::write(
+        world.dir.join("api-key"),
+        "99999999-2222-3333-4444-555555555555",
+    )
+    .expect("key");
+    let out = run(&["check", "-c", config.to_str().expect("path")]).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{report}");
+    assert!(
+        report.contains("region"),
+        "the hint names the region: {report}"
+    );
+    assert!(
+        !report.contains("99999999-2222"),
+        "the key never appears: {report}"
+    );
+}
