@@ -1,0 +1,55 @@
+//! The gateway under throttling (each 429 pauses its domain for the period Opsgenie names, so
+//! the burst here is kept small to keep the test quick), end to end: a 429 burst and a tight per-second bucket at the
+//! fake Opsgenie must delay work, never lose it.
+
+use std::time::Duration;
+
+use teleport_opsgenie::core::render::alias;
+use teleport_opsgenie::daemon::{Daemon, RunOptions};
+use teleport_opsgenie::sim::opsgenie::FakeRateLimits;
+use teleport_opsgenie::sim::world::{World, WorldOptions, REQUESTER};
+
+#[actix_rt::test]
+async fn five_hundred_requests_through_a_429_burst_all_get_exactly_one_alert() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let world = World::start(WorldOptions::default()).await.expect("world");
+    // The fake throttles the next 8 calls outright, and then holds creates to 400 a second.
+    world.opsgenie.faults().throttle_next(8);
+    world.opsgenie.set_rate_limits(FakeRateLimits {
+        create_per_second: Some(400),
+        ..Default::default()
+    });
+    let daemon = Daemon::start(world.config(), RunOptions::default())
+        .await
+        .expect("daemon");
+    let ids: Vec<String> = (0..500)
+        .map(|i| {
+            world
+                .teleport
+                .create_request(REQUESTER, &["editor"], &format!("burst {i}"))
+                .expect("request")
+                .metadata
+                .expect("metadata")
+                .name
+        })
+        .collect();
+    // One request at a time, so each check is cheap however often the fake wakes us.
+    for id in &ids {
+        world
+            .teleport
+            .wait_until(Duration::from_secs(60), "alert id recorded", |t| {
+                t.plugin_data(id, "opsgenie")
+                    .is_some_and(|d| d.get("alert_id").is_some_and(|v| !v.is_empty()))
+            })
+            .await
+            .expect("alert created");
+    }
+    let alerts = world.opsgenie.alerts();
+    assert_eq!(alerts.len(), 500);
+    for id in &ids {
+        assert!(world.opsgenie.alert_by_alias(&alias(id)).is_some(), "{id}");
+    }
+    assert!(world.opsgenie.throttled_count() >= 8, "the burst happened");
+    assert_eq!(daemon.permanent_failures(), 0, "nothing was given up");
+    daemon.shutdown().await;
+}
