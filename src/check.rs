@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use actix::Actor;
 
 use crate::actors::gateway::{Gateway, Health};
-use crate::config::Config;
+use crate::config::{Config, ConnectMode};
 use crate::core::render::timestamp;
 use crate::daemon::exit;
 use crate::teleport::client::TeleportClient;
@@ -21,14 +21,20 @@ struct Finding {
 
 /// Runs every check, prints the report and returns the exit code.
 pub async fn run(config: &Config) -> u8 {
-    let findings = collect(config).await;
-    let report = render(&findings);
+    let (report, code) = report(config).await;
     print!("{report}");
-    findings
+    code
+}
+
+/// Runs every check and returns the report's text and the exit code, without printing.
+pub async fn report(config: &Config) -> (String, u8) {
+    let findings = collect(config).await;
+    let code = findings
         .iter()
         .filter_map(|f| f.result.as_ref().err().map(|(_, code)| *code))
         .max()
-        .unwrap_or(exit::OK)
+        .unwrap_or(exit::OK);
+    (render(&findings), code)
 }
 
 async fn collect(config: &Config) -> Vec<Finding> {
@@ -66,33 +72,32 @@ async fn collect(config: &Config) -> Vec<Finding> {
     if let Some(identity) = identity {
         match TeleportClient::connect(&config.teleport, &identity).await {
             Ok((client, connected)) => {
+                let how = match connected.mode {
+                    ConnectMode::Proxy => "through the Proxy (TLS routing)",
+                    _ => "directly to the Auth Service",
+                };
                 findings.push(Finding {
                     what: "teleport",
                     result: Ok(format!(
-                        "cluster {}, version {}, connected to {} ({:?})",
+                        "cluster {}, version {}, connected to {} {how}",
                         connected.ping.cluster_name,
                         connected.ping.server_version,
                         config.teleport.addr,
-                        connected.mode
                     )),
                 });
-                findings.push(Finding {
-                    what: "list access requests",
-                    result: client
-                        .list_access_requests()
-                        .await
-                        .map(|r| format!("permitted ({} requests)", r.len()))
-                        .map_err(|e| (e.to_string(), code_of(e.is_retryable()))),
-                });
-                let probe = uuid::Uuid::new_v4().to_string();
-                findings.push(Finding {
-                    what: "read plugin data",
-                    result: client
-                        .get_plugin_data(&probe)
-                        .await
-                        .map(|_| "permitted".to_owned())
-                        .map_err(|e| (e.to_string(), code_of(e.is_retryable()))),
-                });
+                let permissions = client.probe_permissions().await;
+                for (what, result) in [
+                    ("list access requests", permissions.list_requests),
+                    ("read plugin data", permissions.read_plugin_data),
+                    ("write plugin data", permissions.update_plugin_data),
+                ] {
+                    findings.push(Finding {
+                        what,
+                        result: result
+                            .map(|()| "permitted".to_owned())
+                            .map_err(|e| (e.to_string(), code_of(e.is_retryable()))),
+                    });
+                }
             }
             Err(err) => findings.push(Finding {
                 what: "teleport",

@@ -179,25 +179,23 @@ impl Daemon {
         let source = Rc::new(TeleportSource(teleport.clone()));
         let (sink, h) = (registry.clone().recipient(), Rc::clone(&health));
         let timing = WatchTiming {
-            silence_timeout: Some(config.teleport.watch_silence_timeout)
-                .filter(|t| !t.is_zero()),
+            silence_timeout: Some(config.teleport.watch_silence_timeout).filter(|t| !t.is_zero()),
             ..WatchTiming::default()
         };
         let stream = Supervisor::start(move |_| EventStream::new(source, sink, h, timing));
-        let identity_watcher = (config.teleport.refresh_identity
-            && config.teleport.identity.is_some())
-        .then(|| {
-            // Reconnect the way that worked, without trying the other route first.
-            let mut cfg = config.teleport.clone();
-            cfg.mode = connected.mode;
-            IdentityWatcher::new(
-                cfg,
-                teleport,
-                stream.clone().recipient(),
-                identity_text.as_deref(),
-            )
-            .start()
-        });
+        let identity_watcher =
+            (config.teleport.refresh_identity && config.teleport.identity.is_some()).then(|| {
+                // Reconnect the way that worked, without trying the other route first.
+                let mut cfg = config.teleport.clone();
+                cfg.mode = connected.mode;
+                IdentityWatcher::new(
+                    cfg,
+                    teleport,
+                    stream.clone().recipient(),
+                    identity_text.as_deref(),
+                )
+                .start()
+            });
         Ok(Daemon {
             stream,
             registry,

@@ -103,7 +103,9 @@ pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHelloInfo, HelloError> {
         rest = &rest[5 + len..];
         if handshake.len() >= 4 {
             if handshake[0] != CLIENT_HELLO {
-                return Err(HelloError::Malformed("the first handshake is not a ClientHello"));
+                return Err(HelloError::Malformed(
+                    "the first handshake is not a ClientHello",
+                ));
             }
             let hello_len = usize::from(handshake[1]) << 16
                 | usize::from(handshake[2]) << 8
