@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use actix::Actor;
 
 use crate::actors::gateway::{Gateway, Health};
-use crate::config::{Config, ConfigProblem};
+use crate::config::{Config, ConfigProblem, ConnectMode};
 use crate::core::render::timestamp;
 use crate::daemon::exit;
 use crate::teleport::client::TeleportClient;
@@ -40,13 +40,25 @@ impl Finding {
 /// Runs every check, prints the report and returns the exit code. `file_problems` are the
 /// configuration's problems with the files it names; they are reported as failed checks.
 pub async fn run(config: &Config, file_problems: &[ConfigProblem]) -> u8 {
+    let (report, code) = report_with(config, file_problems).await;
+    print!("{report}");
+    code
+}
+
+/// Runs every check on a configuration whose files are all readable; the report's text and the
+/// exit code, without printing.
+pub async fn report(config: &Config) -> (String, u8) {
+    report_with(config, &[]).await
+}
+
+async fn report_with(config: &Config, file_problems: &[ConfigProblem]) -> (String, u8) {
     let findings = collect(config, file_problems).await;
-    print!("{}", render(&findings));
-    findings
+    let code = findings
         .iter()
         .filter_map(|f| f.result.as_ref().err().map(|(_, code)| *code))
         .max()
-        .unwrap_or(exit::OK)
+        .unwrap_or(exit::OK);
+    (render(&findings), code)
 }
 
 async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Finding> {
@@ -123,39 +135,28 @@ async fn check_teleport(config: &Config, identity: &Identity, findings: &mut Vec
             return;
         }
     };
+    let how = match connected.mode {
+        ConnectMode::Proxy => "through the Proxy (TLS routing)",
+        _ => "directly to the Auth Service",
+    };
     findings.push(Finding::ok(
         "teleport",
         format!(
-            "cluster {}, version {}, connected to {} ({})",
-            connected.ping.cluster_name,
-            connected.ping.server_version,
-            config.teleport.addr,
-            match connected.mode {
-                crate::config::ConnectMode::Proxy => "through the Proxy with TLS routing",
-                _ => "directly to the Auth Service",
-            }
+            "cluster {}, version {}, connected to {} {how}",
+            connected.ping.cluster_name, connected.ping.server_version, config.teleport.addr,
         ),
     ));
-    findings.push(match client.list_access_requests().await {
-        Ok(requests) => Finding::ok(
-            "list access requests",
-            format!("permitted ({} requests)", requests.len()),
-        ),
-        Err(err) => Finding::failed(
-            "list access requests",
-            err.to_string(),
-            code_of(err.is_retryable()),
-        ),
-    });
-    let probe = uuid::Uuid::new_v4().to_string();
-    findings.push(match client.get_plugin_data(&probe).await {
-        Ok(_) => Finding::ok("read plugin data", "permitted"),
-        Err(err) => Finding::failed(
-            "read plugin data",
-            err.to_string(),
-            code_of(err.is_retryable()),
-        ),
-    });
+    let permissions = client.probe_permissions().await;
+    for (what, result) in [
+        ("list access requests", permissions.list_requests),
+        ("read plugin data", permissions.read_plugin_data),
+        ("write plugin data", permissions.update_plugin_data),
+    ] {
+        findings.push(match result {
+            Ok(()) => Finding::ok(what, "permitted"),
+            Err(err) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
+        });
+    }
 }
 
 async fn check_backend(config: &Config) -> Finding {

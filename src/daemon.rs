@@ -12,12 +12,13 @@ use tracing::{info, warn};
 
 use crate::actors::event_stream::{EventStream, StopWatching, WatchHealth, WatchTiming};
 use crate::actors::gateway::{Gateway, GatewayError, Health};
+use crate::actors::identity::{IdentityWatcher, Reloads, StopReloading};
 use crate::actors::oncall::OnCallCache;
 use crate::actors::requests::{CountActive, Requests, Shared};
 use crate::config::Config;
 use crate::core::plan::PlanOptions;
 use crate::core::render::{web_proxy_url, AlertSettings};
-use crate::effects::{on_call_lookup, LiveEffects, TeleportSource};
+use crate::effects::{on_call_lookup, ClientHandle, LiveEffects, TeleportSource};
 use crate::reconcile::Settings;
 use crate::teleport::client::TeleportClient;
 use crate::teleport::error::TeleportError;
@@ -83,12 +84,19 @@ pub struct Daemon {
     registry: Addr<Requests<LiveEffects>>,
     shared: Rc<Shared<LiveEffects>>,
     health: Rc<WatchHealth>,
+    identity_watcher: Option<Addr<IdentityWatcher>>,
     shutdown_timeout: Duration,
 }
 
 impl Daemon {
     /// Connects and starts every actor. Must run inside an actix `System`.
     pub async fn start(config: Config, options: RunOptions) -> Result<Daemon, StartError> {
+        // Read before loading, so a rewrite racing with start is still seen as a change.
+        let identity_text = config
+            .teleport
+            .identity
+            .as_ref()
+            .and_then(|path| std::fs::read(path).ok());
         let identity = Identity::load(&config.teleport)?;
         let (teleport, connected) = TeleportClient::connect(&config.teleport, &identity).await?;
         info!(
@@ -98,6 +106,11 @@ impl Daemon {
             user = %identity.username,
             "Connected to Teleport."
         );
+        // Without these rights every request would fail later, one by one; say it now.
+        if let Some(denied) = teleport.probe_permissions().await.first_denial() {
+            return Err(StartError::Teleport(denied));
+        }
+        let teleport = ClientHandle::new(teleport);
 
         let api_key = config.opsgenie.api_key.clone().unwrap_or_default();
         let gateway = Gateway::new(&config.opsgenie, api_key)
@@ -163,15 +176,32 @@ impl Daemon {
         ));
         let registry = Requests::new(Rc::clone(&shared)).start();
         let health = Rc::new(WatchHealth::default());
-        let source = Rc::new(TeleportSource(teleport));
+        let source = Rc::new(TeleportSource(teleport.clone()));
         let (sink, h) = (registry.clone().recipient(), Rc::clone(&health));
-        let stream =
-            Supervisor::start(move |_| EventStream::new(source, sink, h, WatchTiming::default()));
+        let timing = WatchTiming {
+            silence_timeout: Some(config.teleport.watch_silence_timeout).filter(|t| !t.is_zero()),
+            ..WatchTiming::default()
+        };
+        let stream = Supervisor::start(move |_| EventStream::new(source, sink, h, timing));
+        let identity_watcher =
+            (config.teleport.refresh_identity && config.teleport.identity.is_some()).then(|| {
+                // Reconnect the way that worked, without trying the other route first.
+                let mut cfg = config.teleport.clone();
+                cfg.mode = connected.mode;
+                IdentityWatcher::new(
+                    cfg,
+                    teleport,
+                    stream.clone().recipient(),
+                    identity_text.as_deref(),
+                )
+                .start()
+            });
         Ok(Daemon {
             stream,
             registry,
             shared,
             health,
+            identity_watcher,
             shutdown_timeout: config.daemon.shutdown_timeout,
         })
     }
@@ -186,6 +216,14 @@ impl Daemon {
         self.registry.send(CountActive).await.unwrap_or(0)
     }
 
+    /// How many times a changed identity file was loaded and put to use since start.
+    pub async fn identity_reloads(&self) -> u64 {
+        match &self.identity_watcher {
+            Some(watcher) => watcher.send(Reloads).await.unwrap_or(0),
+            None => 0,
+        }
+    }
+
     /// Steps that failed for good since start.
     pub fn permanent_failures(&self) -> u64 {
         self.shared.permanent_failures()
@@ -195,6 +233,9 @@ impl Daemon {
     /// whether everything in flight finished in time.
     pub async fn shutdown(self) -> bool {
         self.stream.do_send(StopWatching);
+        if let Some(watcher) = &self.identity_watcher {
+            watcher.do_send(StopReloading);
+        }
         self.shared.drain();
         let finished = tokio::time::timeout(self.shutdown_timeout, self.shared.wait_idle())
             .await

@@ -2,6 +2,8 @@
 //! through the gateway actor. `--dry-run` is handled here: reads are real, writes are logged
 //! and skipped, so the decisions are the same as in a real run.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use actix::Addr;
@@ -20,10 +22,31 @@ use crate::teleport::client::TeleportClient;
 use crate::teleport::convert::{snapshot_from_event, EventKind};
 use crate::teleport::error::{Operation, TeleportError};
 
+/// The Teleport client in use, shared by the effects and the event source, and replaced when
+/// the identity file changes (see `actors::identity`). Calls already in flight finish on the
+/// client they started with.
+#[derive(Debug, Clone)]
+pub struct ClientHandle(Rc<RefCell<TeleportClient>>);
+
+impl ClientHandle {
+    /// A handle holding `client`.
+    pub fn new(client: TeleportClient) -> Self {
+        Self(Rc::new(RefCell::new(client)))
+    }
+    /// The current client (a cheap clone sharing its connection).
+    pub fn get(&self) -> TeleportClient {
+        self.0.borrow().clone()
+    }
+    /// Makes every later call use `client`.
+    pub fn replace(&self, client: TeleportClient) {
+        *self.0.borrow_mut() = client;
+    }
+}
+
 /// Effects against the real Teleport and backend.
 pub struct LiveEffects {
     /// The Teleport client.
-    pub teleport: TeleportClient,
+    pub teleport: ClientHandle,
     /// The gateway, the only HTTP caller.
     pub gateway: Addr<Gateway>,
     /// Who is on call, cached.
@@ -38,6 +61,7 @@ impl Effects for LiveEffects {
     async fn read(&self, request_id: &str) -> Result<PluginData, EffectError> {
         let map = self
             .teleport
+            .get()
             .get_plugin_data(request_id)
             .await
             .map_err(teleport_error)?;
@@ -54,6 +78,7 @@ impl Effects for LiveEffects {
             return Ok(());
         }
         self.teleport
+            .get()
             .update_plugin_data(request_id, set, expect)
             .await
             .map_err(teleport_error)
@@ -121,6 +146,7 @@ impl Effects for LiveEffects {
         }
         match self
             .teleport
+            .get()
             .submit_review(request_id, RequestState::Approved, reason)
             .await
         {
@@ -175,11 +201,11 @@ fn gateway_error(err: GatewayError) -> EffectError {
 }
 
 /// Teleport as the source of the event stream.
-pub struct TeleportSource(pub TeleportClient);
+pub struct TeleportSource(pub ClientHandle);
 
 impl EventSource for TeleportSource {
     fn watch(&self) -> LocalBoxFuture<'static, Result<EventStreamOf, SourceError>> {
-        let client = self.0.clone();
+        let client = self.0.get();
         async move {
             let stream = client
                 .watch_access_requests()
@@ -203,7 +229,7 @@ impl EventSource for TeleportSource {
     }
 
     fn list(&self) -> LocalBoxFuture<'static, Result<Vec<AccessRequest>, SourceError>> {
-        let client = self.0.clone();
+        let client = self.0.get();
         async move {
             client
                 .list_access_requests()

@@ -170,6 +170,7 @@ async fn check_against_the_fakes_passes_and_reports_what_it_found() {
         "{report}"
     );
     assert!(report.contains("[ok  ] list access requests"), "{report}");
+    assert!(report.contains("[ok  ] write plugin data"), "{report}");
     assert!(report.contains("[ok  ] read plugin data"), "{report}");
     assert!(report.contains("accepts the API key"), "{report}");
 }

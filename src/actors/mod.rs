@@ -2,6 +2,7 @@
 
 pub mod event_stream;
 pub mod gateway;
+pub mod identity;
 pub mod oncall;
 pub mod request;
 pub mod requests;

@@ -72,6 +72,10 @@ pub struct TeleportConfig {
     /// Timeout for each unary call.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
+    /// A watch that delivers nothing for this long is closed and reopened (with a resync), in
+    /// case the connection died without anyone noticing. `0s` turns this off.
+    #[serde(with = "humantime_serde")]
+    pub watch_silence_timeout: Duration,
 }
 
 impl Default for TeleportConfig {
@@ -90,6 +94,7 @@ impl Default for TeleportConfig {
             plugin_name: "opsgenie".into(),
             dial_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(30),
+            watch_silence_timeout: Duration::from_secs(600),
         }
     }
 }

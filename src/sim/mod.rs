@@ -3,5 +3,6 @@
 
 pub mod opsgenie;
 pub mod pki;
+pub mod proxy;
 pub mod teleport;
 pub mod world;

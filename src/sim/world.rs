@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::{Config, ConnectMode, Secret};
 use crate::sim::opsgenie::{FakeOpsgenie, FakeOpsgenieOptions};
 use crate::sim::pki::KeyKind;
+use crate::sim::proxy::FakeProxy;
 use crate::sim::teleport::{FakeTeleport, FakeTeleportOptions};
 
 /// The plugin's Teleport user.
@@ -191,6 +192,14 @@ impl World {
         config.daemon.retry_max_delay = Duration::from_millis(500);
         config.daemon.shutdown_timeout = Duration::from_secs(5);
         config
+    }
+
+    /// Starts a fake Proxy with TLS routing in front of the fake Auth server. Point
+    /// `teleport.addr` at its [`FakeProxy::addr`] to connect the way Teleport Cloud users do.
+    pub async fn start_proxy(&self) -> Result<FakeProxy, WorldError> {
+        FakeProxy::start(self.teleport.cluster_name(), self.teleport.addr())
+            .await
+            .map_err(setup("starting the fake Proxy"))
     }
 
     /// Rewrites the plugin's identity file with a fresh certificate.

@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use super::convert::{self, ACCESS_REQUEST_KIND};
-use super::error::{Operation, TeleportError};
+use super::error::{ConnectFailure, Operation, TeleportError};
 use super::identity::Identity;
 use super::tls::{self, Route};
 use crate::config::{ConnectMode, TeleportConfig};
@@ -110,14 +110,71 @@ pub fn version_at_least(version: &str, min: &str) -> Option<bool> {
     Some(parse_version(version)? >= parse_version(min)?)
 }
 
-/// Whether trying the other route may help after this failure of the direct one.
+/// Whether trying TLS routing may help after this failure of the direct attempt.
+///
+/// A Proxy answers a plain `h2` ClientHello with its own web listener (another certificate,
+/// another name) or with `no_application_protocol`, so any handshake failure may mean "this is
+/// the Proxy". An unreachable address stays unreachable, and a refusal of our certificate
+/// after the handshake comes from Auth itself, so neither is worth a second dial.
 fn worth_trying_proxy(error: &TeleportError) -> bool {
+    match error {
+        TeleportError::Connect { failure, .. } => *failure != ConnectFailure::Unreachable,
+        TeleportError::Timeout { .. }
+        | TeleportError::Transport { .. }
+        | TeleportError::Unavailable { .. } => true,
+        _ => false,
+    }
+}
+
+/// One error for `auto` when both routes failed: the one that explains the situation.
+fn both_failed(direct: TeleportError, proxy: TeleportError) -> TeleportError {
+    let failure = |e: &TeleportError| match e {
+        TeleportError::Connect { failure, .. } => Some(*failure),
+        _ => None,
+    };
+    match (failure(&direct), failure(&proxy)) {
+        // The same problem both ways (wrong CA, say): say it once.
+        (Some(d), Some(p)) if d == p => direct,
+        // Refusing a plain h2 ClientHello is what a Proxy does, so the routed attempt reached
+        // the right kind of server and its error is the one to act on; likewise any error that
+        // is not about the connection (RBAC, version) came from a server that answered.
+        (Some(ConnectFailure::Alpn), _) | (_, None) => proxy,
+        _ => TeleportError::AllRoutesFailed {
+            direct: Box::new(direct),
+            proxy: Box::new(proxy),
+        },
+    }
+}
+
+/// What the identity may do, as found by [`TeleportClient::probe_permissions`]. Each field is
+/// `Ok` when permitted (or when the probe could not tell), else the error naming the rule.
+#[derive(Debug)]
+pub struct Permissions {
+    /// `ListAccessRequests` (also what watching needs).
+    pub list_requests: Result<(), TeleportError>,
+    /// `GetPluginData`.
+    pub read_plugin_data: Result<(), TeleportError>,
+    /// `UpdatePluginData`.
+    pub update_plugin_data: Result<(), TeleportError>,
+}
+
+impl Permissions {
+    /// The first permission denial, if any.
+    pub fn first_denial(self) -> Option<TeleportError> {
+        [
+            self.list_requests,
+            self.read_plugin_data,
+            self.update_plugin_data,
+        ]
+        .into_iter()
+        .find_map(|r| r.err().filter(is_denial))
+    }
+}
+
+fn is_denial(error: &TeleportError) -> bool {
     matches!(
         error,
-        TeleportError::Connect { .. }
-            | TeleportError::Timeout { .. }
-            | TeleportError::Transport { .. }
-            | TeleportError::Unavailable { .. }
+        TeleportError::PermissionDenied { .. } | TeleportError::MfaRequired { .. }
     )
 }
 
@@ -154,10 +211,7 @@ impl TeleportClient {
                 info!(addr = %cfg.addr, error = %direct, "direct connection to the Auth Service failed; trying TLS routing through the Proxy");
                 match Self::connect_route(cfg, identity, route).await {
                     Ok(done) => Ok(done),
-                    Err(proxy) => Err(TeleportError::AllRoutesFailed {
-                        direct: Box::new(direct),
-                        proxy: Box::new(proxy),
-                    }),
+                    Err(proxy) => Err(both_failed(direct, proxy)),
                 }
             }
         }
@@ -228,6 +282,49 @@ impl TeleportClient {
             "connected to Teleport"
         );
         Ok((client, Connected { mode, ping }))
+    }
+
+    /// Finds out, without changing anything, whether the identity may list requests and read
+    /// and write plugin data: a one-item listing, a read of a made-up request's plugin data,
+    /// and an empty update of it (which Teleport checks for RBAC before it finds the request
+    /// missing).
+    pub async fn probe_permissions(&self) -> Permissions {
+        let mut inner = self.inner.clone();
+        let request = pb::proto::ListAccessRequestsRequest {
+            filter: Some(pb::types::AccessRequestFilter::default()),
+            limit: 1,
+            ..Default::default()
+        };
+        let list_requests = match self
+            .unary(
+                Operation::ListAccessRequests,
+                inner.list_access_requests(request),
+            )
+            .await
+        {
+            Ok(_) | Err(TeleportError::Unimplemented { .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let probe = uuid::Uuid::new_v4().to_string();
+        let read_plugin_data = match self.get_plugin_data(&probe).await {
+            Ok(_) | Err(TeleportError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let update_plugin_data = match self
+            .update_plugin_data(&probe, BTreeMap::new(), BTreeMap::new())
+            .await
+        {
+            // Only a denial or a connection problem is an answer; servers differ in how they
+            // reject an empty update of a missing request, and any such rejection came after
+            // the RBAC check passed.
+            Err(e) if is_denial(&e) || e.is_retryable() => Err(e),
+            _ => Ok(()),
+        };
+        Permissions {
+            list_requests,
+            read_plugin_data,
+            update_plugin_data,
+        }
     }
 
     /// The plugin name under which plugin data is stored.
@@ -521,6 +618,61 @@ fn convert_or_warn(pb: pb::types::AccessRequestV3) -> Option<AccessRequest> {
 #[cfg(test)]
 mod version_tests {
     use super::*;
+
+    #[test]
+    fn keepalive_respects_teleports_ping_policy() {
+        // Teleport answers pings more frequent than every 60 s with GOAWAY too_many_pings
+        // (teleport-wire.md §5); the timeout must leave room for a slow answer.
+        assert!(KEEPALIVE_INTERVAL >= Duration::from_secs(60));
+        assert!(KEEPALIVE_INTERVAL <= Duration::from_secs(90));
+        assert!(KEEPALIVE_TIMEOUT >= Duration::from_secs(10));
+        assert!(KEEPALIVE_TIMEOUT < KEEPALIVE_INTERVAL);
+    }
+
+    #[test]
+    fn auto_reports_one_clear_error() {
+        let connect = |failure| TeleportError::Connect {
+            addr: "a:1".into(),
+            route: "direct",
+            failure,
+            detail: "x".into(),
+        };
+        assert!(!worth_trying_proxy(&connect(ConnectFailure::Unreachable)));
+        assert!(worth_trying_proxy(&connect(ConnectFailure::Alpn)));
+        assert!(worth_trying_proxy(&connect(ConnectFailure::UnknownCa)));
+        let same = both_failed(
+            connect(ConnectFailure::UnknownCa),
+            connect(ConnectFailure::UnknownCa),
+        );
+        assert!(matches!(same, TeleportError::Connect { .. }), "{same}");
+        let routed = both_failed(
+            connect(ConnectFailure::Alpn),
+            connect(ConnectFailure::HandshakeAborted),
+        );
+        assert!(
+            matches!(
+                routed,
+                TeleportError::Connect {
+                    failure: ConnectFailure::HandshakeAborted,
+                    ..
+                }
+            ),
+            "{routed}"
+        );
+        let too_old = both_failed(
+            connect(ConnectFailure::NameMismatch),
+            TeleportError::ServerTooOld {
+                version: "13.0.0".into(),
+                min: MIN_SERVER_VERSION,
+            },
+        );
+        assert!(matches!(too_old, TeleportError::ServerTooOld { .. }));
+        let mixed = both_failed(
+            connect(ConnectFailure::NameMismatch),
+            connect(ConnectFailure::HandshakeAborted),
+        );
+        assert!(matches!(mixed, TeleportError::AllRoutesFailed { .. }));
+    }
 
     #[test]
     fn versions_compare_numerically_and_tolerate_suffixes() {
@@ -958,24 +1110,17 @@ mod e2e_tests {
         let err = TeleportClient::connect(&config(addr, ConnectMode::Auto), &identity)
             .await
             .unwrap_err();
-        // Auto tried both routes; both were refused.
-        match &err {
-            TeleportError::AllRoutesFailed { direct, proxy } => {
-                for e in [direct, proxy] {
-                    assert!(
-                        matches!(
-                            **e,
-                            TeleportError::Connect {
-                                failure: ConnectFailure::Unreachable,
-                                ..
-                            }
-                        ),
-                        "{e}"
-                    );
+        // Auto does not dial the same dead address a second time.
+        assert!(
+            matches!(
+                err,
+                TeleportError::Connect {
+                    failure: ConnectFailure::Unreachable,
+                    ..
                 }
-            }
-            other => panic!("{other:?}"),
-        }
+            ),
+            "{err}"
+        );
         assert!(err.is_retryable());
     }
 

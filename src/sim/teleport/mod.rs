@@ -184,6 +184,7 @@ pub(crate) struct Inner {
     store: Mutex<Store>,
     events: broadcast::Sender<Arc<proto::Event>>,
     drop_gen: watch::Sender<u64>,
+    stall_gen: watch::Sender<u64>,
     changed: Arc<Notify>,
     watchers: AtomicUsize,
     fail_remaining: AtomicU32,
@@ -257,6 +258,7 @@ impl FakeTeleport {
             max_page: opts.max_page_size.max(1),
         };
         let (drop_gen, _) = watch::channel(0u64);
+        let (stall_gen, _) = watch::channel(0u64);
         let inner = Arc::new(Inner {
             cluster_name: opts.cluster_name.clone(),
             server_version: opts.server_version.clone(),
@@ -264,6 +266,7 @@ impl FakeTeleport {
             store: Mutex::new(Store::new(events.clone(), changed.clone(), limits)),
             events,
             drop_gen,
+            stall_gen,
             changed,
             watchers: AtomicUsize::new(0),
             fail_remaining: AtomicU32::new(0),
@@ -433,6 +436,13 @@ impl FakeTeleport {
     /// Ends every open watch stream with UNAVAILABLE, as an Auth restart or cache reset does.
     pub fn drop_watchers(&self) {
         self.inner.drop_gen.send_modify(|g| *g += 1);
+    }
+
+    /// Makes every open watch stream go silent without closing: no more events reach it, but
+    /// the stream (and its HTTP/2 connection) stays open, as with a half-dead load balancer or a
+    /// stuck Auth cache. Watches opened afterwards work normally.
+    pub fn stall_watchers(&self) {
+        self.inner.stall_gen.send_modify(|g| *g += 1);
     }
 
     /// Makes the next `n` RPCs (of any method) fail with `code`.

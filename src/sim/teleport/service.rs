@@ -154,9 +154,19 @@ impl AuthService for AuthServiceImpl {
         self.inner.changed.notify_waiters();
         let guard = WatcherGuard(self.inner.clone());
         let mut drop_rx = self.inner.drop_gen.subscribe();
-        tokio::spawn(forward_events(guard, events, tx, filters, async move {
-            let _ = drop_rx.changed().await;
-        }));
+        let mut stall_rx = self.inner.stall_gen.subscribe();
+        tokio::spawn(forward_events(
+            guard,
+            events,
+            tx,
+            filters,
+            async move {
+                let _ = drop_rx.changed().await;
+            },
+            async move {
+                let _ = stall_rx.changed().await;
+            },
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -273,11 +283,26 @@ async fn forward_events(
     tx: mpsc::Sender<Result<proto::Event, Status>>,
     filters: Vec<WatchFilter>,
     dropped: impl std::future::Future<Output = ()>,
+    stalled: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(dropped);
+    tokio::pin!(stalled);
     loop {
         tokio::select! {
             biased;
+            () = &mut stalled => {
+                // Silent from now on, but open until the client or the test ends it.
+                drop(events);
+                tokio::select! {
+                    () = &mut dropped => {
+                        let _ = tx
+                            .send(Err(Status::unavailable("watcher closed by the server")))
+                            .await;
+                    }
+                    () = tx.closed() => {}
+                }
+                return;
+            }
             () = &mut dropped => {
                 let _ = tx
                     .send(Err(Status::unavailable("watcher closed by the server")))
