@@ -228,15 +228,24 @@ impl Daemon {
                     Box::new(move || a.connected())
                 }),
             ],
-            heartbeat: Rc::new(move || {
-                let gateway = gateway.clone();
-                Box::pin(async move {
-                    match gateway.send(Health).await {
-                        Ok(result) => result.map_err(|e| e.to_string()),
-                        Err(_) => Err("the gateway has stopped".into()),
-                    }
+            heartbeat: {
+                // A check that is still retrying when the next one is due counts as failed:
+                // readiness should reflect the backend now, not two minutes of retries.
+                let patience = Monitor::heartbeat_interval(config.http.ready_backend_window);
+                Rc::new(move || {
+                    let gateway = gateway.clone();
+                    Box::pin(async move {
+                        match tokio::time::timeout(patience, gateway.send(Health)).await {
+                            Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+                            Ok(Err(_)) => Err("the gateway has stopped".into()),
+                            Err(_) => Err(format!(
+                                "no answer within {}ms",
+                                patience.as_millis()
+                            )),
+                        }
+                    })
                 })
-            }),
+            },
         };
         let monitor = Monitor::new(
             probes,
