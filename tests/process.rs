@@ -294,12 +294,12 @@ async fn sigterm_during_a_burst_exits_cleanly_and_a_restart_loses_nothing() {
 #[actix_rt::test]
 async fn a_second_signal_stops_at_once() {
     let world = world().await;
-    // Answers so slow that steps in flight cannot finish within the shutdown timeout.
-    world.opsgenie.faults().set_fixed_latency(Duration::from_secs(20));
     let file = write_config(&world, "info", "30s");
     let mut daemon = spawn(&["start"], &file);
     let addr = daemon.http_addr().await;
     until_status(addr, "/readyz", 200).await;
+    // Answers so slow that steps in flight cannot finish within the shutdown timeout.
+    world.opsgenie.faults().set_fixed_latency(Duration::from_secs(20));
     for i in 0..5 {
         request(&world, &format!("slow {i}"));
     }
