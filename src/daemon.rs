@@ -193,14 +193,16 @@ impl Daemon {
             alert_id_deadline: ALERT_ID_DEADLINE,
             dry_run: options.dry_run,
         };
-        let shared = Rc::new(Shared::new(
-            effects,
-            settings,
-            MAX_STEPS_IN_FLIGHT,
-            config.daemon.retry_min_delay,
-            config.daemon.retry_max_delay,
-        )
-        .with_metrics(Arc::clone(&metrics)));
+        let shared = Rc::new(
+            Shared::new(
+                effects,
+                settings,
+                MAX_STEPS_IN_FLIGHT,
+                config.daemon.retry_min_delay,
+                config.daemon.retry_max_delay,
+            )
+            .with_metrics(Arc::clone(&metrics)),
+        );
         let registry = Requests::new(Rc::clone(&shared)).start();
         let health = Rc::new(WatchHealth::default());
         let source = Rc::new(TeleportSource(teleport));
@@ -238,10 +240,7 @@ impl Daemon {
                         match tokio::time::timeout(patience, gateway.send(Health)).await {
                             Ok(Ok(result)) => result.map_err(|e| e.to_string()),
                             Ok(Err(_)) => Err("the gateway has stopped".into()),
-                            Err(_) => Err(format!(
-                                "no answer within {}ms",
-                                patience.as_millis()
-                            )),
+                            Err(_) => Err(format!("no answer within {}ms", patience.as_millis())),
                         }
                     })
                 })

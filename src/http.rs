@@ -172,7 +172,8 @@ impl Monitor {
         m.steps_in_flight
             .set(&[], (self.probes.steps_in_flight)() as f64);
         m.watch_up.set(&[], f64::from(u8::from(watch.is_up())));
-        m.watch_ready.set(&[], f64::from(u8::from(watch.is_ready())));
+        m.watch_ready
+            .set(&[], f64::from(u8::from(watch.is_ready())));
         m.watch_connects.set_total(&[], watch.connects() as f64);
         m.watch_reconnects
             .set_total(&[], watch.connects().saturating_sub(1) as f64);

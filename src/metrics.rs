@@ -132,10 +132,7 @@ impl Counter {
 
     /// The current value of one series (0 when never touched).
     pub fn get(&self, labels: &[&str]) -> f64 {
-        lock(&self.values)
-            .get(&key(labels))
-            .copied()
-            .unwrap_or(0.0)
+        lock(&self.values).get(&key(labels)).copied().unwrap_or(0.0)
     }
 
     /// Makes a series appear at 0 before anything happened, so rates work from the start.
@@ -246,11 +243,13 @@ impl Histogram {
             return;
         }
         let mut values = lock(&self.values);
-        let series = values.entry(key(labels)).or_insert_with(|| HistogramSeries {
-            buckets: vec![0; self.bounds.len()],
-            count: 0,
-            sum: 0.0,
-        });
+        let series = values
+            .entry(key(labels))
+            .or_insert_with(|| HistogramSeries {
+                buckets: vec![0; self.bounds.len()],
+                count: 0,
+                sum: 0.0,
+            });
         if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
             series.buckets[i] += 1;
         }
@@ -619,9 +618,18 @@ mod tests {
         h.observe(&["x"], 5.0);
         let mut out = String::new();
         h.render(&mut out);
-        assert!(out.contains("d_seconds_bucket{e=\"x\",le=\"0.1\"} 1\n"), "{out}");
-        assert!(out.contains("d_seconds_bucket{e=\"x\",le=\"1\"} 2\n"), "{out}");
-        assert!(out.contains("d_seconds_bucket{e=\"x\",le=\"+Inf\"} 3\n"), "{out}");
+        assert!(
+            out.contains("d_seconds_bucket{e=\"x\",le=\"0.1\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("d_seconds_bucket{e=\"x\",le=\"1\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("d_seconds_bucket{e=\"x\",le=\"+Inf\"} 3\n"),
+            "{out}"
+        );
         assert!(out.contains("d_seconds_sum{e=\"x\"} 5.55\n"), "{out}");
         assert!(out.contains("d_seconds_count{e=\"x\"} 3\n"), "{out}");
     }

@@ -27,7 +27,10 @@ fn check_cli(args: &[String]) {
         .args([sub.as_str(), "--help"])
         .output()
         .expect("binary runs");
-    assert!(help.status.success(), "`{sub} --help` fails: not a subcommand");
+    assert!(
+        help.status.success(),
+        "`{sub} --help` fails: not a subcommand"
+    );
     let help = String::from_utf8_lossy(&help.stdout).to_string();
     for arg in &args[1..] {
         if arg.starts_with('-') {
@@ -92,9 +95,7 @@ fn systemd_unit_matches_the_cli_and_the_sample() {
         check_cli(&words[1..]);
     }
     assert_eq!(
-        value("ExecStart")[0]
-            .split_whitespace()
-            .nth(1),
+        value("ExecStart")[0].split_whitespace().nth(1),
         Some("start")
     );
     // The exit codes not worth restarting on are the daemon's own.
@@ -112,9 +113,7 @@ fn systemd_unit_matches_the_cli_and_the_sample() {
     }
     let paths = value("ReadOnlyPaths").join(" ");
     assert!(paths.split_whitespace().any(|p| p == DEFAULT_CONFIG_PATH));
-    assert!(paths
-        .split_whitespace()
-        .any(|p| p == sample_secret_dir()));
+    assert!(paths.split_whitespace().any(|p| p == sample_secret_dir()));
 }
 
 #[test]
@@ -152,7 +151,11 @@ fn dockerfile_is_multi_stage_non_root_and_matches_the_cli() {
         .iter()
         .filter(|l| l.starts_with("COPY --from="))
         .any(|l| l.ends_with(&format!(" {}", entry[0])));
-    assert!(copied, "the entrypoint {} is what the build copies", entry[0]);
+    assert!(
+        copied,
+        "the entrypoint {} is what the build copies",
+        entry[0]
+    );
     check_cli(&json("CMD "));
 }
 
@@ -196,7 +199,10 @@ fn kubernetes_manifest_matches_the_cli_ports_and_paths() {
     }
     assert!(container["resources"]["requests"]["cpu"].is_string());
     assert!(container["resources"]["requests"]["memory"].is_string());
-    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
 
     // The embedded configuration is valid schema, listens on the default port on every
@@ -232,14 +238,33 @@ fn kubernetes_manifest_matches_the_cli_ports_and_paths() {
         .as_array()
         .expect("sources")
     {
-        assert!(source["secret"]["name"].is_string(), "secrets come from Secrets");
+        assert!(
+            source["secret"]["name"].is_string(),
+            "secrets come from Secrets"
+        );
         for item in source["secret"]["items"].as_array().expect("items") {
-            files.push(format!("{secrets}/{}", item["path"].as_str().expect("path")));
+            files.push(format!(
+                "{secrets}/{}",
+                item["path"].as_str().expect("path")
+            ));
         }
     }
-    let identity = config.teleport.identity.expect("identity").display().to_string();
-    let key = config.opsgenie.api_key_file.expect("key file").display().to_string();
+    let identity = config
+        .teleport
+        .identity
+        .expect("identity")
+        .display()
+        .to_string();
+    let key = config
+        .opsgenie
+        .api_key_file
+        .expect("key file")
+        .display()
+        .to_string();
     assert!(files.contains(&identity), "{identity} not in {files:?}");
     assert!(files.contains(&key), "{key} not in {files:?}");
-    assert!(config.opsgenie.api_key.is_none(), "the key comes from a Secret");
+    assert!(
+        config.opsgenie.api_key.is_none(),
+        "the key comes from a Secret"
+    );
 }

@@ -73,16 +73,31 @@ async fn probes_follow_the_watch_and_metrics_follow_the_work() {
     assert_eq!(status, 503, "{reason}");
     assert!(reason.contains("watch"), "{reason}");
     let before = scrape(addr).await;
-    assert_eq!(value(&before, "teleport_opsgenie_watch_ready", &[]), Some(0.0));
+    assert_eq!(
+        value(&before, "teleport_opsgenie_watch_ready", &[]),
+        Some(0.0)
+    );
 
     // Teleport comes back: the watch resyncs and the daemon is ready.
     world.teleport.fail_next(0, Code::Unavailable);
     until_status(addr, "/readyz", 200).await;
     let start = scrape(addr).await;
-    assert_eq!(value(&start, "teleport_opsgenie_watch_ready", &[]), Some(1.0));
-    assert_eq!(value(&start, "teleport_opsgenie_backend_up", &[]), Some(1.0));
+    assert_eq!(
+        value(&start, "teleport_opsgenie_watch_ready", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&start, "teleport_opsgenie_backend_up", &[]),
+        Some(1.0)
+    );
     assert!(value(&start, "teleport_opsgenie_watch_resyncs_total", &[]) >= Some(1.0));
-    assert!(value(&start, "teleport_opsgenie_identity_expiry_timestamp_seconds", &[]) > Some(1e9));
+    assert!(
+        value(
+            &start,
+            "teleport_opsgenie_identity_expiry_timestamp_seconds",
+            &[]
+        ) > Some(1e9)
+    );
     assert_eq!(
         value(&start, "teleport_opsgenie_alerts_created_total", &[]),
         Some(0.0)
@@ -124,7 +139,10 @@ async fn probes_follow_the_watch_and_metrics_follow_the_work() {
         if value(&s, "teleport_opsgenie_alerts_closed_total", &[]).unwrap_or(0.0) >= 1.0 {
             break s;
         }
-        assert!(tokio::time::Instant::now() < deadline, "close never counted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "close never counted"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(
@@ -132,7 +150,11 @@ async fn probes_follow_the_watch_and_metrics_follow_the_work() {
         Some(1.0)
     );
     assert_eq!(
-        value(&after, "teleport_opsgenie_notes_posted_total", &[("kind", "review")]),
+        value(
+            &after,
+            "teleport_opsgenie_notes_posted_total",
+            &[("kind", "review")]
+        ),
         Some(1.0)
     );
     assert!(
@@ -164,7 +186,10 @@ async fn probes_follow_the_watch_and_metrics_follow_the_work() {
         ) >= Some(1.0)
     );
     assert!(value(&after, "teleport_opsgenie_watch_events_total", &[]) >= Some(2.0));
-    assert_eq!(value(&after, "teleport_opsgenie_steps_in_flight", &[]), Some(0.0));
+    assert_eq!(
+        value(&after, "teleport_opsgenie_steps_in_flight", &[]),
+        Some(0.0)
+    );
     assert_eq!(
         value(&after, "teleport_opsgenie_watch_reconnects_total", &[]),
         Some(0.0)

@@ -73,11 +73,23 @@ async fn secrets_never_appear_in_errors_debug_or_logs() {
     std::fs::create_dir_all(&dir).expect("dir");
     let bad = [
         ("list.yaml", format!("opsgenie:\n  api_key: [\"{key}\"]\n")),
-        ("map.yaml", format!("opsgenie:\n  api_key: {{ k: \"{key}\" }}\n")),
+        (
+            "map.yaml",
+            format!("opsgenie:\n  api_key: {{ k: \"{key}\" }}\n"),
+        ),
         ("typo.yaml", format!("opsgenie:\n  api_kee: \"{key}\"\n")),
-        ("both.yaml", format!("opsgenie:\n  api_key: \"{key}\"\n  api_key_file: /nonexistent\n")),
-        ("newline.yaml", format!("opsgenie:\n  api_key: \"{key}\\n{key}\"\n")),
-        ("broken.yaml", format!("opsgenie:\n  api_key: \"{key}\n  : : :\n")),
+        (
+            "both.yaml",
+            format!("opsgenie:\n  api_key: \"{key}\"\n  api_key_file: /nonexistent\n"),
+        ),
+        (
+            "newline.yaml",
+            format!("opsgenie:\n  api_key: \"{key}\\n{key}\"\n"),
+        ),
+        (
+            "broken.yaml",
+            format!("opsgenie:\n  api_key: \"{key}\n  : : :\n"),
+        ),
         ("toml.toml", format!("[opsgenie]\napi_key = [\"{key}\"]\n")),
         ("broken.toml", format!("[opsgenie]\napi_key = \"{key}\n")),
     ];
@@ -97,7 +109,10 @@ async fn secrets_never_appear_in_errors_debug_or_logs() {
         "TELEPORT_OPSGENIE__OPSGENIE__API_KEY".to_owned(),
         format!("{key}\u{7}"),
     );
-    env.insert("TELEPORT_OPSGENIE__OPSGENIE__API_KEYS".to_owned(), key.clone());
+    env.insert(
+        "TELEPORT_OPSGENIE__OPSGENIE__API_KEYS".to_owned(),
+        key.clone(),
+    );
     if let Err(err) = config::load(&Sources {
         file: None,
         env: Some(env),
@@ -126,15 +141,20 @@ async fn secrets_never_appear_in_errors_debug_or_logs() {
     let file = write_config(&world, "debug", "5s");
     let wrong_file = dir.join("wrong-key");
     std::fs::write(&wrong_file, &wrong).expect("write");
-    let text = std::fs::read_to_string(&file)
-        .expect("read")
-        .replace(&world.dir.join("api-key").display().to_string(), &wrong_file.display().to_string());
+    let text = std::fs::read_to_string(&file).expect("read").replace(
+        &world.dir.join("api-key").display().to_string(),
+        &wrong_file.display().to_string(),
+    );
     let wrong_config = dir.join("wrong.yaml");
     std::fs::write(&wrong_config, text).expect("write");
     let mut check = spawn(&["check"], &wrong_config);
     let (status, _) = check.wait_exit(WAIT).await;
     assert!(!status.success());
-    let output = format!("{}\n{}", check.logs().join("\n"), check.stdout.lock().unwrap().join("\n"));
+    let output = format!(
+        "{}\n{}",
+        check.logs().join("\n"),
+        check.stdout.lock().unwrap().join("\n")
+    );
     assert!(!output.contains(&wrong), "{output}");
     assert_no_secret("check output", &output, &secrets);
 
@@ -177,8 +197,14 @@ async fn secrets_never_appear_in_errors_debug_or_logs() {
     for line in &logs {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
-        assert!(v["message"].is_string() || v["fields"].is_object(), "{line}");
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        assert!(
+            v["message"].is_string() || v["fields"].is_object(),
+            "{line}"
+        );
         let top = v["request_id"].as_str();
         let in_span = v["span"]["request_id"].as_str();
         if line.contains(&id) {
@@ -193,9 +219,14 @@ async fn secrets_never_appear_in_errors_debug_or_logs() {
             assert_eq!(v["span"]["alias"].as_str(), Some(a.as_str()), "{line}");
         }
     }
-    for message in ["Created the alert.", "Posted a review note.", "Closed the alert."] {
+    for message in [
+        "Created the alert.",
+        "Posted a review note.",
+        "Closed the alert.",
+    ] {
         assert!(
-            logs.iter().any(|l| l.contains(message) && l.contains(&format!("\"request_id\":\"{id}\""))),
+            logs.iter()
+                .any(|l| l.contains(message) && l.contains(&format!("\"request_id\":\"{id}\""))),
             "no {message:?} line with the request id"
         );
     }
@@ -207,14 +238,19 @@ async fn secrets_never_appear_in_errors_debug_or_logs() {
 async fn sigterm_during_a_burst_exits_cleanly_and_a_restart_loses_nothing() {
     let world = world().await;
     // Slow answers, so that the burst is still in flight when the signal arrives.
-    world.opsgenie.faults().set_fixed_latency(Duration::from_millis(150));
+    world
+        .opsgenie
+        .faults()
+        .set_fixed_latency(Duration::from_millis(150));
     let file = write_config(&world, "info", "10s");
     let mut daemon = spawn(&["start"], &file);
     let addr = daemon.http_addr().await;
     until_status(addr, "/readyz", 200).await;
 
     const BURST: usize = 40;
-    let ids: Vec<String> = (0..BURST).map(|i| request(&world, &format!("burst {i}"))).collect();
+    let ids: Vec<String> = (0..BURST)
+        .map(|i| request(&world, &format!("burst {i}")))
+        .collect();
     world
         .opsgenie
         .wait_until(WAIT, "a few alerts created", |o| o.alerts().len() >= 3)
@@ -299,12 +335,18 @@ async fn a_second_signal_stops_at_once() {
     let addr = daemon.http_addr().await;
     until_status(addr, "/readyz", 200).await;
     // Answers so slow that steps in flight cannot finish within the shutdown timeout.
-    world.opsgenie.faults().set_fixed_latency(Duration::from_secs(20));
+    world
+        .opsgenie
+        .faults()
+        .set_fixed_latency(Duration::from_secs(20));
     for i in 0..5 {
         request(&world, &format!("slow {i}"));
     }
     // Wait until steps are in flight (they will not finish: the backend takes 20 s).
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let text = client
@@ -337,14 +379,18 @@ async fn a_second_signal_stops_at_once() {
         if let Some(status) = daemon.child.try_wait().expect("try_wait") {
             break status;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no exit after the second signal");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit after the second signal"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(status.code(), Some(0));
-    assert!(daemon
-        .logs()
-        .iter()
-        .any(|l| l.contains("Second signal")));
+    assert!(daemon.logs().iter().any(|l| l.contains("Second signal")));
 }

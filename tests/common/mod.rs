@@ -89,8 +89,10 @@ pub mod prom {
                 let mut parts = comment.trim_start().splitn(3, ' ');
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some("TYPE"), Some(name), Some(kind)) => {
-                        if !matches!(kind, "counter" | "gauge" | "histogram" | "summary" | "untyped")
-                        {
+                        if !matches!(
+                            kind,
+                            "counter" | "gauge" | "histogram" | "summary" | "untyped"
+                        ) {
                             return Err(at(format!("unknown type {kind}")));
                         }
                         if types.insert(name.into(), kind.into()).is_some() {
@@ -105,7 +107,7 @@ pub mod prom {
                 continue;
             }
             let name_end = line
-                .find(|c: char| c == '{' || c == ' ')
+                .find(['{', ' '])
                 .ok_or_else(|| at("no value".into()))?;
             let name = &line[..name_end];
             if !is_name(name) {
@@ -117,8 +119,8 @@ pub mod prom {
                 (BTreeMap::new(), &line[name_end..])
             };
             let mut fields = rest.split_whitespace();
-            let value = parse_value(fields.next().ok_or_else(|| at("no value".into()))?)
-                .map_err(at)?;
+            let value =
+                parse_value(fields.next().ok_or_else(|| at("no value".into()))?).map_err(at)?;
             if let Some(ts) = fields.next() {
                 ts.parse::<i64>()
                     .map_err(|_| at(format!("bad timestamp {ts:?}")))?;
@@ -268,7 +270,10 @@ pub mod child {
                     return line;
                 }
                 if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!("the daemon exited ({status}) before {what}:\n{}", self.logs().join("\n"));
+                    panic!(
+                        "the daemon exited ({status}) before {what}:\n{}",
+                        self.logs().join("\n")
+                    );
                 }
                 assert!(
                     Instant::now() < deadline,
