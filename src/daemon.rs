@@ -4,14 +4,18 @@
 //! the actors: the gateway, the request registry and the supervised event stream. Tests,
 //! examples and `main` all go through it, so they run exactly the daemon that ships.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{info, warn};
 
 use crate::actors::event_stream::{EventStream, StopWatching, WatchHealth, WatchTiming};
-use crate::actors::gateway::{Gateway, GatewayError, Health};
+use crate::actors::gateway::{
+    BackendCallObserver, Gateway, GatewayClient, GatewayError, Health, RetryPolicy,
+};
 use crate::actors::identity::{IdentityWatcher, Reloads, StopReloading};
 use crate::actors::oncall::OnCallCache;
 use crate::actors::requests::{CountActive, Requests, Shared};
@@ -19,6 +23,8 @@ use crate::config::Config;
 use crate::core::plan::PlanOptions;
 use crate::core::render::{web_proxy_url, AlertSettings};
 use crate::effects::{on_call_lookup, ClientHandle, LiveEffects, TeleportSource};
+use crate::http::{HttpError, Monitor, Probes};
+use crate::metrics::Metrics;
 use crate::reconcile::Settings;
 use crate::teleport::client::TeleportClient;
 use crate::teleport::error::TeleportError;
@@ -63,6 +69,9 @@ pub enum StartError {
     /// The backend refused our configuration (key, region, URL).
     #[error("the on-call backend: {0}")]
     Backend(#[source] GatewayError),
+    /// The health and metrics listener could not bind its address.
+    #[error(transparent)]
+    Http(#[from] HttpError),
 }
 
 impl StartError {
@@ -74,6 +83,12 @@ impl StartError {
             Self::Teleport(_) => exit::CONFIG,
             Self::Backend(err) if err.is_retryable() => exit::UNAVAILABLE,
             Self::Backend(_) => exit::CONFIG,
+            // The port may be held by a process that is still exiting; anything else is
+            // `http.listen` itself.
+            Self::Http(err) if err.source.kind() == std::io::ErrorKind::AddrInUse => {
+                exit::UNAVAILABLE
+            }
+            Self::Http(_) => exit::CONFIG,
         }
     }
 }
@@ -86,6 +101,8 @@ pub struct Daemon {
     health: Rc<WatchHealth>,
     identity_watcher: Option<Addr<IdentityWatcher>>,
     shutdown_timeout: Duration,
+    metrics: Arc<Metrics>,
+    http: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 impl Daemon {
@@ -112,18 +129,40 @@ impl Daemon {
         }
         let teleport = ClientHandle::new(teleport);
 
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_identity_expiry(identity.not_after);
+
         let api_key = config.opsgenie.api_key.clone().unwrap_or_default();
-        let gateway = Gateway::new(&config.opsgenie, api_key)
-            .map_err(StartError::Backend)?
-            .start();
-        match gateway.send(Health).await {
-            Ok(Ok(())) => info!(url = %config.opsgenie.base_url(), "The on-call backend answers."),
+        let observer = Arc::clone(&metrics) as Arc<dyn BackendCallObserver>;
+        let client = GatewayClient::with_policy(
+            &config.opsgenie,
+            api_key,
+            RetryPolicy::default(),
+            Some(observer),
+        )
+        .map_err(StartError::Backend)?;
+        let gateway = Gateway::from_client(client).start();
+        let backend_check = match gateway.send(Health).await {
+            Ok(Ok(())) => {
+                info!(url = %config.opsgenie.base_url(), "The on-call backend answers.");
+                Some(Ok(()))
+            }
             Ok(Err(err)) if err.is_retryable() => {
-                warn!(error = %err, "The on-call backend is not reachable yet; work will wait for it.")
+                warn!(error = %err, "The on-call backend is not reachable yet; work will wait for it.");
+                Some(Err(err.to_string()))
             }
             Ok(Err(err)) => return Err(StartError::Backend(err)),
-            Err(_) => warn!("The gateway stopped during its health check."),
-        }
+            Err(_) => {
+                warn!("The gateway stopped during its health check.");
+                None
+            }
+        };
+        // Bound before any actor starts, so a bad `http.listen` fails the start cleanly.
+        let listener = if config.http.enabled {
+            Some(crate::http::bind(config.http.listen).await?)
+        } else {
+            None
+        };
 
         let web_proxy = config
             .teleport
@@ -162,18 +201,21 @@ impl Daemon {
         });
         let effects = LiveEffects {
             teleport: teleport.clone(),
-            gateway,
-            on_call,
+            gateway: gateway.clone(),
+            on_call: on_call.clone(),
             alert_id_deadline: ALERT_ID_DEADLINE,
             dry_run: options.dry_run,
         };
-        let shared = Rc::new(Shared::new(
-            effects,
-            settings,
-            MAX_STEPS_IN_FLIGHT,
-            config.daemon.retry_min_delay,
-            config.daemon.retry_max_delay,
-        ));
+        let shared = Rc::new(
+            Shared::new(
+                effects,
+                settings,
+                MAX_STEPS_IN_FLIGHT,
+                config.daemon.retry_min_delay,
+                config.daemon.retry_max_delay,
+            )
+            .with_metrics(Arc::clone(&metrics)),
+        );
         let registry = Requests::new(Rc::clone(&shared)).start();
         let health = Rc::new(WatchHealth::default());
         let source = Rc::new(TeleportSource(teleport.clone()));
@@ -196,6 +238,60 @@ impl Daemon {
                 )
                 .start()
             });
+
+        let probes = Probes {
+            watch: Rc::clone(&health),
+            steps_in_flight: {
+                let shared = Rc::clone(&shared);
+                Box::new(move || shared.steps_in_flight())
+            },
+            alive: vec![
+                ("gateway", {
+                    let a = gateway.clone();
+                    Box::new(move || a.connected())
+                }),
+                ("on-call cache", {
+                    let a = on_call;
+                    Box::new(move || a.connected())
+                }),
+                ("request registry", {
+                    let a = registry.clone();
+                    Box::new(move || a.connected())
+                }),
+            ],
+            heartbeat: {
+                // A check that is still retrying when the next one is due counts as failed:
+                // readiness should reflect the backend now, not two minutes of retries.
+                let patience = Monitor::heartbeat_interval(config.http.ready_backend_window);
+                Rc::new(move || {
+                    let gateway = gateway.clone();
+                    Box::pin(async move {
+                        match tokio::time::timeout(patience, gateway.send(Health)).await {
+                            Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+                            Ok(Err(_)) => Err("the gateway has stopped".into()),
+                            Err(_) => Err(format!("no answer within {}ms", patience.as_millis())),
+                        }
+                    })
+                })
+            },
+        };
+        let monitor = Monitor::new(
+            probes,
+            Arc::clone(&metrics),
+            config.http.ready_backend_window,
+            backend_check,
+        )
+        .start();
+        let http = match listener {
+            Some(listener) => {
+                let addr = listener.local_addr().map_err(|source| HttpError {
+                    addr: config.http.listen,
+                    source,
+                })?;
+                Some((addr, crate::http::spawn(listener, monitor)))
+            }
+            None => None,
+        };
         Ok(Daemon {
             stream,
             registry,
@@ -203,12 +299,24 @@ impl Daemon {
             health,
             identity_watcher,
             shutdown_timeout: config.daemon.shutdown_timeout,
+            metrics,
+            http,
         })
     }
 
     /// The watch's health: connected, resynced, counters.
     pub fn watch_health(&self) -> &WatchHealth {
         &self.health
+    }
+
+    /// Where the health and metrics listener listens (`None` when `http.enabled` is off).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Request actors alive now (requests with work left or waiting for reviews).
@@ -247,6 +355,9 @@ impl Daemon {
                 in_flight = self.shared.steps_in_flight(),
                 "Stopped with steps still in flight; they will be redone after restart."
             );
+        }
+        if let Some((_, server)) = &self.http {
+            server.abort();
         }
         finished
     }

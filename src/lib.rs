@@ -25,6 +25,8 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod effects;
+pub mod http;
+pub mod metrics;
 pub mod reconcile;
 pub mod telemetry;
 pub mod teleport;

@@ -6,12 +6,13 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
-use tracing::{error, warn};
+use tracing::{error, info_span, warn, Instrument};
 
 use crate::actors::requests::{Finished, Shared};
 use crate::core::model::Snapshot;
 use crate::core::plan;
 use crate::core::plugin_data::PluginData;
+use crate::core::render;
 use crate::reconcile::{self, EffectError, Effects, Next, Reconciled};
 
 /// The newest thing Teleport said about a request.
@@ -62,11 +63,14 @@ impl<E: Effects + 'static> RequestActor<E> {
         let shared = Rc::clone(&self.shared);
         let snapshot = self.latest.clone();
         let cached = self.cached.take();
+        // Every line logged during the step (effects, gateway answers) carries the request.
+        let span = info_span!("step", request_id = %self.id, alias = %render::alias(&self.id));
         let fut = async move {
             let _permit = shared.permits.acquire().await;
             let _in_flight = shared.in_flight();
             reconcile::step(&shared.effects, &shared.settings, &snapshot, cached).await
-        };
+        }
+        .instrument(span);
         ctx.spawn(
             fut.into_actor(self)
                 .map(|result, act, ctx| act.after(result, ctx)),
@@ -75,6 +79,7 @@ impl<E: Effects + 'static> RequestActor<E> {
 
     fn after(&mut self, result: Result<Reconciled, EffectError>, ctx: &mut Context<Self>) {
         self.running = false;
+        self.shared.metrics.step_done(&result);
         match result {
             Ok(done) => {
                 self.retry.reset();
@@ -106,13 +111,13 @@ impl<E: Effects + 'static> RequestActor<E> {
             Err(err) if err.is_retryable() => {
                 self.cached = None;
                 let delay = self.retry.next_delay();
-                warn!(request_id = %self.id, error = %err, retry_in_ms = delay.as_millis() as u64, "Step failed; will retry.");
+                warn!(request_id = %self.id, alias = %render::alias(&self.id), error = %err, retry_in_ms = delay.as_millis() as u64, "Step failed; will retry.");
                 self.run_later(delay, ctx);
             }
             Err(err) => {
                 self.cached = None;
                 self.shared.count_permanent_failure();
-                error!(request_id = %self.id, error = %err, "Step failed permanently; will try again when the request changes or the daemon restarts.");
+                error!(request_id = %self.id, alias = %render::alias(&self.id), error = %err, "Step failed permanently; will try again when the request changes or the daemon restarts.");
             }
         }
     }

@@ -6,12 +6,14 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::actors::request::{Observe, RequestActor};
+use crate::metrics::Metrics;
 use crate::reconcile::{Effects, Settings};
 
 /// Sent by a request actor that has nothing left to do, ever.
@@ -39,6 +41,8 @@ pub struct Shared<E> {
     pub retry_min: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// Where reconcile outcomes and observed snapshots are counted.
+    pub metrics: Arc<Metrics>,
     draining: Cell<bool>,
     in_flight: Cell<usize>,
     idle: Notify,
@@ -60,11 +64,18 @@ impl<E> Shared<E> {
             permits: Semaphore::new(max_in_flight.max(1)),
             retry_min,
             retry_max,
+            metrics: Arc::new(Metrics::new()),
             draining: Cell::new(false),
             in_flight: Cell::new(0),
             idle: Notify::new(),
             permanent_failures: Cell::new(0),
         }
+    }
+
+    /// Counts into `metrics` (the daemon's registry) instead of a private one.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Whether shutdown has begun: no new step starts.
@@ -144,6 +155,7 @@ impl<E: Effects + 'static> Handler<Observe> for Requests<E> {
     type Result = ();
 
     fn handle(&mut self, msg: Observe, ctx: &mut Self::Context) {
+        self.shared.metrics.observed(&msg.0);
         let id = msg.0.id().to_owned();
         match self.actors.get(&id) {
             Some(addr) if addr.connected() => addr.do_send(msg),

@@ -323,6 +323,10 @@ pub struct HttpConfig {
     pub enabled: bool,
     /// Address to listen on; loopback by default.
     pub listen: SocketAddr,
+    /// `/readyz` fails when the backend's last successful health check (a heartbeat ping,
+    /// repeated every minute) is older than this.
+    #[serde(with = "humantime_serde")]
+    pub ready_backend_window: Duration,
 }
 
 impl Default for HttpConfig {
@@ -330,6 +334,7 @@ impl Default for HttpConfig {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9469)),
+            ready_backend_window: Duration::from_secs(300),
         }
     }
 }

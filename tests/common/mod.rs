@@ -1,0 +1,355 @@
+//! Helpers shared by the operability tests: a Prometheus text parser, and running the real
+//! binary as a child process against a World.
+#![allow(dead_code)]
+
+pub mod prom {
+    //! A strict little parser for Prometheus' text exposition format (0.0.4).
+
+    use std::collections::{BTreeMap, HashMap};
+
+    /// One sample line.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Sample {
+        /// Metric name (with `_bucket`, `_sum`, `_count` for histograms).
+        pub name: String,
+        /// Label pairs.
+        pub labels: BTreeMap<String, String>,
+        /// The value.
+        pub value: f64,
+    }
+
+    fn is_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    fn parse_value(s: &str) -> Result<f64, String> {
+        match s {
+            "+Inf" => Ok(f64::INFINITY),
+            "-Inf" => Ok(f64::NEG_INFINITY),
+            "NaN" => Ok(f64::NAN),
+            s => s.parse().map_err(|_| format!("bad value {s:?}")),
+        }
+    }
+
+    /// Parses `{a="x",b="y"}` at the start of `s`; the labels and the rest.
+    fn parse_labels(s: &str) -> Result<(BTreeMap<String, String>, &str), String> {
+        let mut labels = BTreeMap::new();
+        let mut rest = &s[1..];
+        loop {
+            rest = rest.trim_start();
+            if let Some(r) = rest.strip_prefix('}') {
+                return Ok((labels, r));
+            }
+            let eq = rest.find('=').ok_or("label without '='")?;
+            let name = rest[..eq].trim();
+            if !is_name(name) {
+                return Err(format!("bad label name {name:?}"));
+            }
+            rest = rest[eq + 1..]
+                .strip_prefix('"')
+                .ok_or("label value not quoted")?;
+            let mut value = String::new();
+            let mut chars = rest.char_indices();
+            let end = loop {
+                match chars.next() {
+                    Some((_, '\\')) => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, '\\')) => value.push('\\'),
+                        Some((_, '"')) => value.push('"'),
+                        other => return Err(format!("bad escape {other:?}")),
+                    },
+                    Some((i, '"')) => break i,
+                    Some((_, c)) => value.push(c),
+                    None => return Err("unterminated label value".into()),
+                }
+            };
+            if labels.insert(name.to_owned(), value).is_some() {
+                return Err(format!("duplicate label {name}"));
+            }
+            rest = &rest[end + 1..];
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+        }
+    }
+
+    /// Parses a whole exposition. Every sample must belong to a family declared by `# TYPE`
+    /// (histogram samples by their `_bucket`, `_sum` and `_count` suffixes), and every family
+    /// must have `# HELP`.
+    pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
+        let mut types: HashMap<String, String> = HashMap::new();
+        let mut helps: HashMap<String, String> = HashMap::new();
+        let mut samples = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let at = |e: String| format!("line {}: {e}: {line:?}", n + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Some(comment) = line.strip_prefix('#') {
+                let mut parts = comment.trim_start().splitn(3, ' ');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("TYPE"), Some(name), Some(kind)) => {
+                        if !matches!(
+                            kind,
+                            "counter" | "gauge" | "histogram" | "summary" | "untyped"
+                        ) {
+                            return Err(at(format!("unknown type {kind}")));
+                        }
+                        if types.insert(name.into(), kind.into()).is_some() {
+                            return Err(at("TYPE given twice".into()));
+                        }
+                    }
+                    (Some("HELP"), Some(name), help) => {
+                        helps.insert(name.into(), help.unwrap_or("").into());
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let name_end = line.find(['{', ' ']).ok_or_else(|| at("no value".into()))?;
+            let name = &line[..name_end];
+            if !is_name(name) {
+                return Err(at(format!("bad metric name {name:?}")));
+            }
+            let (labels, rest) = if line[name_end..].starts_with('{') {
+                parse_labels(&line[name_end..]).map_err(at)?
+            } else {
+                (BTreeMap::new(), &line[name_end..])
+            };
+            let mut fields = rest.split_whitespace();
+            let value =
+                parse_value(fields.next().ok_or_else(|| at("no value".into()))?).map_err(at)?;
+            if let Some(ts) = fields.next() {
+                ts.parse::<i64>()
+                    .map_err(|_| at(format!("bad timestamp {ts:?}")))?;
+            }
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|s| name.strip_suffix(s))
+                .find(|f| types.get(*f).map(String::as_str) == Some("histogram"))
+                .unwrap_or(name);
+            let kind = types
+                .get(family)
+                .ok_or_else(|| at(format!("sample of {family} before its TYPE")))?;
+            if !helps.contains_key(family) {
+                return Err(at(format!("{family} has no HELP")));
+            }
+            if kind == "counter" && value < 0.0 {
+                return Err(at("negative counter".into()));
+            }
+            if kind == "histogram" && name.ends_with("_bucket") && !labels.contains_key("le") {
+                return Err(at("bucket without le".into()));
+            }
+            samples.push(Sample {
+                name: name.into(),
+                labels,
+                value,
+            });
+        }
+        Ok(samples)
+    }
+
+    /// The sum of the series of `name` whose labels include `labels`; `None` when there is none.
+    pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let matching: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.value)
+            .collect();
+        if matching.is_empty() {
+            None
+        } else {
+            Some(matching.iter().sum())
+        }
+    }
+
+    #[test]
+    fn parser_accepts_good_and_rejects_bad_text() {
+        let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\\\"2\"} 3\n\
+                    # HELP h H.\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n";
+        let s = parse(good).unwrap();
+        assert_eq!(value(&s, "a_total", &[("x", "1\"2")]), Some(3.0));
+        assert_eq!(value(&s, "h_count", &[]), Some(1.0));
+        assert!(parse("a_total 1\n").is_err());
+        assert!(parse("# HELP a A.\n# TYPE a counter\na{x=1} 1\n").is_err());
+        assert!(parse("# HELP a A.\n# TYPE a gauge\na one\n").is_err());
+    }
+}
+
+pub mod child {
+    //! The real binary as a child process, configured for a World.
+
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use teleport_opsgenie::sim::world::World;
+
+    /// A YAML configuration for the binary against `world`, with JSON logs at `level`, the HTTP
+    /// listener on a free loopback port, and `extra` appended (top-level sections).
+    pub fn write_config(world: &World, level: &str, shutdown_timeout: &str) -> PathBuf {
+        let key_file = world.dir.join("api-key");
+        std::fs::write(&key_file, world.opsgenie.api_key()).expect("key file");
+        let path = world.dir.join("teleport-opsgenie.yaml");
+        let zero = "{ per_second: 0, per_minute: 0 }";
+        let text = format!(
+            "teleport:\n  addr: \"{addr}\"\n  mode: auth\n  identity: \"{identity}\"\n  web_proxy_addr: teleport.example.com\n\
+             opsgenie:\n  api_url: \"{url}\"\n  api_key_file: \"{key}\"\n  rate_limits:\n    alert_write: {zero}\n    alert_read: {zero}\n    schedule_oncalls: {zero}\n    heartbeat: {zero}\n\
+             http:\n  enabled: true\n  listen: 127.0.0.1:0\n\
+             log:\n  level: {level}\n  format: json\n\
+             daemon:\n  retry_min_delay: 20ms\n  retry_max_delay: 500ms\n  shutdown_timeout: {shutdown_timeout}\n",
+            addr = world.teleport.addr(),
+            identity = world.plugin_identity.display(),
+            url = world.opsgenie.url(),
+            key = key_file.display(),
+        );
+        std::fs::write(&path, text).expect("config file");
+        path
+    }
+
+    /// A running `teleport-opsgenie start`, its standard error collected line by line.
+    pub struct Daemon {
+        pub child: Child,
+        pub lines: Arc<Mutex<Vec<String>>>,
+        pub stdout: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn collect(reader: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        lines
+    }
+
+    /// Runs the binary with `args`, logs collected.
+    pub fn spawn(args: &[&str], config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_teleport-opsgenie"))
+            .args(args)
+            .arg("-c")
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let lines = collect(child.stderr.take().expect("stderr"));
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        Daemon {
+            child,
+            lines,
+            stdout,
+        }
+    }
+
+    impl Daemon {
+        /// Everything logged so far.
+        pub fn logs(&self) -> Vec<String> {
+            self.lines.lock().unwrap().clone()
+        }
+
+        /// Waits (polling, with a deadline) for a log line satisfying `f`; the line.
+        pub async fn wait_log(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(line) = self.logs().into_iter().find(|l| f(l)) {
+                    return line;
+                }
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!(
+                        "the daemon exited ({status}) before {what}:\n{}",
+                        self.logs().join("\n")
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {what}:\n{}",
+                    self.logs().join("\n")
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        /// The HTTP listener's address, from its log line.
+        pub async fn http_addr(&mut self) -> SocketAddr {
+            let line = self
+                .wait_log("the HTTP listener", |l| l.contains("Serving /healthz"))
+                .await;
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            v["addr"]
+                .as_str()
+                .expect("addr field")
+                .parse()
+                .expect("address")
+        }
+
+        /// Sends a signal with `kill`.
+        pub fn signal(&self, name: &str) {
+            let status = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(self.child.id().to_string())
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill -{name} failed");
+        }
+
+        /// Waits for the process to exit within `limit`; its status and how long it took.
+        pub async fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+            let start = Instant::now();
+            loop {
+                if let Some(status) = self.child.try_wait().expect("try_wait") {
+                    // Let the reader threads drain the pipes.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return (status, start.elapsed());
+                }
+                if start.elapsed() > limit {
+                    let _ = self.child.kill();
+                    panic!(
+                        "the daemon did not exit within {limit:?}:\n{}",
+                        self.logs().join("\n")
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+
+    /// Polls `GET http://addr/path` until it answers `status`.
+    pub async fn until_status(addr: SocketAddr, path: &str, status: u16) {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("http://{addr}{path}")).send().await {
+                if r.status().as_u16() == status {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{path} never answered {status}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

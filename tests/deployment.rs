@@ -1,0 +1,270 @@
+//! The process supervision files (`config/teleport-opsgenie.service`, `Dockerfile`,
+//! `config/kubernetes.yaml`) against the binary they run: every command line parses with the
+//! real CLI, every flag exists, and ports and paths match the defaults and the sample
+//! configuration.
+
+use std::path::Path;
+use std::process::Command;
+
+use teleport_opsgenie::config::load::DEFAULT_CONFIG_PATH;
+use teleport_opsgenie::config::{Config, HttpConfig, SAMPLE_YAML};
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn default_port() -> u16 {
+    HttpConfig::default().listen.port()
+}
+
+/// Checks a command line (after the binary) against the CLI: `<args> --help` must succeed, and
+/// every flag must appear in the subcommand's help.
+fn check_cli(args: &[String]) {
+    let bin = env!("CARGO_BIN_EXE_teleport-opsgenie");
+    let sub = args.first().expect("a subcommand");
+    let help = Command::new(bin)
+        .args([sub.as_str(), "--help"])
+        .output()
+        .expect("binary runs");
+    assert!(
+        help.status.success(),
+        "`{sub} --help` fails: not a subcommand"
+    );
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    for arg in &args[1..] {
+        if arg.starts_with('-') {
+            assert!(
+                help.contains(&format!("{arg} ")) || help.contains(&format!("{arg},")),
+                "`{sub}` has no flag {arg}:\n{help}"
+            );
+        }
+    }
+    let mut with_help: Vec<&str> = args.iter().map(String::as_str).collect();
+    with_help.push("--help");
+    let status = Command::new(bin)
+        .args(&with_help)
+        .output()
+        .expect("binary runs")
+        .status;
+    assert!(status.success(), "{args:?} does not parse");
+    // The config flag names the default path, which `start` reads when `-c` is omitted.
+    if let Some(i) = args.iter().position(|a| a == "-c" || a == "--config") {
+        assert_eq!(args[i + 1], DEFAULT_CONFIG_PATH);
+    }
+}
+
+/// The directory of the identity and key files in the sample configuration.
+fn sample_secret_dir() -> String {
+    let sample: Config = serde_yaml::from_str(SAMPLE_YAML).expect("sample parses");
+    let identity = sample.teleport.identity.expect("sample identity");
+    let key = sample.opsgenie.api_key_file.expect("sample key file");
+    let dir = identity.parent().expect("identity dir");
+    assert_eq!(Some(dir), key.parent(), "identity and key share a folder");
+    dir.display().to_string()
+}
+
+#[test]
+fn systemd_unit_matches_the_cli_and_the_sample() {
+    let unit = read("config/teleport-opsgenie.service");
+    let value = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .collect()
+    };
+    for required in [
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+    ] {
+        assert!(unit.lines().any(|l| l == required), "missing {required}");
+    }
+    let user = value("User");
+    assert_eq!(user.len(), 1);
+    assert!(user[0] != "root" && !user[0].is_empty());
+    let execs: Vec<String> = value("ExecStart")
+        .into_iter()
+        .chain(value("ExecStartPre"))
+        .collect();
+    assert!(!execs.is_empty());
+    for exec in execs {
+        let words: Vec<String> = exec.split_whitespace().map(str::to_owned).collect();
+        assert!(words[0].ends_with("/teleport-opsgenie"), "{exec}");
+        check_cli(&words[1..]);
+    }
+    assert_eq!(
+        value("ExecStart")[0].split_whitespace().nth(1),
+        Some("start")
+    );
+    // The exit codes not worth restarting on are the daemon's own.
+    let prevent = value("RestartPreventExitStatus").join(" ");
+    for code in prevent.split_whitespace() {
+        let code: u8 = code.parse().expect("numeric exit status");
+        assert!(
+            [
+                teleport_opsgenie::daemon::exit::USAGE,
+                teleport_opsgenie::daemon::exit::CONFIG
+            ]
+            .contains(&code),
+            "{code}"
+        );
+    }
+    let paths = value("ReadOnlyPaths").join(" ");
+    assert!(paths.split_whitespace().any(|p| p == DEFAULT_CONFIG_PATH));
+    assert!(paths.split_whitespace().any(|p| p == sample_secret_dir()));
+}
+
+#[test]
+fn dockerfile_is_multi_stage_non_root_and_matches_the_cli() {
+    let docker = read("Dockerfile");
+    let lines: Vec<&str> = docker
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert!(lines.iter().filter(|l| l.starts_with("FROM ")).count() >= 2);
+    let user = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("USER");
+    let uid = user.split(':').next().unwrap_or_default();
+    assert!(uid != "0" && uid != "root", "{user}");
+    let expose: Vec<u16> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .map(|p| p.trim().parse().expect("port"))
+        .collect();
+    assert_eq!(expose, vec![default_port()]);
+    let json = |prefix: &str| -> Vec<String> {
+        let raw = lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}"));
+        serde_json::from_str(raw).expect("exec form")
+    };
+    let entry = json("ENTRYPOINT ");
+    assert_eq!(entry.len(), 1);
+    let copied = lines
+        .iter()
+        .filter(|l| l.starts_with("COPY --from="))
+        .any(|l| l.ends_with(&format!(" {}", entry[0])));
+    assert!(
+        copied,
+        "the entrypoint {} is what the build copies",
+        entry[0]
+    );
+    check_cli(&json("CMD "));
+}
+
+#[test]
+fn kubernetes_manifest_matches_the_cli_ports_and_paths() {
+    let text = read("config/kubernetes.yaml");
+    let docs: Vec<serde_json::Value> = text
+        .split("\n---")
+        .map(|d| serde_yaml::from_str(d).expect("YAML document"))
+        .collect();
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let deployment = kind("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+
+    let args: Vec<String> =
+        serde_json::from_value(container["args"].clone()).expect("container args");
+    check_cli(&args);
+
+    // Probes on the right paths and port.
+    let ports = container["ports"].as_array().expect("ports");
+    let port_of = |p: &serde_json::Value| -> u64 {
+        match p {
+            serde_json::Value::Number(n) => n.as_u64().expect("port"),
+            serde_json::Value::String(name) => ports
+                .iter()
+                .find(|x| x["name"] == name.as_str())
+                .and_then(|x| x["containerPort"].as_u64())
+                .expect("named port"),
+            _ => panic!("bad port {p}"),
+        }
+    };
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        assert_eq!(port_of(&get["port"]), u64::from(default_port()), "{probe}");
+    }
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["requests"]["memory"].is_string());
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+
+    // The embedded configuration is valid schema, listens on the default port on every
+    // interface, and names files where the volumes put them.
+    let map = kind("ConfigMap");
+    let embedded = map["data"]["teleport-opsgenie.yaml"]
+        .as_str()
+        .expect("embedded config");
+    let config: Config = serde_yaml::from_str(embedded).expect("embedded config parses");
+    assert_eq!(config.http.listen.port(), default_port());
+    assert!(config.http.listen.ip().is_unspecified());
+    assert!(config.http.enabled);
+
+    let mounts = container["volumeMounts"].as_array().expect("mounts");
+    let mount = |name: &str| -> String {
+        mounts
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["mountPath"].as_str())
+            .unwrap_or_else(|| panic!("no mount {name}"))
+            .to_owned()
+    };
+    assert_eq!(mount("config"), DEFAULT_CONFIG_PATH);
+    let secrets = mount("secrets");
+    assert_eq!(secrets, sample_secret_dir());
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    let projected = volumes
+        .iter()
+        .find(|v| v["name"] == "secrets")
+        .expect("secrets volume");
+    let mut files = Vec::new();
+    for source in projected["projected"]["sources"]
+        .as_array()
+        .expect("sources")
+    {
+        assert!(
+            source["secret"]["name"].is_string(),
+            "secrets come from Secrets"
+        );
+        for item in source["secret"]["items"].as_array().expect("items") {
+            files.push(format!(
+                "{secrets}/{}",
+                item["path"].as_str().expect("path")
+            ));
+        }
+    }
+    let identity = config
+        .teleport
+        .identity
+        .expect("identity")
+        .display()
+        .to_string();
+    let key = config
+        .opsgenie
+        .api_key_file
+        .expect("key file")
+        .display()
+        .to_string();
+    assert!(files.contains(&identity), "{identity} not in {files:?}");
+    assert!(files.contains(&key), "{key} not in {files:?}");
+    assert!(
+        config.opsgenie.api_key.is_none(),
+        "the key comes from a Secret"
+    );
+}
