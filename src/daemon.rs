@@ -236,6 +236,7 @@ impl Daemon {
                     stream.clone().recipient(),
                     identity_text.as_deref(),
                 )
+                .with_metrics(Arc::clone(&metrics))
                 .start()
             });
 

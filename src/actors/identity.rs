@@ -6,6 +6,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -14,6 +15,7 @@ use tracing::{info, warn};
 use crate::actors::event_stream::Reconnect;
 use crate::config::TeleportConfig;
 use crate::effects::ClientHandle;
+use crate::metrics::Metrics;
 use crate::teleport::client::TeleportClient;
 use crate::teleport::identity::Identity;
 
@@ -33,6 +35,7 @@ pub struct IdentityWatcher {
     /// The content last acted on (loaded, or refused for good).
     seen: Option<u64>,
     reloads: u64,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl IdentityWatcher {
@@ -51,7 +54,14 @@ impl IdentityWatcher {
             stream,
             seen: initial.map(fingerprint),
             reloads: 0,
+            metrics: None,
         }
+    }
+
+    /// Also publishes the expiry of each identity it switches to.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn check(&mut self, ctx: &mut Context<Self>) {
@@ -79,12 +89,16 @@ impl IdentityWatcher {
             }
         };
         let cfg = self.cfg.clone();
+        let not_after = identity.not_after;
         let fut = async move { TeleportClient::connect(&cfg, &identity).await };
         ctx.wait(fut.into_actor(self).map(move |result, act, _| match result {
             Ok((client, connected)) => {
                 act.seen = Some(print);
                 act.reloads += 1;
                 act.client.replace(client);
+                if let Some(metrics) = &act.metrics {
+                    metrics.set_identity_expiry(not_after);
+                }
                 info!(
                     mode = ?connected.mode,
                     cluster = %connected.ping.cluster_name,
