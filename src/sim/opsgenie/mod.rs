@@ -365,6 +365,29 @@ impl FakeOpsgenie {
         self.state().newest_by_alias(alias).cloned()
     }
 
+    /// Creates an open alert directly, as if a create with this alias had been processed
+    /// earlier (no call is recorded; for setting up a backlog). Returns the alert id.
+    pub fn insert_alert(&self, alias: &str, message: &str) -> String {
+        let payload = validate::CreatePayload {
+            message: message.to_owned(),
+            alias: Some(alias.to_owned()),
+            description: None,
+            responders: Vec::new(),
+            visible_to: Vec::new(),
+            actions: Vec::new(),
+            tags: Vec::new(),
+            details: Default::default(),
+            entity: None,
+            source: None,
+            priority: "P3".to_owned(),
+            user: None,
+            note: None,
+        };
+        let id = lock(&self.inner.state).insert_created(payload);
+        self.inner.changed.notify_waiters();
+        id
+    }
+
     /// Number of accepted requests not yet applied.
     pub fn pending_requests(&self) -> usize {
         self.state().pending.len()

@@ -610,6 +610,19 @@ impl FakeTeleport {
 
     // ----- observation -----
 
+    /// Starts timestamping the moment `key` first gets a value in a request's plugin data
+    /// (through any writer); read the timestamps with [`FakeTeleport::first_set_since`].
+    pub fn track_plugin_data_key(&self, key: &str) {
+        lock(&self.inner.store).track_key(key);
+    }
+
+    /// `(request id, key, when)` for every tracked key that went from absent to set, in order,
+    /// starting at entry `from` (pass the count seen so far to read only new entries).
+    pub fn first_set_since(&self, from: usize) -> Vec<(String, String, SystemTime)> {
+        let store = lock(&self.inner.store);
+        store.first_set.get(from..).map(<[_]>::to_vec).unwrap_or_default()
+    }
+
     /// Every gRPC call so far, in arrival order.
     pub fn calls(&self) -> Vec<CallRecord> {
         lock(&self.inner.calls).clone()
