@@ -137,8 +137,8 @@ fn daemon_binary(given: Option<PathBuf>) -> Result<PathBuf, String> {
     let path = match given {
         Some(path) => path,
         None => {
-            let exe = std::env::current_exe()
-                .map_err(|e| format!("cannot find this executable: {e}"))?;
+            let exe =
+                std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
             // target/<profile>/examples/loadtest -> target/<profile>/teleport-opsgenie
             exe.parent()
                 .and_then(Path::parent)
@@ -254,10 +254,7 @@ async fn sweep(daemon: &Path, timeout: Duration) -> ExitCode {
         (
             "event_to_create_p99_le_5ms",
             le(
-                get(
-                    "200_at_20_per_s_delay_500",
-                    &["event_to_create_ms", "p99"],
-                ),
+                get("200_at_20_per_s_delay_500", &["event_to_create_ms", "p99"]),
                 5.0,
             ),
         ),
@@ -292,7 +289,10 @@ async fn sweep(daemon: &Path, timeout: Duration) -> ExitCode {
         ),
         ("cpu_per_request_flat_1k_10k", within(cpu_growth)),
         ("resync_cost_flat_1k_100k", within(resync_growth)),
-        ("every_run_correct", all_correct && lines.len() == specs.len()),
+        (
+            "every_run_correct",
+            all_correct && lines.len() == specs.len(),
+        ),
     ];
     let met = targets.iter().all(|(_, ok)| *ok);
     let summary = json!({
@@ -571,8 +571,9 @@ async fn run(daemon_bin: &Path, spec: &RunSpec, timeout: Duration) -> Result<Val
     // Writes caused by the resync would follow the reads at once; give them time to show.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let backend_writes = |w: &World| w.opsgenie.count_calls("POST", "/v2/alerts");
-    let teleport_writes =
-        |w: &World| w.teleport.count_calls("UpdatePluginData") + w.teleport.count_calls("SubmitAccessReview");
+    let teleport_writes = |w: &World| {
+        w.teleport.count_calls("UpdatePluginData") + w.teleport.count_calls("SubmitAccessReview")
+    };
     let resync_writes = teleport_writes(&world) + backend_writes(&world);
     let before_load = usage(pid);
 
@@ -703,7 +704,10 @@ async fn run(daemon_bin: &Path, spec: &RunSpec, timeout: Duration) -> Result<Val
         .filter_map(|id| alerts_per_id.get(id.as_str()))
         .map(|(n, _)| n)
         .sum();
-    let duplicate_alerts: usize = alerts_per_id.values().map(|(n, _)| n.saturating_sub(1)).sum();
+    let duplicate_alerts: usize = alerts_per_id
+        .values()
+        .map(|(n, _)| n.saturating_sub(1))
+        .sum();
     let all_ids = || order.iter().chain(backlog_ids.iter());
     let lost = all_ids()
         .filter(|id| !alerts_per_id.contains_key(id.as_str()))
@@ -715,7 +719,12 @@ async fn run(daemon_bin: &Path, spec: &RunSpec, timeout: Duration) -> Result<Val
 
     let e2c: Vec<f64> = order
         .iter()
-        .filter_map(|id| Some(ms_between(created_at[id], *create_received.get(id.as_str())?)))
+        .filter_map(|id| {
+            Some(ms_between(
+                created_at[id],
+                *create_received.get(id.as_str())?,
+            ))
+        })
         .collect();
     let aid: Vec<f64> = order
         .iter()
@@ -726,7 +735,10 @@ async fn run(daemon_bin: &Path, spec: &RunSpec, timeout: Duration) -> Result<Val
             ))
         })
         .collect();
-    let first_created = order.first().map(|id| created_at[id]).unwrap_or(load_started_at);
+    let first_created = order
+        .first()
+        .map(|id| created_at[id])
+        .unwrap_or(load_started_at);
     let last_create = create_received
         .iter()
         .filter(|(id, _)| created_at.contains_key(**id))
@@ -735,7 +747,13 @@ async fn run(daemon_bin: &Path, spec: &RunSpec, timeout: Duration) -> Result<Val
     let create_throughput = last_create
         .map(|t| ms_between(first_created, t) / 1e3)
         .filter(|s| *s > 0.0)
-        .map(|s| create_received.iter().filter(|(id, _)| created_at.contains_key(**id)).count() as f64 / s);
+        .map(|s| {
+            create_received
+                .iter()
+                .filter(|(id, _)| created_at.contains_key(**id))
+                .count() as f64
+                / s
+        });
     let last_resolved = resolved_at.values().max().copied();
     let e2e_throughput = last_resolved
         .map(|t| ms_between(first_created, t) / 1e3)

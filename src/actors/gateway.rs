@@ -461,7 +461,7 @@ impl GatewayClient {
                     }
                 }
                 polls += 1;
-                if polls % 2 == 0 {
+                if polls.is_multiple_of(2) {
                     delay = (delay * 2).min(POLL_MAX_DELAY);
                 }
             }

@@ -620,7 +620,11 @@ impl FakeTeleport {
     /// starting at entry `from` (pass the count seen so far to read only new entries).
     pub fn first_set_since(&self, from: usize) -> Vec<(String, String, SystemTime)> {
         let store = lock(&self.inner.store);
-        store.first_set.get(from..).map(<[_]>::to_vec).unwrap_or_default()
+        store
+            .first_set
+            .get(from..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// Every gRPC call so far, in arrival order.
