@@ -664,6 +664,16 @@ async fn run(daemon_bin: &Path, spec: &RunSpec, timeout: Duration) -> Result<Val
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    // Closes are applied by the fake after its processing delay: let it catch up before
+    // counting closed alerts.
+    let _ = world
+        .opsgenie
+        .wait_until(
+            Duration::from_millis(spec.processing_delay_ms) + Duration::from_secs(10),
+            "every accepted request to be processed",
+            |o| o.pending_requests() == 0,
+        )
+        .await;
     let load_s = load_started.elapsed().as_secs_f64();
     let end = usage(pid);
     daemon.stop().await;

@@ -287,6 +287,11 @@ impl FakeOpsgenie {
         let app = Router::new().fallback(handle).with_state(inner.clone());
         let mut stop = inner.shutdown.subscribe();
         let server = tokio::spawn(async move {
+            // No Nagle delay on answers, so latency measured against the fake is the client's.
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let result = axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -288,7 +288,17 @@ impl FakeTeleport {
             .http2_keepalive_interval(Some(Duration::from_secs(60)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_service(svc);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Answers go out at once (no Nagle delay), as from a real Auth server, so that latency
+        // measured against the fake is the client's own.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| {
+                if let Ok(tcp) = &conn {
+                    let _ = tcp.set_nodelay(true);
+                }
+                conn
+            },
+        );
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown_rx.await;
         }));
