@@ -33,6 +33,7 @@ use teleport_opsgenie::core::plugin_data::PluginData;
 use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::pb::types::RequestState;
 use teleport_opsgenie::sim::opsgenie::{AlertStatus, FakeOpsgenieOptions, FakeRateLimits};
+use teleport_opsgenie::sim::teleport::FakeTeleportOptions;
 use teleport_opsgenie::sim::world::{World, WorldOptions, REQUESTER};
 
 /// The requested role of every load-test request (the guide's requester may ask for it).
@@ -465,6 +466,12 @@ async fn run(daemon_bin: &Path, spec: &RunSpec, timeout: Duration) -> Result<Val
                 create_per_second: (limit > 0).then_some(limit),
                 ..Default::default()
             },
+            ..Default::default()
+        },
+        // Approving a 100,000 backlog at once emits that many events back to back; the
+        // watcher must not be dropped for lagging behind them.
+        teleport: FakeTeleportOptions {
+            event_buffer: (spec.requests + spec.backlog).max(65_536) * 2,
             ..Default::default()
         },
         ..Default::default()
