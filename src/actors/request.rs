@@ -65,8 +65,19 @@ impl<E: Effects + 'static> RequestActor<E> {
         let cached = self.cached.take();
         // Every line logged during the step (effects, gateway answers) carries the request.
         let span = info_span!("step", request_id = %self.id, alias = %render::alias(&self.id));
+        // Learning an alert id is mostly waiting for the backend (polls 100 ms and more apart,
+        // bounded by the gateway's own limits), so it does not take one of the permits: holding
+        // a permit through the waits would cap every other request's steps at a few hundred
+        // per processing delay.
+        let waits_for_backend = cached.as_ref().is_some_and(|data| {
+            plan::next_step(&snapshot, data, shared.settings.plan) == plan::Step::ResolveAlertId
+        });
         let fut = async move {
-            let _permit = shared.permits.acquire().await;
+            let _permit = if waits_for_backend {
+                None
+            } else {
+                Some(shared.permits.acquire().await)
+            };
             let _in_flight = shared.in_flight();
             reconcile::step(&shared.effects, &shared.settings, &snapshot, cached).await
         }

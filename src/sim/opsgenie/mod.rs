@@ -287,6 +287,11 @@ impl FakeOpsgenie {
         let app = Router::new().fallback(handle).with_state(inner.clone());
         let mut stop = inner.shutdown.subscribe();
         let server = tokio::spawn(async move {
+            // No Nagle delay on answers, so latency measured against the fake is the client's.
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let result = axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -363,6 +368,29 @@ impl FakeOpsgenie {
     /// The newest alert with this alias (open or closed).
     pub fn alert_by_alias(&self, alias: &str) -> Option<Alert> {
         self.state().newest_by_alias(alias).cloned()
+    }
+
+    /// Creates an open alert directly, as if a create with this alias had been processed
+    /// earlier (no call is recorded; for setting up a backlog). Returns the alert id.
+    pub fn insert_alert(&self, alias: &str, message: &str) -> String {
+        let payload = validate::CreatePayload {
+            message: message.to_owned(),
+            alias: Some(alias.to_owned()),
+            description: None,
+            responders: Vec::new(),
+            visible_to: Vec::new(),
+            actions: Vec::new(),
+            tags: Vec::new(),
+            details: Default::default(),
+            entity: None,
+            source: None,
+            priority: "P3".to_owned(),
+            user: None,
+            note: None,
+        };
+        let id = lock(&self.inner.state).insert_created(payload);
+        self.inner.changed.notify_waiters();
+        id
     }
 
     /// Number of accepted requests not yet applied.

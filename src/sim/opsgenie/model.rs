@@ -299,6 +299,11 @@ impl State {
         outcome(name, true, status, Some(alert))
     }
 
+    /// Applies a create at once; the alert id.
+    pub(crate) fn insert_created(&mut self, c: CreatePayload) -> String {
+        self.create(c, SystemTime::now()).alert_id
+    }
+
     fn create(&mut self, c: CreatePayload, now: SystemTime) -> Outcome {
         if let Some(&idx) = c.alias.as_ref().and_then(|a| self.open_by_alias.get(a)) {
             let alert = &mut self.alerts[idx];

@@ -291,7 +291,17 @@ impl FakeTeleport {
             .http2_keepalive_interval(Some(Duration::from_secs(60)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_service(svc);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Answers go out at once (no Nagle delay), as from a real Auth server, so that latency
+        // measured against the fake is the client's own.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| {
+                if let Ok(tcp) = &conn {
+                    let _ = tcp.set_nodelay(true);
+                }
+                conn
+            },
+        );
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown_rx.await;
         }));
@@ -619,6 +629,23 @@ impl FakeTeleport {
     }
 
     // ----- observation -----
+
+    /// Starts timestamping the moment `key` first gets a value in a request's plugin data
+    /// (through any writer); read the timestamps with [`FakeTeleport::first_set_since`].
+    pub fn track_plugin_data_key(&self, key: &str) {
+        lock(&self.inner.store).track_key(key);
+    }
+
+    /// `(request id, key, when)` for every tracked key that went from absent to set, in order,
+    /// starting at entry `from` (pass the count seen so far to read only new entries).
+    pub fn first_set_since(&self, from: usize) -> Vec<(String, String, SystemTime)> {
+        let store = lock(&self.inner.store);
+        store
+            .first_set
+            .get(from..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
 
     /// Every gRPC call so far, in arrival order.
     pub fn calls(&self) -> Vec<CallRecord> {

@@ -65,6 +65,10 @@ pub(crate) struct Store {
     events: broadcast::Sender<Arc<proto::Event>>,
     changed: Arc<Notify>,
     limits: Limits,
+    /// Plugin-data keys whose first value is timestamped (for the load test).
+    tracked_keys: BTreeSet<String>,
+    /// (request id, key, when) each time a tracked key went from absent to set, in order.
+    pub first_set: Vec<(String, String, SystemTime)>,
 }
 
 pub(crate) fn ts(t: SystemTime) -> Timestamp {
@@ -227,7 +231,14 @@ impl Store {
             events,
             changed,
             limits,
+            tracked_keys: BTreeSet::new(),
+            first_set: Vec::new(),
         }
+    }
+
+    /// Starts timestamping when `key` first gets a value in any request's plugin data.
+    pub fn track_key(&mut self, key: &str) {
+        self.tracked_keys.insert(key.to_owned());
     }
 
     fn emit(&self, ev: proto::Event) {
@@ -918,10 +929,14 @@ impl Store {
             }
         }
         let mut new_entry = entry.cloned().unwrap_or_default();
+        let mut newly_set = Vec::new();
         for (k, v) in params.set {
             if v.is_empty() {
                 new_entry.remove(&k);
             } else {
+                if self.tracked_keys.contains(&k) && !new_entry.contains_key(&k) {
+                    newly_set.push(k.clone());
+                }
                 new_entry.insert(k, v);
             }
         }
@@ -938,6 +953,12 @@ impl Store {
         if size > MAX_PLUGIN_DATA_BYTES {
             return Err(Status::invalid_argument("plugin data size limit exceeded"));
         }
+        let now = SystemTime::now();
+        self.first_set.extend(
+            newly_set
+                .into_iter()
+                .map(|k| (params.resource.clone(), k, now)),
+        );
         if entries.is_empty() {
             self.plugin_data.remove(&params.resource);
         } else {
