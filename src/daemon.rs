@@ -84,6 +84,7 @@ pub struct Daemon {
     shared: Rc<Shared<LiveEffects>>,
     health: Rc<WatchHealth>,
     shutdown_timeout: Duration,
+    sweep: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -147,6 +148,7 @@ impl Daemon {
             );
             move |_| OnCallCache::new(lookup, ttl)
         });
+        let sweep = start_sweep(&config, &options, &teleport, &gateway);
         let effects = LiveEffects {
             teleport: teleport.clone(),
             gateway,
@@ -173,6 +175,7 @@ impl Daemon {
             shared,
             health,
             shutdown_timeout: config.daemon.shutdown_timeout,
+            sweep,
         })
     }
 
@@ -195,6 +198,9 @@ impl Daemon {
     /// whether everything in flight finished in time.
     pub async fn shutdown(self) -> bool {
         self.stream.do_send(StopWatching);
+        if let Some(sweep) = &self.sweep {
+            sweep.abort();
+        }
         self.shared.drain();
         let finished = tokio::time::timeout(self.shutdown_timeout, self.shared.wait_idle())
             .await
@@ -209,6 +215,32 @@ impl Daemon {
         }
         finished
     }
+}
+
+/// Starts the periodic orphan sweep (`daemon.orphan_sweep_interval`, `0s` disables; never in a
+/// dry run, which writes nothing). The first sweep comes one interval after start.
+fn start_sweep(
+    config: &Config,
+    options: &RunOptions,
+    teleport: &TeleportClient,
+    gateway: &Addr<Gateway>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let every = config.daemon.orphan_sweep_interval;
+    let tag = config.opsgenie.tags.first()?.trim().to_owned();
+    if every.is_zero() || options.dry_run || tag.is_empty() {
+        return None;
+    }
+    let (teleport, gateway) = (teleport.clone(), gateway.clone());
+    Some(actix_rt::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(err) = crate::sweep::sweep_once(&teleport, &gateway, &tag).await {
+                warn!(error = %err, "Orphan sweep failed; trying again at the next interval.");
+            }
+        }
+    }))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then shuts down gracefully. A second signal during

@@ -26,6 +26,7 @@ pub mod core;
 pub mod daemon;
 pub mod effects;
 pub mod reconcile;
+pub mod sweep;
 pub mod telemetry;
 pub mod teleport;
 
