@@ -151,7 +151,10 @@ fn daemon_binary() -> Result<PathBuf, String> {
         match cmd.status() {
             Ok(status) if status.success() => {}
             Ok(status) => return Err(format!("building the daemon failed ({status})")),
-            Err(err) => eprintln!("chaos: could not run cargo ({err}); using {}", bin.display()),
+            Err(err) => eprintln!(
+                "chaos: could not run cargo ({err}); using {}",
+                bin.display()
+            ),
         }
     }
     if bin.is_file() {

@@ -44,8 +44,7 @@ use crate::core::render::alias;
 use crate::pb::types::RequestState;
 use crate::sim::opsgenie::{AlertStatus, FakeOpsgenieOptions};
 use crate::sim::world::{
-    World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_REQUESTER, REQUESTER, REVIEWERS,
-    TEAM_REQUESTER,
+    World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_REQUESTER, REQUESTER, REVIEWERS, TEAM_REQUESTER,
 };
 
 /// How to run.
@@ -454,7 +453,10 @@ fn inject_fault(world: &World, rng: &mut StdRng, latency_on: &mut bool) -> usize
         2 => world
             .teleport
             .fail_next(rng.random_range(1..6), Code::Unavailable),
-        3 => world.opsgenie.faults().throttle_next(rng.random_range(1..10)),
+        3 => world
+            .opsgenie
+            .faults()
+            .throttle_next(rng.random_range(1..10)),
         4 => {
             world
                 .opsgenie
