@@ -58,7 +58,10 @@ fn main() -> ExitCode {
             "--kills" => value().and_then(|v| v.parse().ok()).map(|v| kills = v),
             "--seed" => value().and_then(|v| v.parse().ok()).map(|v| seed = v),
             "--bin" => value().map(|v| bin = Some(PathBuf::from(v))),
-            "--faults" => Some(faults = true),
+            "--faults" => {
+                faults = true;
+                Some(())
+            }
             _ => None,
         };
         if ok.is_none() {
