@@ -101,9 +101,9 @@ impl Daemon {
         );
 
         let api_key = config.opsgenie.api_key.clone().unwrap_or_default();
-        let gateway = Gateway::new(&config.opsgenie, api_key)
-            .map_err(StartError::Backend)?
-            .start();
+        let gateway = Gateway::new(&config.opsgenie, api_key).map_err(StartError::Backend)?;
+        let client = gateway.client().clone();
+        let gateway = gateway.start();
         match gateway.send(Health).await {
             Ok(Ok(())) => info!(url = %config.opsgenie.base_url(), "The on-call backend answers."),
             Ok(Err(err)) if err.is_retryable() => {
@@ -152,6 +152,7 @@ impl Daemon {
         let effects = LiveEffects {
             teleport: teleport.clone(),
             gateway,
+            client,
             on_call,
             alert_id_deadline: ALERT_ID_DEADLINE,
             dry_run: options.dry_run,

@@ -180,6 +180,13 @@ impl Fleet {
         self.replicas[i].restart_at = Some(restart_at);
     }
 
+    /// Indexes of the replicas running now.
+    fn live(&self) -> Vec<usize> {
+        (0..self.replicas.len())
+            .filter(|&i| self.replicas[i].child.is_some())
+            .collect()
+    }
+
     fn restart_due(&mut self, now: Instant) -> Result<(), ChaosError> {
         for i in 0..self.replicas.len() {
             if self.replicas[i].restart_at.is_some_and(|at| at <= now) {
@@ -305,10 +312,10 @@ async fn drive(
     }
 
     let mut rng = StdRng::seed_from_u64(options.seed);
-    // Roughly two actions per request: its creation and one change.
-    let total_actions = options.requests.saturating_mul(2).max(1);
+    // Kill moments are measured in requests created, so every one of them happens.
+    let span = options.requests.max(1);
     let mut kill_at: Vec<usize> = (0..options.kills)
-        .map(|_| rng.random_range(0..total_actions))
+        .map(|_| rng.random_range(0..span))
         .collect();
     kill_at.sort_unstable();
     let blackout = (options.kills >= 3).then(|| kill_at[options.kills / 2]);
@@ -322,12 +329,11 @@ async fn drive(
         faults_injected += 1;
     }
 
-    let mut action = 0usize;
     let mut kill_idx = 0usize;
     while ids.len() < options.requests {
         let now = Instant::now();
         fleet.restart_due(now)?;
-        while kill_idx < kill_at.len() && kill_at[kill_idx] <= action {
+        while kill_idx < kill_at.len() && kill_at[kill_idx] <= ids.len() {
             let restart_at = now + Duration::from_millis(rng.random_range(50..500));
             if blackout == Some(kill_at[kill_idx]) {
                 for i in 0..replicas {
@@ -340,7 +346,14 @@ async fn drive(
                     }
                 }
             } else {
-                let i = rng.random_range(0..replicas);
+                // A live replica; when all are down, one that is just starting up.
+                let mut live = fleet.live();
+                if live.is_empty() {
+                    let i = rng.random_range(0..replicas);
+                    fleet.start(i)?;
+                    live.push(i);
+                }
+                let i = live[rng.random_range(0..live.len())];
                 fleet.kill(i, restart_at).await;
             }
             kill_idx += 1;
@@ -350,7 +363,6 @@ async fn drive(
             next_fault = now + Duration::from_millis(rng.random_range(200..500));
         }
         act(world, &mut ids, &mut rng);
-        action += 1;
         let pause = options.pace.as_micros() as u64;
         if pause > 0 {
             tokio::time::sleep(Duration::from_micros(rng.random_range(0..=2 * pause))).await;
@@ -489,6 +501,9 @@ pub fn assess(world: &World, ids: &[String]) -> ChaosReport {
         let alerts = by_alias.get(&alias(id)).map(Vec::as_slice).unwrap_or(&[]);
         report.alerts += alerts.len();
         report.duplicate_alerts += alerts.len().saturating_sub(1);
+        for extra in alerts.iter().skip(1) {
+            tracing::warn!(alias = %extra.alias, alert_id = %extra.id, "Duplicate alert.");
+        }
         let open = alerts
             .iter()
             .filter(|a| a.status == AlertStatus::Open)
