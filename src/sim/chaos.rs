@@ -196,11 +196,18 @@ impl Fleet {
         Ok(())
     }
 
-    /// Fails if a replica exited on its own (a crash, or a bad configuration).
+    /// Fails if a replica exited on its own (a crash, or a bad configuration). Exit code 69
+    /// ("Teleport or the backend unavailable at start", which faults cause on purpose) is
+    /// restarted, as systemd or Kubernetes would.
     fn check_alive(&mut self) -> Result<(), ChaosError> {
         for replica in &mut self.replicas {
             if let Some(child) = &mut replica.child {
                 if let Ok(Some(status)) = child.try_wait() {
+                    if status.code() == Some(i32::from(crate::daemon::exit::UNAVAILABLE)) {
+                        replica.child = None;
+                        replica.restart_at = Some(Instant::now() + Duration::from_millis(200));
+                        continue;
+                    }
                     let tail = std::fs::read_to_string(&replica.log)
                         .map(|t| {
                             let lines: Vec<&str> = t.lines().collect();
@@ -386,6 +393,7 @@ async fn drive(
             break;
         }
         fleet.check_alive()?;
+        fleet.restart_due(Instant::now())?;
         tokio::time::sleep(Duration::from_millis(100)).await;
         report = assess(world, &ids);
     }
