@@ -103,6 +103,7 @@ pub struct Daemon {
     shutdown_timeout: Duration,
     metrics: Arc<Metrics>,
     http: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    sweep: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -141,7 +142,9 @@ impl Daemon {
             Some(observer),
         )
         .map_err(StartError::Backend)?;
-        let gateway = Gateway::from_client(client).start();
+        // Steps call the client directly, so that a step cut short also cancels its HTTP call;
+        // the actor serves everything else.
+        let gateway = Gateway::from_client(client.clone()).start();
         let backend_check = match gateway.send(Health).await {
             Ok(Ok(())) => {
                 info!(url = %config.opsgenie.base_url(), "The on-call backend answers.");
@@ -199,9 +202,11 @@ impl Daemon {
             );
             move |_| OnCallCache::new(lookup, ttl)
         });
+        let sweep = start_sweep(&config, &options, &teleport, &gateway);
         let effects = LiveEffects {
             teleport: teleport.clone(),
             gateway: gateway.clone(),
+            client,
             on_call: on_call.clone(),
             alert_id_deadline: ALERT_ID_DEADLINE,
             dry_run: options.dry_run,
@@ -302,6 +307,7 @@ impl Daemon {
             shutdown_timeout: config.daemon.shutdown_timeout,
             metrics,
             http,
+            sweep,
         })
     }
 
@@ -345,6 +351,9 @@ impl Daemon {
         if let Some(watcher) = &self.identity_watcher {
             watcher.do_send(StopReloading);
         }
+        if let Some(sweep) = &self.sweep {
+            sweep.abort();
+        }
         self.shared.drain();
         let finished = tokio::time::timeout(self.shutdown_timeout, self.shared.wait_idle())
             .await
@@ -362,6 +371,34 @@ impl Daemon {
         }
         finished
     }
+}
+
+/// Starts the periodic orphan sweep (`daemon.orphan_sweep_interval`, `0s` disables; never in a
+/// dry run, which writes nothing). The first sweep comes one interval after start.
+fn start_sweep(
+    config: &Config,
+    options: &RunOptions,
+    teleport: &ClientHandle,
+    gateway: &Addr<Gateway>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let every = config.daemon.orphan_sweep_interval;
+    let tag = config.opsgenie.tags.first()?.trim().to_owned();
+    if every.is_zero() || options.dry_run || tag.is_empty() {
+        return None;
+    }
+    let (teleport, gateway) = (teleport.clone(), gateway.clone());
+    Some(actix_rt::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            // The client of the moment: the identity may have been renewed since start.
+            let client = teleport.get();
+            if let Err(err) = crate::sweep::sweep_once(&client, &gateway, &tag).await {
+                warn!(error = %err, "Orphan sweep failed; trying again at the next interval.");
+            }
+        }
+    }))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then shuts down gracefully. A second signal during

@@ -12,7 +12,7 @@ use futures::{FutureExt, StreamExt};
 use tracing::info;
 
 use crate::actors::event_stream::{EventSource, EventStreamOf, SourceError, WatchEvent};
-use crate::actors::gateway::{AwaitAlertId, Call, Gateway, GatewayError};
+use crate::actors::gateway::{AwaitAlertId, Call, Gateway, GatewayClient, GatewayError};
 use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
 use crate::backend::{Operation as BackendOp, Outcome};
 use crate::core::model::{AccessRequest, RequestState};
@@ -49,6 +49,9 @@ pub struct LiveEffects {
     pub teleport: ClientHandle,
     /// The gateway, the only HTTP caller.
     pub gateway: Addr<Gateway>,
+    /// The gateway's client, for backend calls that must stop when the step is abandoned (a
+    /// message to the actor would keep retrying after its sender gave up).
+    pub client: GatewayClient,
     /// Who is on call, cached.
     pub on_call: Addr<OnCallCache>,
     /// How long to wait for the backend to process an alert creation.
@@ -97,12 +100,7 @@ impl Effects for LiveEffects {
                 _ => Outcome::Done,
             });
         }
-        match self.gateway.send(Call(op)).await {
-            Ok(result) => result.map_err(gateway_error),
-            Err(mailbox) => Err(EffectError::Retryable(format!(
-                "the gateway is not running: {mailbox}"
-            ))),
-        }
+        self.client.call(op).await.map_err(gateway_error)
     }
 
     async fn await_alert_id(&self, request_id: &str) -> Result<String, EffectError> {

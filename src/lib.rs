@@ -28,6 +28,7 @@ pub mod effects;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;
+pub mod sweep;
 pub mod telemetry;
 pub mod teleport;
 

@@ -197,17 +197,34 @@ pub async fn step<E: Effects>(
         );
         return done(data, step, Next::WaitUntil(until));
     }
-    let claimed = PluginData {
+    let mut claimed = PluginData {
         claim: Some(Claim {
             holder: settings.replica.clone(),
             until_ms: millis(now + settings.claim_ttl),
         }),
         ..data.clone()
     };
+    if let (Step::CreateAlert, Snapshot::Present(request)) = (&step, snapshot) {
+        // Written ahead of the creation: if its answer is lost, the request is still known to
+        // maybe have an alert, so resolving it closes the alert by alias
+        // (`PluginData::create_attempted`).
+        claimed.user = request.user.clone();
+    }
     fx.write(id, claimed.encode(), data.expect_exactly())
         .await?;
 
-    let result = act(fx, settings, snapshot, &step, &claimed).await;
+    // The step must end while the claim holds: once it lapses another replica may act, and a
+    // call still being retried here (the gateway retries for up to minutes) could land after
+    // that replica's work, e.g. an alert creation arriving after the close, which makes a
+    // second alert. Dropping the step cancels its backend call in flight.
+    let budget = settings.claim_ttl.saturating_sub(settings.claim_ttl / 5);
+    let result =
+        match tokio::time::timeout(budget, act(fx, settings, snapshot, &step, &claimed)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failed::from(EffectError::Retryable(format!(
+                "the step took longer than its claim allows ({budget:?}); it is retried"
+            )))),
+        };
     let after = match result {
         Ok(after) => after,
         Err(Failed { keep, error: err }) => {
@@ -710,7 +727,17 @@ mod tests {
         .expect_err("must fail");
         assert!(err.is_retryable());
         let stored = PluginData::decode(&fx.store.borrow()["r1"]);
-        assert_eq!(stored, PluginData::default());
+        // Only the write-ahead mark of the attempted creation is left: no claim, no alert.
+        assert_eq!(stored.claim, None);
+        assert!(!stored.alert_created());
+        assert!(stored.create_attempted());
+        assert_eq!(
+            stored,
+            PluginData {
+                user: stored.user.clone(),
+                ..PluginData::default()
+            }
+        );
     }
 
     #[actix_rt::test]

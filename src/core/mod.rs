@@ -5,3 +5,4 @@ pub mod plan;
 pub mod plugin_data;
 pub mod policy;
 pub mod render;
+pub mod sweep;

@@ -62,8 +62,14 @@ pub fn next_step(snapshot: &Snapshot, data: &PluginData, options: PlanOptions) -
     }
     match snapshot {
         Snapshot::Gone { .. } => {
-            if !data.alert_created() {
+            if !data.alert_created() && !data.create_attempted() {
                 Step::Finished
+            } else if !data.alert_created() {
+                // A creation may have taken effect without us learning of it: close by alias.
+                Step::Close {
+                    resolution: Resolution::Expired,
+                    reason: String::new(),
+                }
             } else if data.alert_id.is_empty() {
                 Step::ResolveAlertId
             } else {
@@ -100,10 +106,24 @@ fn pending(request: &AccessRequest, data: &PluginData, options: PlanOptions) -> 
 }
 
 fn resolved(request: &AccessRequest, data: &PluginData) -> Step {
+    let resolution = match request.state {
+        RequestState::Denied => Resolution::Denied,
+        RequestState::Promoted => Resolution::Promoted,
+        _ => Resolution::Approved,
+    };
+    let close = Step::Close {
+        resolution,
+        reason: request.resolve_reason.clone(),
+    };
     if !data.alert_created() {
-        // Resolved before we ever alerted (for example while the daemon was down): there is
-        // nobody to tell and nothing to close.
-        return Step::Finished;
+        // Never attempted (for example resolved while the daemon was down): nobody to tell,
+        // nothing to close. Attempted but not recorded (the answer was lost, or the step was
+        // cut short): the alert may exist, so close it by alias; closing nothing is harmless.
+        return if data.create_attempted() {
+            close
+        } else {
+            Step::Finished
+        };
     }
     if data.alert_id.is_empty() {
         return Step::ResolveAlertId;
@@ -113,15 +133,7 @@ fn resolved(request: &AccessRequest, data: &PluginData) -> Step {
             index: data.reviews_count,
         };
     }
-    let resolution = match request.state {
-        RequestState::Denied => Resolution::Denied,
-        RequestState::Promoted => Resolution::Promoted,
-        _ => Resolution::Approved,
-    };
-    Step::Close {
-        resolution,
-        reason: request.resolve_reason.clone(),
-    }
+    close
 }
 
 /// Whether another replica holds the request at `now`, and until when.
@@ -281,6 +293,32 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn an_attempted_but_unrecorded_creation_is_closed_by_alias() {
+        let attempted = PluginData {
+            user: "alice".into(),
+            ..PluginData::default()
+        };
+        assert_eq!(
+            next_step(&req(RequestState::Denied, 0), &attempted, OFF),
+            Step::Close {
+                resolution: Resolution::Denied,
+                reason: "because".into()
+            }
+        );
+        assert_eq!(
+            next_step(&Snapshot::Gone { id: "r1".into() }, &attempted, OFF),
+            Step::Close {
+                resolution: Resolution::Expired,
+                reason: String::new()
+            }
+        );
+        assert_eq!(
+            next_step(&req(RequestState::Pending, 0), &attempted, OFF),
+            Step::CreateAlert
+        );
     }
 
     #[test]

@@ -163,6 +163,12 @@ impl PluginData {
         !self.alert_id.is_empty() || !self.alert_request_id.is_empty()
     }
 
+    /// Whether an alert creation was ever attempted: the requester is written ahead of the
+    /// creation call, so a creation whose answer was lost still leaves this mark.
+    pub fn create_attempted(&self) -> bool {
+        self.alert_created() || !self.user.is_empty()
+    }
+
     /// Whether the alert is closed.
     pub fn is_closed(&self) -> bool {
         self.resolution.is_some()
