@@ -326,7 +326,7 @@ impl Daemon {
         &self.metrics
     }
 
-    /// Request actors alive now (requests with work left or waiting for reviews).
+    /// Requests with work in hand now (a pending request waiting for reviews has none).
     pub async fn active_requests(&self) -> usize {
         self.registry.send(CountActive).await.unwrap_or(0)
     }

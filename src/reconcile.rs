@@ -453,7 +453,7 @@ fn unexpected(endpoint: &str, outcome: &Outcome) -> EffectError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::core::model::{AccessRequest, RequestState, Review};
     use std::cell::RefCell;
@@ -461,9 +461,9 @@ mod tests {
 
     /// In-memory effects with Teleport's compare-and-swap semantics, recording every call.
     #[derive(Default)]
-    struct Memory {
+    pub(crate) struct Memory {
         store: RefCell<HashMap<String, BTreeMap<String, String>>>,
-        calls: RefCell<Vec<String>>,
+        pub(crate) calls: RefCell<Vec<String>>,
         /// The text of every note posted (add and close).
         notes: RefCell<Vec<String>>,
         fail_next_call: RefCell<Option<EffectError>>,
@@ -546,7 +546,7 @@ mod tests {
         }
     }
 
-    fn settings(replica: &str) -> Settings {
+    pub(crate) fn settings(replica: &str) -> Settings {
         Settings {
             replica: replica.into(),
             alert: AlertSettings::default(),

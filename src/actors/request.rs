@@ -15,6 +15,9 @@ use crate::core::plugin_data::PluginData;
 use crate::core::render;
 use crate::reconcile::{self, EffectError, Effects, Next, Reconciled};
 
+/// The longest wait before looking again at a request another replica has claimed.
+const CLAIM_RECHECK: Duration = Duration::from_secs(1);
+
 /// The newest thing Teleport said about a request.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -97,20 +100,18 @@ impl<E: Effects + 'static> RequestActor<E> {
                 self.cached = Some(done.data);
                 match done.next {
                     Next::Continue => self.run(ctx),
-                    Next::Idle if self.dirty => self.run(ctx),
-                    Next::Idle => {}
+                    Next::Idle | Next::Finished if self.dirty => self.run(ctx),
+                    // Nothing to do until Teleport says something new: give the memory back.
+                    // The next event starts a fresh actor, which reads the progress again.
+                    Next::Idle | Next::Finished => self.release(ctx),
                     Next::WaitUntil(until) => {
+                        // Another replica is acting. Look again soon rather than at its claim's
+                        // deadline: it usually finishes in milliseconds, and then so do we.
                         let delay = until
                             .duration_since(self.shared.effects.now())
-                            .unwrap_or_default();
+                            .unwrap_or_default()
+                            .min(CLAIM_RECHECK);
                         self.run_later(delay, ctx);
-                    }
-                    Next::Finished if self.dirty => self.run(ctx),
-                    Next::Finished => {
-                        self.registry.do_send(Finished {
-                            id: self.id.clone(),
-                        });
-                        ctx.stop();
                     }
                 }
             }
@@ -129,8 +130,19 @@ impl<E: Effects + 'static> RequestActor<E> {
                 self.cached = None;
                 self.shared.count_permanent_failure();
                 error!(request_id = %self.id, alias = %render::alias(&self.id), error = %err, "Step failed permanently; will try again when the request changes or the daemon restarts.");
+                if !self.dirty {
+                    self.release(ctx);
+                }
             }
         }
+    }
+
+    /// Stops this actor and tells the registry, which may start another in its place.
+    fn release(&mut self, ctx: &mut Context<Self>) {
+        self.registry.do_send(Finished {
+            id: self.id.clone(),
+        });
+        ctx.stop();
     }
 
     fn run_later(&mut self, delay: Duration, ctx: &mut Context<Self>) {
