@@ -577,25 +577,10 @@ pub(crate) mod tests {
 
     fn request(state: RequestState, reviews: usize) -> Snapshot {
         Snapshot::Present(AccessRequest {
-            id: "r1".into(),
-            user: "alice".into(),
-            roles: vec!["editor".into()],
             state,
-            created: None,
-            access_expiry: None,
-            max_duration: None,
             request_reason: "why".into(),
             resolve_reason: "ok".into(),
-            system_annotations: Default::default(),
-            reviews: (0..reviews)
-                .map(|i| Review {
-                    author: format!("rev{i}"),
-                    proposed_state: RequestState::Approved,
-                    reason: String::new(),
-                    created: None,
-                })
-                .collect(),
-            resources: vec![],
+            ..AccessRequest::example("r1", "alice", &["editor"]).with_approvals(reviews)
         })
     }
 

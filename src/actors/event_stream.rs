@@ -306,7 +306,6 @@ impl<S: EventSource> Handler<Reconnect> for EventStream<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::RequestState;
     use std::cell::RefCell;
     use tokio::sync::mpsc;
 
@@ -344,20 +343,7 @@ mod tests {
     }
 
     fn request(id: &str) -> AccessRequest {
-        AccessRequest {
-            id: id.into(),
-            user: "u".into(),
-            roles: vec![],
-            state: RequestState::Pending,
-            created: None,
-            access_expiry: None,
-            max_duration: None,
-            request_reason: String::new(),
-            resolve_reason: String::new(),
-            system_annotations: Default::default(),
-            reviews: vec![],
-            resources: vec![],
-        }
+        AccessRequest::example(id, "u", &[])
     }
 
     async fn until(what: &str, f: impl Fn() -> bool) {

@@ -240,25 +240,12 @@ impl<E: Effects + 'static> Handler<CountActive> for Requests<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{AccessRequest, RequestState};
+    use crate::core::model::AccessRequest;
     use crate::reconcile::tests::{settings, Memory};
     use tokio::time::Instant;
 
     fn pending(id: &str) -> Snapshot {
-        Snapshot::Present(AccessRequest {
-            id: id.into(),
-            user: "alice".into(),
-            roles: vec!["editor".into()],
-            state: RequestState::Pending,
-            created: None,
-            access_expiry: None,
-            max_duration: None,
-            request_reason: String::new(),
-            resolve_reason: String::new(),
-            system_annotations: Default::default(),
-            reviews: vec![],
-            resources: vec![],
-        })
+        Snapshot::Present(AccessRequest::example(id, "alice", &["editor"]))
     }
 
     #[actix_rt::test]

@@ -124,6 +124,40 @@ impl AccessRequest {
     }
 }
 
+#[cfg(test)]
+impl AccessRequest {
+    /// Test fixture: a pending request by `user` for `roles`, with nothing else set.
+    pub(crate) fn example(id: &str, user: &str, roles: &[&str]) -> Self {
+        Self {
+            id: id.into(),
+            user: user.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            state: RequestState::Pending,
+            created: None,
+            access_expiry: None,
+            max_duration: None,
+            request_reason: String::new(),
+            resolve_reason: String::new(),
+            system_annotations: BTreeMap::new(),
+            reviews: vec![],
+            resources: vec![],
+        }
+    }
+
+    /// Test fixture: `n` approving reviews by `rev0`, `rev1`, ...
+    pub(crate) fn with_approvals(mut self, n: usize) -> Self {
+        self.reviews = (0..n)
+            .map(|i| Review {
+                author: format!("rev{i}"),
+                proposed_state: RequestState::Approved,
+                reason: String::new(),
+                created: None,
+            })
+            .collect();
+        self
+    }
+}
+
 /// What the watch told us about one request: its newest state, or that it is gone.
 // Nearly every snapshot is `Present`; boxing it would add an allocation per event for nothing.
 #[allow(clippy::large_enum_variant)]
@@ -154,21 +188,11 @@ mod tests {
 
     fn request_with(annotations: &[(&str, &[&str])]) -> AccessRequest {
         AccessRequest {
-            id: "r1".into(),
-            user: "alice".into(),
-            roles: vec!["editor".into()],
-            state: RequestState::Pending,
-            created: None,
-            access_expiry: None,
-            max_duration: None,
-            request_reason: String::new(),
-            resolve_reason: String::new(),
             system_annotations: annotations
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
                 .collect(),
-            reviews: vec![],
-            resources: vec![],
+            ..AccessRequest::example("r1", "alice", &["editor"])
         }
     }
 

@@ -167,31 +167,14 @@ pub fn supersedes(newer: &Snapshot, current: &Snapshot) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::Review;
     use crate::core::plugin_data::{Claim, Decision};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn req(state: RequestState, reviews: usize) -> Snapshot {
         Snapshot::Present(AccessRequest {
-            id: "r1".into(),
-            user: "alice".into(),
-            roles: vec!["editor".into()],
             state,
-            created: None,
-            access_expiry: None,
-            max_duration: None,
-            request_reason: String::new(),
             resolve_reason: "because".into(),
-            system_annotations: Default::default(),
-            reviews: (0..reviews)
-                .map(|i| Review {
-                    author: format!("rev{i}"),
-                    proposed_state: RequestState::Approved,
-                    reason: String::new(),
-                    created: None,
-                })
-                .collect(),
-            resources: vec![],
+            ..AccessRequest::example("r1", "alice", &["editor"]).with_approvals(reviews)
         })
     }
 
