@@ -191,6 +191,7 @@ impl Daemon {
             claim_ttl: config.daemon.claim_ttl,
             auto_approval: config.auto_approval.clone(),
             own_user: identity.username.clone(),
+            claim_new_without_reading: !options.dry_run,
         };
         if options.dry_run {
             info!("Dry run: decisions are logged, nothing is written.");

@@ -137,6 +137,10 @@ pub struct Settings {
     /// The daemon's own Teleport user: its reviews are already explained on the alert by the
     /// decision note, so they get no review note of their own.
     pub own_user: String,
+    /// Whether a request that arrives live as brand new (pending, no reviews) may skip the
+    /// first read of its progress and claim it expecting none. A wrong guess only loses the
+    /// compare-and-swap and reads after all; off in dry runs, whose writes always "succeed".
+    pub claim_new_without_reading: bool,
 }
 
 /// What happened, and what the caller should do next.
@@ -554,6 +558,7 @@ pub(crate) mod tests {
             claim_ttl: Duration::from_secs(60),
             auto_approval: AutoApprovalConfig::default(),
             own_user: OWN.into(),
+            claim_new_without_reading: true,
         }
     }
 

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::actors::request::{Backoff, Observe};
+use crate::actors::request::{Backoff, Observe, Origin};
 use crate::core::model::{AccessRequest, Snapshot};
 
 /// One event of the watch, decoded.
@@ -196,7 +196,8 @@ impl<S: EventSource> EventStream<S> {
                 );
                 act.health.last_resync_len.set(requests.len());
                 for request in requests {
-                    act.sink.do_send(Observe(Snapshot::Present(request)));
+                    act.sink
+                        .do_send(Observe(Snapshot::Present(request), Origin::Resync));
                 }
                 act.health.resynced.set(true);
                 act.health.resyncs.set(act.health.resyncs.get() + 1);
@@ -267,7 +268,7 @@ impl<S: EventSource> StreamHandler<Result<WatchEvent, SourceError>> for EventStr
         match event {
             Ok(WatchEvent::Observed(snapshot)) => {
                 self.health.events.set(self.health.events.get() + 1);
-                self.sink.do_send(Observe(snapshot));
+                self.sink.do_send(Observe(snapshot, Origin::Live));
             }
             Ok(WatchEvent::Init | WatchEvent::Ignored) => {}
             Err(err) => {

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use tracing::{error, info_span, warn, Instrument};
 
 use crate::actors::requests::{Finished, Shared};
-use crate::core::model::Snapshot;
+use crate::core::model::{RequestState, Snapshot};
 use crate::core::plan;
 use crate::core::plugin_data::PluginData;
 use crate::core::render;
@@ -18,10 +18,19 @@ use crate::reconcile::{self, EffectError, Effects, Next, Reconciled};
 /// The longest wait before looking again at a request another replica has claimed.
 const CLAIM_RECHECK: Duration = Duration::from_secs(1);
 
-/// The newest thing Teleport said about a request.
+/// The newest thing Teleport said about a request, and where it was heard.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct Observe(pub Snapshot);
+pub struct Observe(pub Snapshot, pub Origin);
+
+/// Where a snapshot comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The listing after a (re)connect: anything may already have been done for it.
+    Resync,
+    /// A change reported by the watch as it happened.
+    Live,
+}
 
 /// Reconciles one request.
 pub struct RequestActor<E: Effects + 'static> {
@@ -39,14 +48,25 @@ pub struct RequestActor<E: Effects + 'static> {
 
 impl<E: Effects + 'static> RequestActor<E> {
     /// A new actor for the request in `snapshot`.
-    pub fn new(snapshot: Snapshot, shared: Rc<Shared<E>>, registry: Recipient<Finished>) -> Self {
+    pub fn new(
+        snapshot: Snapshot,
+        origin: Origin,
+        shared: Rc<Shared<E>>,
+        registry: Recipient<Finished>,
+    ) -> Self {
         let retry = Backoff::new(shared.retry_min, shared.retry_max);
+        // A request just created in Teleport has no progress yet: claiming it expecting none
+        // saves a round trip on the way to its alert (see `Settings::claim_new_without_reading`).
+        let brand_new = origin == Origin::Live
+            && shared.settings.claim_new_without_reading
+            && matches!(&snapshot, Snapshot::Present(r)
+                if r.state == RequestState::Pending && r.reviews.is_empty());
         Self {
             id: snapshot.id().to_owned(),
             shared,
             registry,
             latest: snapshot,
-            cached: None,
+            cached: brand_new.then(PluginData::default),
             running: false,
             dirty: false,
             retry,
@@ -167,7 +187,7 @@ impl<E: Effects + 'static> Actor for RequestActor<E> {
 impl<E: Effects + 'static> Handler<Observe> for RequestActor<E> {
     type Result = ();
 
-    fn handle(&mut self, Observe(snapshot): Observe, ctx: &mut Self::Context) {
+    fn handle(&mut self, Observe(snapshot, _): Observe, ctx: &mut Self::Context) {
         if !plan::supersedes(&snapshot, &self.latest) {
             return;
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::actors::request::{Observe, RequestActor};
+use crate::actors::request::{Observe, Origin, RequestActor};
 use crate::core::model::Snapshot;
 use crate::core::plan;
 use crate::metrics::Metrics;
@@ -159,9 +159,14 @@ impl<E: Effects + 'static> Requests<E> {
         }
     }
 
-    fn start_actor(&mut self, snapshot: Snapshot, ctx: &mut Context<Self>) {
+    fn start_actor(&mut self, snapshot: Snapshot, origin: Origin, ctx: &mut Context<Self>) {
         let id = snapshot.id().to_owned();
-        let actor = RequestActor::new(snapshot, Rc::clone(&self.shared), ctx.address().recipient());
+        let actor = RequestActor::new(
+            snapshot,
+            origin,
+            Rc::clone(&self.shared),
+            ctx.address().recipient(),
+        );
         self.actors.insert(id, actor.start());
     }
 
@@ -172,7 +177,8 @@ impl<E: Effects + 'static> Requests<E> {
                 return;
             };
             if let Some(snapshot) = self.waiting.remove(&id) {
-                self.start_actor(snapshot, ctx);
+                // It waited: by now anything may have happened to it, so read first.
+                self.start_actor(snapshot, Origin::Resync, ctx);
             }
         }
     }
@@ -205,7 +211,7 @@ impl<E: Effects + 'static> Handler<Observe> for Requests<E> {
                 *waiting = msg.0;
             }
         } else if self.actors.len() < self.max_active {
-            self.start_actor(msg.0, ctx);
+            self.start_actor(msg.0, msg.1, ctx);
         } else {
             self.waiting.insert(id.clone(), msg.0);
             self.queue.push_back(id);
@@ -260,7 +266,7 @@ mod tests {
         ));
         let registry = Requests::new(Rc::clone(&shared)).start();
         for i in 0..30 {
-            registry.do_send(Observe(pending(&format!("r{i}"))));
+            registry.do_send(Observe(pending(&format!("r{i}")), Origin::Live));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
