@@ -87,24 +87,60 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// A monotonically increasing count per label set.
+/// Values keyed by label set, with the family's name, help and label names: what counters and
+/// gauges have in common.
 #[derive(Debug)]
-pub struct Counter {
+struct Family {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
     values: Mutex<BTreeMap<Key, f64>>,
 }
 
-impl Counter {
-    /// A counter family with these label names.
-    pub fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+impl Family {
+    fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
         Self {
             name,
             help,
             labels,
             values: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Applies `f` to the series with these label values, created at 0; ignores label sets of
+    /// the wrong length rather than inventing series.
+    fn update(&self, labels: &[&str], f: impl FnOnce(&mut f64)) {
+        if labels.len() == self.labels.len() {
+            f(lock(&self.values).entry(key(labels)).or_insert(0.0));
+        }
+    }
+
+    fn get(&self, labels: &[&str]) -> Option<f64> {
+        lock(&self.values).get(&key(labels)).copied()
+    }
+
+    fn render(&self, out: &mut String, kind: &str) {
+        header(out, self.name, self.help, kind);
+        for (k, v) in lock(&self.values).iter() {
+            let _ = writeln!(
+                out,
+                "{}{} {}",
+                self.name,
+                label_set(self.labels, k, None),
+                number(*v)
+            );
+        }
+    }
+}
+
+/// A monotonically increasing count per label set.
+#[derive(Debug)]
+pub struct Counter(Family);
+
+impl Counter {
+    /// A counter family with these label names.
+    pub fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        Self(Family::new(name, help, labels))
     }
 
     /// Adds one to the series with these label values (in label-name order).
@@ -114,25 +150,19 @@ impl Counter {
 
     /// Adds `n` (negative values are ignored: counters never go down).
     pub fn add(&self, labels: &[&str], n: f64) {
-        if n < 0.0 || labels.len() != self.labels.len() {
-            return;
+        if n >= 0.0 {
+            self.0.update(labels, |v| *v += n);
         }
-        *lock(&self.values).entry(key(labels)).or_insert(0.0) += n;
     }
 
     /// Mirrors a count kept elsewhere (e.g. the watch's connects). Never lowers the value.
     pub fn set_total(&self, labels: &[&str], total: f64) {
-        if labels.len() != self.labels.len() {
-            return;
-        }
-        let mut values = lock(&self.values);
-        let v = values.entry(key(labels)).or_insert(0.0);
-        *v = v.max(total);
+        self.0.update(labels, |v| *v = v.max(total));
     }
 
     /// The current value of one series (0 when never touched).
     pub fn get(&self, labels: &[&str]) -> f64 {
-        lock(&self.values).get(&key(labels)).copied().unwrap_or(0.0)
+        self.0.get(labels).unwrap_or(0.0)
     }
 
     /// Makes a series appear at 0 before anything happened, so rates work from the start.
@@ -141,63 +171,32 @@ impl Counter {
     }
 
     fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "counter");
-        for (k, v) in lock(&self.values).iter() {
-            let _ = writeln!(
-                out,
-                "{}{} {}",
-                self.name,
-                label_set(self.labels, k, None),
-                number(*v)
-            );
-        }
+        self.0.render(out, "counter");
     }
 }
 
 /// A value that goes up and down, per label set.
 #[derive(Debug)]
-pub struct Gauge {
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
-    values: Mutex<BTreeMap<Key, f64>>,
-}
+pub struct Gauge(Family);
 
 impl Gauge {
     /// A gauge family with these label names.
     pub fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
-        Self {
-            name,
-            help,
-            labels,
-            values: Mutex::new(BTreeMap::new()),
-        }
+        Self(Family::new(name, help, labels))
     }
 
     /// Sets the series with these label values.
     pub fn set(&self, labels: &[&str], v: f64) {
-        if labels.len() != self.labels.len() {
-            return;
-        }
-        lock(&self.values).insert(key(labels), v);
+        self.0.update(labels, |value| *value = v);
     }
 
     /// The current value of one series (`None` when never set).
     pub fn get(&self, labels: &[&str]) -> Option<f64> {
-        lock(&self.values).get(&key(labels)).copied()
+        self.0.get(labels)
     }
 
     fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "gauge");
-        for (k, v) in lock(&self.values).iter() {
-            let _ = writeln!(
-                out,
-                "{}{} {}",
-                self.name,
-                label_set(self.labels, k, None),
-                number(*v)
-            );
-        }
+        self.0.render(out, "gauge");
     }
 }
 
