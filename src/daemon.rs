@@ -33,6 +33,8 @@ use crate::teleport::identity::{Identity, IdentityError};
 /// How long the backend may take to process an alert creation before we give up for now (the
 /// step is retried later with the same creation).
 const ALERT_ID_DEADLINE: Duration = Duration::from_secs(180);
+/// How long the start waits for the backend's first health check before going on without it.
+const STARTUP_HEALTH_WAIT: Duration = Duration::from_secs(5);
 /// Steps in flight at once across all requests.
 const MAX_STEPS_IN_FLIGHT: usize = 256;
 
@@ -145,19 +147,30 @@ impl Daemon {
         // Steps call the client directly, so that a step cut short also cancels its HTTP call;
         // the actor serves everything else.
         let gateway = Gateway::from_client(client.clone()).start();
-        let backend_check = match gateway.send(Health).await {
-            Ok(Ok(())) => {
+        // A wrong key or region stops the start; a backend that is slow, throttled or down
+        // does not: work waits in the gateway, and readiness reports the backend meanwhile.
+        let backend_check = match tokio::time::timeout(STARTUP_HEALTH_WAIT, gateway.send(Health))
+            .await
+        {
+            Ok(Ok(Ok(()))) => {
                 info!(url = %config.opsgenie.base_url(), "The on-call backend answers.");
                 Some(Ok(()))
             }
-            Ok(Err(err)) if err.is_retryable() => {
+            Ok(Ok(Err(err))) if err.is_retryable() => {
                 warn!(error = %err, "The on-call backend is not reachable yet; work will wait for it.");
                 Some(Err(err.to_string()))
             }
-            Ok(Err(err)) => return Err(StartError::Backend(err)),
-            Err(_) => {
+            Ok(Ok(Err(err))) => return Err(StartError::Backend(err)),
+            Ok(Err(_)) => {
                 warn!("The gateway stopped during its health check.");
                 None
+            }
+            Err(_) => {
+                warn!(
+                    waited_s = STARTUP_HEALTH_WAIT.as_secs(),
+                    "The on-call backend has not answered its health check yet; starting anyway."
+                );
+                Some(Err("no answer to the start-up health check".into()))
             }
         };
         // Bound before any actor starts, so a bad `http.listen` fails the start cleanly.
