@@ -12,7 +12,7 @@ use futures::{FutureExt, StreamExt};
 use tracing::info;
 
 use crate::actors::event_stream::{EventSource, EventStreamOf, SourceError, WatchEvent};
-use crate::actors::gateway::{AwaitAlertId, Call, Gateway, GatewayClient, GatewayError};
+use crate::actors::gateway::{Call, Gateway, GatewayClient, GatewayError};
 use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
 use crate::backend::{Operation as BackendOp, Outcome};
 use crate::core::model::{AccessRequest, RequestState};
@@ -107,19 +107,18 @@ impl Effects for LiveEffects {
         if self.dry_run {
             return Ok("dry-run".into());
         }
-        let msg = AwaitAlertId {
-            request_id: request_id.to_owned(),
-            deadline: self.alert_id_deadline,
-        };
-        match self.gateway.send(msg).await {
-            Ok(Ok(alert_id)) => Ok(alert_id),
-            Ok(Err(GatewayError::RequestFailed { status, .. })) => {
+        // Like `call`: straight through the client, so the polls stop with their step and log
+        // under the request's span.
+        match self
+            .client
+            .await_alert_id(request_id, self.alert_id_deadline)
+            .await
+        {
+            Ok(alert_id) => Ok(alert_id),
+            Err(GatewayError::RequestFailed { status, .. }) => {
                 Err(EffectError::CreateFailed(status))
             }
-            Ok(Err(err)) => Err(gateway_error(err)),
-            Err(mailbox) => Err(EffectError::Retryable(format!(
-                "the gateway is not running: {mailbox}"
-            ))),
+            Err(err) => Err(gateway_error(err)),
         }
     }
 
