@@ -65,28 +65,6 @@ pub enum ReviewResult {
 /// What Teleport says when the daemon's identity needs MFA for admin actions, and how to fix it.
 pub const MFA_REQUIRED_FIX: &str = "Teleport requires MFA for admin actions: run the plugin with a Machine ID (tbot) identity, or sign its identity with `tctl auth sign` on the Auth host";
 
-/// Classifies the message of an error Teleport returned to a review submission, for
-/// [`Effects::submit_review`] implementations. `Some` for the answers that have a fixed meaning:
-/// a repeated review and a review of an already resolved request are success
-/// ([`ReviewResult::AlreadyDone`]); an admin-action MFA refusal is [`EffectError::Permanent`]
-/// with the fix. `None` for anything else, which the caller classifies by its status code.
-pub fn classify_review_error(message: &str) -> Option<Result<ReviewResult, EffectError>> {
-    let message = message.trim();
-    if message.ends_with("has already reviewed this request")
-        || ["approved", "denied", "promoted"]
-            .iter()
-            .any(|state| message.contains(&format!("has been already {state}")))
-    {
-        Some(Ok(ReviewResult::AlreadyDone))
-    } else if message.contains("requires MFA") {
-        Some(Err(EffectError::Permanent(format!(
-            "{MFA_REQUIRED_FIX} (Teleport said: {message})"
-        ))))
-    } else {
-        None
-    }
-}
-
 /// The outside world, as one request's reconcile sees it. The daemon's implementation talks to
 /// Teleport and the gateway; tests can substitute their own.
 pub trait Effects {
@@ -107,9 +85,10 @@ pub trait Effects {
     /// Who is on call now in `schedule` (through the on-call cache). Any error means "unknown",
     /// never "nobody".
     fn on_call(&self, schedule: &str) -> impl Future<Output = Result<Vec<String>, EffectError>>;
-    /// Submits the daemon's approving review of the request, with `reason`. Implementations map
-    /// Teleport's answers with [`classify_review_error`]. In dry-run mode they submit nothing and
-    /// answer [`ReviewResult::Submitted`].
+    /// Submits the daemon's approving review of the request, with `reason`. A repeated review
+    /// or an already resolved request is [`ReviewResult::AlreadyDone`]; an admin-action MFA
+    /// refusal is [`EffectError::Permanent`] with [`MFA_REQUIRED_FIX`]. In dry-run mode they
+    /// submit nothing and answer [`ReviewResult::Submitted`].
     fn submit_review(
         &self,
         request_id: &str,
@@ -537,10 +516,7 @@ pub(crate) mod tests {
             let mut reviewed = self.reviewed.borrow_mut();
             if reviewed.iter().any(|(id, _)| id == request_id) {
                 // As Teleport answers a repeated review by the same author.
-                return classify_review_error(
-                    "user \"teleport-opsgenie\" has already reviewed this request",
-                )
-                .unwrap_or(Ok(ReviewResult::Submitted));
+                return Ok(ReviewResult::AlreadyDone);
             }
             reviewed.push((request_id.to_owned(), reason.to_owned()));
             Ok(ReviewResult::Submitted)
@@ -1042,28 +1018,5 @@ pub(crate) mod tests {
         }];
         drive(&fx, &s, &Snapshot::Present(req)).await;
         assert_eq!(count(&fx, "add_note"), 1);
-    }
-
-    #[test]
-    fn review_errors_are_classified() {
-        assert!(matches!(
-            classify_review_error("user \"bot\" has already reviewed this request"),
-            Some(Ok(ReviewResult::AlreadyDone))
-        ));
-        assert!(matches!(
-            classify_review_error("the access request has been already approved"),
-            Some(Ok(ReviewResult::AlreadyDone))
-        ));
-        assert!(matches!(
-            classify_review_error("the access request has been already denied"),
-            Some(Ok(ReviewResult::AlreadyDone))
-        ));
-        match classify_review_error("admin-level API request requires MFA verification") {
-            Some(Err(EffectError::Permanent(text))) => {
-                assert!(text.starts_with(MFA_REQUIRED_FIX), "{text}")
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(classify_review_error("user \"bot\" cannot submit reviews").is_none());
     }
 }
