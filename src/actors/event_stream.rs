@@ -58,7 +58,6 @@ pub struct WatchHealth {
     connects: Cell<u64>,
     resyncs: Cell<u64>,
     events: Cell<u64>,
-    last_resync_len: Cell<usize>,
 }
 
 impl WatchHealth {
@@ -81,10 +80,6 @@ impl WatchHealth {
     /// Events forwarded since start.
     pub fn events(&self) -> u64 {
         self.events.get()
-    }
-    /// How many requests the last resync listed.
-    pub fn last_resync_len(&self) -> usize {
-        self.last_resync_len.get()
     }
 }
 
@@ -194,7 +189,6 @@ impl<S: EventSource> EventStream<S> {
                     requests = requests.len(),
                     "Watching access requests; resyncing."
                 );
-                act.health.last_resync_len.set(requests.len());
                 for request in requests {
                     act.sink
                         .do_send(Observe(Snapshot::Present(request), Origin::Resync));

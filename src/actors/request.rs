@@ -3,7 +3,7 @@
 //! left to do. Failures are retried with backoff; the actor stops when its request is finished.
 
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{error, info_span, warn, Instrument};
@@ -234,11 +234,6 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
-}
-
-/// The time now, for effects that do not substitute their own clock.
-pub fn system_now() -> SystemTime {
-    SystemTime::now()
 }
 
 #[cfg(test)]

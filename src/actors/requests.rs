@@ -182,11 +182,6 @@ impl<E: Effects + 'static> Requests<E> {
             }
         }
     }
-
-    /// Requests waiting for room.
-    pub fn waiting(&self) -> usize {
-        self.waiting.len()
-    }
 }
 
 impl<E: Effects + 'static> Actor for Requests<E> {

@@ -38,16 +38,6 @@ pub enum Step {
     Finished,
 }
 
-impl Step {
-    /// Whether the step changes anything outside plugin data, and so needs the claim.
-    pub fn needs_claim(&self) -> bool {
-        matches!(
-            self,
-            Self::CreateAlert | Self::Decide | Self::NoteReview { .. } | Self::Close { .. }
-        )
-    }
-}
-
 /// What the planner needs to know besides the request and its progress.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlanOptions {
