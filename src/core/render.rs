@@ -61,12 +61,12 @@ pub struct AlertSettings {
     pub source: String,
 }
 
+/// The prefix of every alias the daemon creates, followed by the request id.
+pub const ALIAS_PREFIX: &str = "teleport-access-request/";
+
 /// The alias of a request's alert: the key on which the backend de-duplicates.
 pub fn alias(request_id: &str) -> String {
-    truncate(
-        &format!("teleport-access-request/{request_id}"),
-        limits::ALIAS,
-    )
+    truncate(&format!("{ALIAS_PREFIX}{request_id}"), limits::ALIAS)
 }
 
 /// The link to a request in Teleport's web UI.

@@ -7,8 +7,7 @@
 
 use std::collections::HashSet;
 
-/// The prefix of every alias the daemon creates (see `render::alias`).
-pub const ALIAS_PREFIX: &str = "teleport-access-request/";
+use crate::core::render::ALIAS_PREFIX;
 
 /// An alert to close because its request no longer exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +98,12 @@ mod tests {
             &ids(&[]),
         );
         assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[test]
+    fn reads_back_the_aliases_the_daemon_renders() {
+        let id = "6c1c4a8e-7a34-4f3e-9d7b-0d9b2f4b8a11";
+        assert_eq!(request_id_of(&crate::core::render::alias(id)), Some(id));
     }
 
     #[test]
