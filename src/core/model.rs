@@ -113,15 +113,21 @@ impl AccessRequest {
     /// The values of an annotation, trimmed, without empties, de-duplicated, in their given
     /// order. An absent annotation gives an empty list.
     pub fn annotation(&self, key: &str) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for value in self.system_annotations.get(key).into_iter().flatten() {
-            let value = value.trim();
-            if !value.is_empty() && !out.iter().any(|v| v == value) {
-                out.push(value.to_owned());
-            }
-        }
-        out
+        distinct_trimmed(self.system_annotations.get(key).into_iter().flatten())
     }
+}
+
+/// `values` trimmed, without empties, de-duplicated, in their given order: how a list of names
+/// from an annotation or the configuration is read.
+pub fn distinct_trimmed<'a>(values: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        let value = value.trim();
+        if !value.is_empty() && !out.iter().any(|v| v == value) {
+            out.push(value.to_owned());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::AutoApprovalConfig;
-use crate::core::model::{AccessRequest, SCHEDULES_ANNOTATION};
+use crate::core::model::{distinct_trimmed, AccessRequest, SCHEDULES_ANNOTATION};
 
 /// Why a request is not auto-approved before anyone is looked up. `Display` gives the reason
 /// in words meant for the alert's readers.
@@ -61,14 +61,7 @@ pub fn approval_schedules(request: &AccessRequest, cfg: &AutoApprovalConfig) -> 
     if !annotated.is_empty() {
         return annotated;
     }
-    let mut out: Vec<String> = Vec::new();
-    for schedule in &cfg.default_schedules {
-        let schedule = schedule.trim();
-        if !schedule.is_empty() && !out.iter().any(|s| s == schedule) {
-            out.push(schedule.to_owned());
-        }
-    }
-    out
+    distinct_trimmed(&cfg.default_schedules)
 }
 
 /// Everything that can be checked without asking who is on call. On success, the schedules to
