@@ -309,7 +309,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{RequestState, ResourceId};
+    use crate::core::model::ResourceId;
     use std::collections::BTreeMap;
     use std::time::UNIX_EPOCH;
 
@@ -321,18 +321,9 @@ mod tests {
 
     fn request(user: &str, roles: &[&str]) -> AccessRequest {
         AccessRequest {
-            id: "r1".into(),
-            user: user.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            state: RequestState::Pending,
             created: Some(t0()),
             access_expiry: Some(t0() + 4 * HOUR),
-            max_duration: None,
-            request_reason: String::new(),
-            resolve_reason: String::new(),
-            system_annotations: BTreeMap::new(),
-            reviews: vec![],
-            resources: vec![],
+            ..AccessRequest::example("r1", user, roles)
         }
     }
 

@@ -267,15 +267,8 @@ mod tests {
 
     fn request() -> AccessRequest {
         AccessRequest {
-            id: "6c1c4a8e-7a34-4f3e-9d7b-0d9b2f4b8a11".into(),
-            user: "alice".into(),
-            roles: vec!["editor".into(), "db-admin".into()],
-            state: RequestState::Pending,
             created: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
-            access_expiry: None,
-            max_duration: None,
             request_reason: "incident 42".into(),
-            resolve_reason: String::new(),
             system_annotations: BTreeMap::from([
                 (
                     NOTIFY_SERVICES_ANNOTATION.to_owned(),
@@ -286,8 +279,11 @@ mod tests {
                 ),
                 (TEAMS_ANNOTATION.to_owned(), vec!["sre".to_owned()]),
             ]),
-            reviews: vec![],
-            resources: vec![],
+            ..AccessRequest::example(
+                "6c1c4a8e-7a34-4f3e-9d7b-0d9b2f4b8a11",
+                "alice",
+                &["editor", "db-admin"],
+            )
         }
     }
 
