@@ -267,7 +267,7 @@ async fn act<E: Effects>(
                     after.alert_request_id = request_id;
                     after.user = request.user.clone();
                     after.roles = request.roles.clone();
-                    after.created = request.created.map(whole_seconds);
+                    after.created = request.created;
                     after.request_reason = render::truncate(&request.request_reason, 1_000);
                 }
                 other => return Err(unexpected("create_alert", &other).into()),
@@ -419,14 +419,6 @@ async fn resolve_alert_id<E: Effects>(
         }
         Err(err) => Err(err),
     }
-}
-
-fn whole_seconds(t: SystemTime) -> SystemTime {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 fn unexpected(endpoint: &str, outcome: &Outcome) -> EffectError {

@@ -104,7 +104,7 @@ pub struct PluginData {
     pub user: String,
     /// Requested roles.
     pub roles: Vec<String>,
-    /// When the request was made (whole seconds).
+    /// When the request was made (stored in whole seconds).
     pub created: Option<SystemTime>,
     /// The requester's reason.
     pub request_reason: String,
@@ -313,6 +313,15 @@ mod tests {
         let encoded = PluginData::default().encode();
         assert_eq!(encoded.len(), KEYS.len());
         assert!(encoded.values().all(String::is_empty));
+    }
+
+    #[test]
+    fn creation_time_is_stored_in_whole_seconds() {
+        let data = PluginData {
+            created: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_999)),
+            ..PluginData::default()
+        };
+        assert_eq!(data.encode()[CREATED], "1700000000");
     }
 
     #[test]
