@@ -409,9 +409,12 @@ async fn resolve_alert_id<E: Effects>(
         Err(EffectError::CreateFailed(status)) => {
             // The creation was processed and failed: forget it, so the alert is created again.
             warn!(request_id = id, %status, "The backend failed to create the alert; creating it again.");
-            let mut set = Encoded::new();
-            set.insert("alert_request_id".into(), String::new());
-            fx.write(id, set, data.expect_alert_id_unset()).await?;
+            fx.write(
+                id,
+                PluginData::forget_creation(),
+                data.expect_alert_id_unset(),
+            )
+            .await?;
             Ok(PluginData {
                 alert_request_id: String::new(),
                 ..data
@@ -442,6 +445,8 @@ pub(crate) mod tests {
         /// The text of every note posted (add and close).
         notes: RefCell<Vec<String>>,
         fail_next_call: RefCell<Option<EffectError>>,
+        /// What the next wait for an alert id fails with, if anything.
+        fail_next_await: RefCell<Option<EffectError>>,
         now_ms: u64,
         /// Who is on call per schedule; a missing schedule fails its lookup.
         on_call: RefCell<HashMap<String, Result<Vec<String>, String>>>,
@@ -489,7 +494,10 @@ pub(crate) mod tests {
         }
         async fn await_alert_id(&self, request_id: &str) -> Result<String, EffectError> {
             self.calls.borrow_mut().push(format!("await {request_id}"));
-            Ok("alert-1".into())
+            match self.fail_next_await.borrow_mut().take() {
+                Some(err) => Err(err),
+                None => Ok("alert-1".into()),
+            }
         }
         async fn on_call(&self, schedule: &str) -> Result<Vec<String>, EffectError> {
             self.calls.borrow_mut().push(format!("on_call {schedule}"));
@@ -696,6 +704,27 @@ pub(crate) mod tests {
                 ..PluginData::default()
             }
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_creation_the_backend_failed_is_forgotten_and_made_again() {
+        let fx = Memory::default();
+        *fx.fail_next_await.borrow_mut() = Some(EffectError::CreateFailed("500".into()));
+        let s = settings("me");
+        let snapshot = request(RequestState::Pending, 0);
+        let first = step(&fx, &s, &snapshot, None).await.expect("create");
+        let forgot = step(&fx, &s, &snapshot, Some(first.data))
+            .await
+            .expect("forget");
+        assert_eq!(forgot.step, Step::ResolveAlertId);
+        assert_eq!(forgot.data, stored(&fx), "the cache matches storage");
+        assert!(!stored(&fx).alert_created());
+        assert_eq!(drive(&fx, &s, &snapshot).await, Next::Idle);
+        assert_eq!(
+            *fx.calls.borrow(),
+            vec!["create_alert", "await rq-1", "create_alert", "await rq-1"]
+        );
+        assert_eq!(stored(&fx).alert_id, "alert-1");
     }
 
     #[actix_rt::test]

@@ -268,6 +268,11 @@ impl PluginData {
     pub fn set_alert_id(alert_id: &str) -> Encoded {
         BTreeMap::from([(ALERT_ID.to_owned(), alert_id.to_owned())])
     }
+
+    /// The update that forgets a failed creation, so that the alert is created again.
+    pub fn forget_creation() -> Encoded {
+        BTreeMap::from([(ALERT_REQUEST_ID.to_owned(), String::new())])
+    }
 }
 
 /// Milliseconds since the Unix epoch (zero before it).
