@@ -434,6 +434,7 @@ fn unexpected(endpoint: &str, outcome: &Outcome) -> EffectError {
 pub(crate) mod tests {
     use super::*;
     use crate::core::model::{AccessRequest, RequestState, Review};
+    use crate::core::plugin_data::Resolution;
     use std::cell::RefCell;
     use std::collections::{BTreeMap, HashMap};
 
@@ -619,44 +620,38 @@ pub(crate) mod tests {
 
     #[actix_rt::test]
     async fn a_live_claim_of_another_replica_is_respected_and_an_expired_one_taken_over() {
-        let fx = Memory::default();
-        let other = PluginData {
-            claim: Some(Claim {
-                holder: "other".into(),
-                until_ms: 5_000,
-            }),
-            ..Default::default()
-        };
-        fx.store.borrow_mut().insert("r1".into(), other.encode());
-        let r = step(
-            &fx,
-            &settings("me"),
-            &request(RequestState::Pending, 0),
-            None,
-        )
-        .await
-        .expect("step");
+        // One step at `now_ms` on a request that "other" holds until 5 s.
+        async fn step_at(now_ms: u64) -> (Memory, Next) {
+            let fx = Memory {
+                now_ms,
+                ..Memory::default()
+            };
+            let other = PluginData {
+                claim: Some(Claim {
+                    holder: "other".into(),
+                    until_ms: 5_000,
+                }),
+                ..Default::default()
+            };
+            fx.store.borrow_mut().insert("r1".into(), other.encode());
+            let snapshot = request(RequestState::Pending, 0);
+            let r = step(&fx, &settings("me"), &snapshot, None)
+                .await
+                .expect("step");
+            (fx, r.next)
+        }
+
+        let (fx, next) = step_at(0).await;
         assert_eq!(
-            r.next,
+            next,
             Next::WaitUntil(SystemTime::UNIX_EPOCH + Duration::from_secs(5))
         );
         assert!(fx.calls.borrow().is_empty());
 
-        let fx = Memory {
-            now_ms: 5_000,
-            ..Memory::default()
-        };
-        fx.store.borrow_mut().insert("r1".into(), other.encode());
-        let r = step(
-            &fx,
-            &settings("me"),
-            &request(RequestState::Pending, 0),
-            None,
-        )
-        .await
-        .expect("step");
-        assert_eq!(r.next, Next::Continue);
+        let (fx, next) = step_at(5_000).await;
+        assert_eq!(next, Next::Continue);
         assert_eq!(*fx.calls.borrow(), vec!["create_alert"]);
+        assert_eq!(stored(&fx).claim, None, "our claim replaced and released");
     }
 
     #[actix_rt::test]
@@ -738,6 +733,11 @@ pub(crate) mod tests {
             fx.calls.borrow().last().map(String::as_str),
             Some("close_alert")
         );
+        assert_eq!(
+            fx.notes.borrow().last().map(String::as_str),
+            Some("Access request expired or was deleted.")
+        );
+        assert_eq!(stored(&fx).resolution, Some(Resolution::Expired));
     }
 
     fn pending_by(user: &str) -> AccessRequest {
@@ -969,7 +969,17 @@ pub(crate) mod tests {
         drive(&fx, &s, &snapshot).await;
         assert_eq!(fx.reviewed.borrow().len(), 1);
         assert_eq!(stored(&fx).decision, Some(Decision::Approved));
-        assert!(fx.notes.borrow()[0].starts_with("Auto-approved: alice is on call"));
+        let note = &fx.notes.borrow()[0];
+        assert!(
+            note.starts_with("Auto-approved: alice is on call"),
+            "{note}"
+        );
+        assert!(
+            note.ends_with(
+                "(Teleport already had this review, or the request was already resolved)"
+            ),
+            "{note}"
+        );
     }
 
     #[actix_rt::test]
@@ -1020,7 +1030,12 @@ pub(crate) mod tests {
         };
         fx.store.borrow_mut().insert("r1".into(), held.encode());
         let r = step(&fx, &b, &snapshot, None).await.expect("waits");
-        assert!(matches!(r.next, Next::WaitUntil(_)));
+        assert_eq!(r.step, Step::Decide);
+        assert_eq!(
+            r.next,
+            Next::WaitUntil(SystemTime::UNIX_EPOCH + Duration::from_secs(60))
+        );
+        assert_eq!(count(&fx, "on_call Primary"), 0);
         assert_eq!(count(&fx, "review"), 0);
     }
 
@@ -1038,6 +1053,11 @@ pub(crate) mod tests {
             created: None,
         }];
         drive(&fx, &s, &Snapshot::Present(req)).await;
-        assert_eq!(count(&fx, "add_note"), 1);
+        assert_eq!(
+            *fx.notes.borrow(),
+            vec![format!(
+                "{OWN} approved the request.\nReason: Auto-approved: ..."
+            )]
+        );
     }
 }
