@@ -245,13 +245,17 @@ mod tests {
         let min = Duration::from_millis(100);
         let max = Duration::from_secs(2);
         let mut b = Backoff::new(min, max);
-        let mut ceilings = vec![];
-        for _ in 0..10 {
+        // The ceiling doubles from `min` (no jitter on the first attempt) and stops at `max`.
+        for attempt in 0..10 {
+            let ceiling = (min * 2u32.pow(attempt)).min(max);
             let d = b.next_delay();
-            assert!(d >= min && d <= max, "{d:?}");
-            ceilings.push(d);
+            assert!(d >= min && d <= ceiling, "attempt {attempt}: {d:?}");
         }
+        // At the cap the jitter spreads over [min, max]: 100 draws all below 4 × min would mean
+        // the delay never grew (odds about 0.16^100 otherwise).
+        let longest = (0..100).map(|_| b.next_delay()).max().expect("draws");
+        assert!(longest > min * 4, "{longest:?}");
         b.reset();
-        assert!(b.next_delay() <= min * 2);
+        assert_eq!(b.next_delay(), min);
     }
 }
