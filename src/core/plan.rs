@@ -51,24 +51,15 @@ pub fn next_step(snapshot: &Snapshot, data: &PluginData, options: PlanOptions) -
         return Step::Finished;
     }
     match snapshot {
-        Snapshot::Gone { .. } => {
-            if !data.alert_created() && !data.create_attempted() {
-                Step::Finished
-            } else if !data.alert_created() {
-                // A creation may have taken effect without us learning of it: close by alias.
-                Step::Close {
-                    resolution: Resolution::Expired,
-                    reason: String::new(),
-                }
-            } else if data.alert_id.is_empty() {
-                Step::ResolveAlertId
-            } else {
-                Step::Close {
-                    resolution: Resolution::Expired,
-                    reason: String::new(),
-                }
-            }
-        }
+        // A deleted request has no reviews left to note: only the close remains.
+        Snapshot::Gone { .. } => closing(
+            data,
+            0,
+            Step::Close {
+                resolution: Resolution::Expired,
+                reason: String::new(),
+            },
+        ),
         Snapshot::Present(request) => match request.state {
             RequestState::Pending => pending(request, data, options),
             RequestState::Approved | RequestState::Denied | RequestState::Promoted => {
@@ -105,6 +96,11 @@ fn resolved(request: &AccessRequest, data: &PluginData) -> Step {
         resolution,
         reason: request.resolve_reason.clone(),
     };
+    closing(data, request.reviews.len(), close)
+}
+
+/// The way to `close` a request that is over, with `reviews` reviews to note first.
+fn closing(data: &PluginData, reviews: usize, close: Step) -> Step {
     if !data.alert_created() {
         // Never attempted (for example resolved while the daemon was down): nobody to tell,
         // nothing to close. Attempted but not recorded (the answer was lost, or the step was
@@ -118,7 +114,7 @@ fn resolved(request: &AccessRequest, data: &PluginData) -> Step {
     if data.alert_id.is_empty() {
         return Step::ResolveAlertId;
     }
-    if data.reviews_count < request.reviews.len() {
+    if data.reviews_count < reviews {
         return Step::NoteReview {
             index: data.reviews_count,
         };
