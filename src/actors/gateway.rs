@@ -305,34 +305,30 @@ impl GatewayClient {
             let answer = self.send(&request).await;
             drop(permit);
             let duration = sent.elapsed();
+            // Reports this attempt; the rest of the event is the same for every outcome.
+            let observe = |status, throttled, retry_in| {
+                self.observe(CallEvent {
+                    endpoint,
+                    domain,
+                    status,
+                    duration,
+                    attempt,
+                    throttled,
+                    retry_in,
+                })
+            };
             let (status, verdict) = match answer {
                 Ok((status, headers, body)) => {
                     match inner.codec.response(&op, status, &headers, &body) {
                         Ok(outcome) => {
-                            self.observe(CallEvent {
-                                endpoint,
-                                domain,
-                                status: Some(status),
-                                duration,
-                                attempt,
-                                throttled: false,
-                                retry_in: None,
-                            });
+                            observe(Some(status), false, None);
                             return Ok(outcome);
                         }
                         Err(BackendError::Status { status }) => {
                             (Some(status), retry::classify(status, &headers, &body))
                         }
                         Err(other) => {
-                            self.observe(CallEvent {
-                                endpoint,
-                                domain,
-                                status: Some(status),
-                                duration,
-                                attempt,
-                                throttled: false,
-                                retry_in: None,
-                            });
+                            observe(Some(status), false, None);
                             return Err(backend_error(other, inner.product, Some(status)));
                         }
                     }
@@ -362,15 +358,7 @@ impl GatewayClient {
                     }
                 }
                 Verdict::Permanent { message, hint } => {
-                    self.observe(CallEvent {
-                        endpoint,
-                        domain,
-                        status,
-                        duration,
-                        attempt,
-                        throttled: false,
-                        retry_in: None,
-                    });
+                    observe(status, false, None);
                     return Err(GatewayError::Permanent {
                         status,
                         endpoint,
@@ -389,15 +377,7 @@ impl GatewayClient {
                 }
             };
             let throttled = status == Some(429);
-            self.observe(CallEvent {
-                endpoint,
-                domain,
-                status,
-                duration,
-                attempt,
-                throttled,
-                retry_in: next.as_ref().ok().copied(),
-            });
+            observe(status, throttled, next.as_ref().ok().copied());
             match next {
                 Ok(delay) => {
                     tracing::debug!(endpoint, ?delay, attempt, "retrying backend call");
