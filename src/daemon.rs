@@ -219,7 +219,6 @@ impl Daemon {
         let sweep = start_sweep(&config, &options, &teleport, &gateway);
         let effects = LiveEffects {
             teleport: teleport.clone(),
-            gateway: gateway.clone(),
             client,
             on_call: on_call.clone(),
             alert_id_deadline: ALERT_ID_DEADLINE,
