@@ -1,9 +1,11 @@
 //! The Gateway: the only code that talks HTTP to the on-call backend.
 //!
 //! [`GatewayClient`] does the work in plain async functions over shared state (`Arc`), so it can
-//! be tested, and used, without actix. [`Gateway`] is the thin actix shell: each handler clones
-//! the client into a `ResponseFuture`, so no actor state is held across an await and a slow,
-//! rate-limited call never blocks the mailbox.
+//! be tested, and used, without actix. Reconcile steps call it directly, so a step cut short also
+//! cancels its call. [`Gateway`] is the thin actix shell for the rest (on-call lookups, the
+//! orphan sweep, the readiness heartbeat): each handler clones the client into a
+//! `ResponseFuture`, so no actor state is held across an await and a slow, rate-limited call
+//! never blocks the mailbox.
 //!
 //! One call ([`GatewayClient::call`]):
 //!
@@ -273,11 +275,6 @@ impl GatewayClient {
                 observer,
             }),
         })
-    }
-
-    /// The rate limiter (shared), e.g. to inspect or pause a domain.
-    pub fn limiter(&self) -> &Limiter {
-        &self.inner.limiter
     }
 
     /// Performs one operation with rate limiting and retries (see the module docs).
@@ -567,21 +564,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway for the configured backend.
-    pub fn new(cfg: &OpsgenieConfig, api_key: Secret) -> Result<Gateway, GatewayError> {
-        Ok(Self {
-            client: GatewayClient::new(cfg, api_key)?,
-        })
-    }
-
-    /// A gateway around an existing client (custom policy or observer).
+    /// A gateway around a client.
     pub fn from_client(client: GatewayClient) -> Self {
         Self { client }
-    }
-
-    /// The client, for callers that do not go through the mailbox.
-    pub fn client(&self) -> &GatewayClient {
-        &self.client
     }
 }
 
@@ -589,24 +574,10 @@ impl Actor for Gateway {
     type Context = Context<Self>;
 }
 
-/// The gateway keeps no state worth resetting: a restart reuses the same client.
-impl actix::Supervised for Gateway {}
-
 /// Performs one operation; see [`GatewayClient::call`].
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Outcome, GatewayError>")]
 pub struct Call(pub Operation);
-
-/// Waits for an asynchronous request and answers the alert id; see
-/// [`GatewayClient::await_alert_id`].
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<String, GatewayError>")]
-pub struct AwaitAlertId {
-    /// The request id of a 202 answer.
-    pub request_id: String,
-    /// How long to wait in all.
-    pub deadline: Duration,
-}
 
 /// Pings the heartbeat; see [`GatewayClient::health`].
 #[derive(Debug, Clone, Copy, Message)]
@@ -619,15 +590,6 @@ impl Handler<Call> for Gateway {
     fn handle(&mut self, msg: Call, _ctx: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
         Box::pin(async move { client.call(msg.0).await })
-    }
-}
-
-impl Handler<AwaitAlertId> for Gateway {
-    type Result = ResponseFuture<Result<String, GatewayError>>;
-
-    fn handle(&mut self, msg: AwaitAlertId, _ctx: &mut Context<Self>) -> Self::Result {
-        let client = self.client.clone();
-        Box::pin(async move { client.await_alert_id(&msg.request_id, msg.deadline).await })
     }
 }
 
@@ -744,7 +706,8 @@ mod tests {
             .create_async()
             .await;
         let cfg = config(&server.url());
-        let gateway = Gateway::new(&cfg, Secret::new(KEY)).unwrap().start();
+        let gateway =
+            Gateway::from_client(GatewayClient::new(&cfg, Secret::new(KEY)).unwrap()).start();
         let outcome = gateway
             .send(Call(Operation::CreateAlert(payload())))
             .await
@@ -837,15 +800,10 @@ mod tests {
             .create_async()
             .await;
         let (client, _) = client(&config(&server.url()));
-        let gateway = Gateway::from_client(client).start();
         let started = std::time::Instant::now();
-        let id = gateway
-            .send(AwaitAlertId {
-                request_id: "req-1".into(),
-                deadline: Duration::from_secs(10),
-            })
-            .await
-            .unwrap();
+        let id = client
+            .await_alert_id("req-1", Duration::from_secs(10))
+            .await;
         assert_eq!(id, Ok("alert-9".into()));
         // Polls at 0.1, 0.2, 0.4, 0.6 s: done well within a second, not seconds later.
         let elapsed = started.elapsed();
@@ -1035,7 +993,7 @@ mod tests {
             .create_async()
             .await;
         let cfg = config(&server.url());
-        let gateway = Gateway::new(&cfg, Secret::new(KEY)).unwrap();
+        let gateway = Gateway::from_client(GatewayClient::new(&cfg, Secret::new(KEY)).unwrap());
         assert!(!format!("{gateway:?}").contains(KEY));
         let addr = gateway.start();
         let err = addr.send(Health).await.unwrap().unwrap_err();
