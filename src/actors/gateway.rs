@@ -683,28 +683,35 @@ mod tests {
     const ACCEPTED: &str =
         r#"{"result":"Request will be processed","took":0.302,"requestId":"req-1"}"#;
 
-    #[actix::test]
-    async fn create_sends_the_exact_request() {
-        let mut server = mockito::Server::new_async().await;
-        let mock = server
-            .mock("POST", "/v2/alerts")
-            .match_header("authorization", format!("GenieKey {KEY}").as_str())
-            .match_header("content-type", "application/json; charset=utf-8")
-            .match_header("accept", "application/json")
-            .match_header("user-agent", USER_AGENT)
-            .match_body(Matcher::Json(json!({
-                "message": "alice requested editor",
-                "alias": "teleport-access-request/abc",
-                "description": "reason: deploy",
-                "tags": ["teleport-access-request"],
-                "source": "teleport-opsgenie",
-                "priority": "P3"
-            })))
-            .with_status(202)
+    /// Finishes `mock`: it answers 202 Accepted (request id `req-1`), and expects one call.
+    async fn accepting_once(mock: mockito::Mock) -> mockito::Mock {
+        mock.with_status(202)
             .with_body(ACCEPTED)
             .expect(1)
             .create_async()
-            .await;
+            .await
+    }
+
+    #[actix::test]
+    async fn create_sends_the_exact_request() {
+        let mut server = mockito::Server::new_async().await;
+        let mock = accepting_once(
+            server
+                .mock("POST", "/v2/alerts")
+                .match_header("authorization", format!("GenieKey {KEY}").as_str())
+                .match_header("content-type", "application/json; charset=utf-8")
+                .match_header("accept", "application/json")
+                .match_header("user-agent", USER_AGENT)
+                .match_body(Matcher::Json(json!({
+                    "message": "alice requested editor",
+                    "alias": "teleport-access-request/abc",
+                    "description": "reason: deploy",
+                    "tags": ["teleport-access-request"],
+                    "source": "teleport-opsgenie",
+                    "priority": "P3"
+                }))),
+        )
+        .await;
         let cfg = config(&server.url());
         let gateway =
             Gateway::from_client(GatewayClient::new(&cfg, Secret::new(KEY)).unwrap()).start();
@@ -724,33 +731,29 @@ mod tests {
     #[actix::test]
     async fn note_and_close_go_to_the_escaped_alias() {
         let mut server = mockito::Server::new_async().await;
-        let note = server
-            .mock(
-                "POST",
-                "/v2/alerts/teleport-access-request%2Fabc/notes?identifierType=alias",
-            )
-            .match_header("authorization", format!("GenieKey {KEY}").as_str())
-            .match_body(Matcher::Json(
-                json!({"note": "bob approved", "source": "teleport-opsgenie"}),
-            ))
-            .with_status(202)
-            .with_body(ACCEPTED)
-            .expect(1)
-            .create_async()
-            .await;
-        let close = server
-            .mock(
-                "POST",
-                "/v2/alerts/teleport-access-request%2Fabc/close?identifierType=alias",
-            )
-            .match_body(Matcher::Json(
-                json!({"note": "request approved", "source": "teleport-opsgenie"}),
-            ))
-            .with_status(202)
-            .with_body(ACCEPTED)
-            .expect(1)
-            .create_async()
-            .await;
+        let note = accepting_once(
+            server
+                .mock(
+                    "POST",
+                    "/v2/alerts/teleport-access-request%2Fabc/notes?identifierType=alias",
+                )
+                .match_header("authorization", format!("GenieKey {KEY}").as_str())
+                .match_body(Matcher::Json(
+                    json!({"note": "bob approved", "source": "teleport-opsgenie"}),
+                )),
+        )
+        .await;
+        let close = accepting_once(
+            server
+                .mock(
+                    "POST",
+                    "/v2/alerts/teleport-access-request%2Fabc/close?identifierType=alias",
+                )
+                .match_body(Matcher::Json(
+                    json!({"note": "request approved", "source": "teleport-opsgenie"}),
+                )),
+        )
+        .await;
         let (client, _) = client(&config(&server.url()));
         let gateway = Gateway::from_client(client).start();
         let alias = "teleport-access-request/abc".to_owned();
@@ -872,13 +875,7 @@ mod tests {
             .expect(1)
             .create_async()
             .await;
-        let accepted = server
-            .mock("POST", "/v2/alerts")
-            .with_status(202)
-            .with_body(ACCEPTED)
-            .expect(1)
-            .create_async()
-            .await;
+        let accepted = accepting_once(server.mock("POST", "/v2/alerts")).await;
         let (client, recorder) = client(&config(&server.url()));
         let started = std::time::Instant::now();
         let outcome = client.call(Operation::CreateAlert(payload())).await;
@@ -908,13 +905,7 @@ mod tests {
             .expect(3)
             .create_async()
             .await;
-        let accepted = server
-            .mock("POST", "/v2/alerts")
-            .with_status(202)
-            .with_body(ACCEPTED)
-            .expect(1)
-            .create_async()
-            .await;
+        let accepted = accepting_once(server.mock("POST", "/v2/alerts")).await;
         let (client, recorder) = client(&config(&server.url()));
         let outcome = client.call(Operation::CreateAlert(payload())).await;
         assert!(
