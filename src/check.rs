@@ -5,9 +5,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use actix::Actor;
-
-use crate::actors::gateway::{Gateway, Health};
+use crate::actors::gateway::GatewayClient;
 use crate::config::{Config, ConfigProblem, ConnectMode};
 use crate::core::render::timestamp;
 use crate::daemon::exit;
@@ -162,18 +160,13 @@ async fn check_teleport(config: &Config, identity: &Identity, findings: &mut Vec
 async fn check_backend(config: &Config) -> Finding {
     let what = "on-call backend";
     let api_key = config.opsgenie.api_key.clone().unwrap_or_default();
-    match Gateway::new(&config.opsgenie, api_key) {
-        Ok(gateway) => match gateway.start().send(Health).await {
-            Ok(Ok(())) => Finding::ok(
+    match GatewayClient::new(&config.opsgenie, api_key) {
+        Ok(client) => match client.health().await {
+            Ok(()) => Finding::ok(
                 what,
                 format!("{} accepts the API key", config.opsgenie.base_url()),
             ),
-            Ok(Err(err)) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
-            Err(err) => Finding::failed(
-                what,
-                format!("the gateway stopped: {err}"),
-                exit::UNAVAILABLE,
-            ),
+            Err(err) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
         },
         Err(err) => Finding::failed(what, err.to_string(), exit::CONFIG),
     }

@@ -23,10 +23,10 @@ use crate::config::Config;
 use crate::core::plan::PlanOptions;
 use crate::core::render::{web_proxy_url, AlertSettings};
 use crate::effects::{on_call_lookup, ClientHandle, LiveEffects, TeleportSource};
-use crate::http::{HttpError, Monitor, Probes};
+use crate::http::{Heartbeat, HttpError, Monitor, Probes};
 use crate::metrics::Metrics;
 use crate::reconcile::Settings;
-use crate::teleport::client::TeleportClient;
+use crate::teleport::client::{Connected, TeleportClient};
 use crate::teleport::error::TeleportError;
 use crate::teleport::identity::{Identity, IdentityError};
 
@@ -147,32 +147,7 @@ impl Daemon {
         // Steps call the client directly, so that a step cut short also cancels its HTTP call;
         // the actor serves everything else.
         let gateway = Gateway::from_client(client.clone()).start();
-        // A wrong key or region stops the start; a backend that is slow, throttled or down
-        // does not: work waits in the gateway, and readiness reports the backend meanwhile.
-        let backend_check = match tokio::time::timeout(STARTUP_HEALTH_WAIT, gateway.send(Health))
-            .await
-        {
-            Ok(Ok(Ok(()))) => {
-                info!(url = %config.opsgenie.base_url(), "The on-call backend answers.");
-                Some(Ok(()))
-            }
-            Ok(Ok(Err(err))) if err.is_retryable() => {
-                warn!(error = %err, "The on-call backend is not reachable yet; work will wait for it.");
-                Some(Err(err.to_string()))
-            }
-            Ok(Ok(Err(err))) => return Err(StartError::Backend(err)),
-            Ok(Err(_)) => {
-                warn!("The gateway stopped during its health check.");
-                None
-            }
-            Err(_) => {
-                warn!(
-                    waited_s = STARTUP_HEALTH_WAIT.as_secs(),
-                    "The on-call backend has not answered its health check yet; starting anyway."
-                );
-                Some(Err("no answer to the start-up health check".into()))
-            }
-        };
+        let backend_check = startup_backend_check(&gateway, &config).await?;
         // Bound before any actor starts, so a bad `http.listen` fails the start cleanly.
         let listener = if config.http.enabled {
             Some(crate::http::bind(config.http.listen).await?)
@@ -180,32 +155,7 @@ impl Daemon {
             None
         };
 
-        let web_proxy = config
-            .teleport
-            .web_proxy_addr
-            .clone()
-            .or_else(|| Some(connected.ping.proxy_public_addr.clone()))
-            .filter(|a| !a.trim().is_empty())
-            .map(|a| web_proxy_url(&a));
-        let settings = Settings {
-            replica: options.replica.clone().unwrap_or_else(replica_name),
-            alert: AlertSettings {
-                web_proxy_url: web_proxy,
-                cluster: connected.ping.cluster_name.clone(),
-                priority: config.opsgenie.priority.clone(),
-                tags: config.opsgenie.tags.clone(),
-                default_schedules: config.opsgenie.default_schedules.clone(),
-                default_teams: config.opsgenie.default_teams.clone(),
-                source: config.opsgenie.source.clone(),
-            },
-            plan: PlanOptions {
-                auto_approval: config.auto_approval.enabled,
-            },
-            claim_ttl: config.daemon.claim_ttl,
-            auto_approval: config.auto_approval.clone(),
-            own_user: identity.username.clone(),
-            claim_new_without_reading: !options.dry_run,
-        };
+        let settings = settings(&config, &options, &connected, &identity);
         if options.dry_run {
             info!("Dry run: decisions are logged, nothing is written.");
         }
@@ -219,7 +169,6 @@ impl Daemon {
         let sweep = start_sweep(&config, &options, &teleport, &gateway);
         let effects = LiveEffects {
             teleport: teleport.clone(),
-            gateway: gateway.clone(),
             client,
             on_call: on_call.clone(),
             alert_id_deadline: ALERT_ID_DEADLINE,
@@ -266,34 +215,14 @@ impl Daemon {
                 Box::new(move || shared.steps_in_flight())
             },
             alive: vec![
-                ("gateway", {
-                    let a = gateway.clone();
-                    Box::new(move || a.connected())
-                }),
-                ("on-call cache", {
-                    let a = on_call;
-                    Box::new(move || a.connected())
-                }),
-                ("request registry", {
-                    let a = registry.clone();
-                    Box::new(move || a.connected())
-                }),
+                ("gateway", alive(&gateway)),
+                ("on-call cache", alive(&on_call)),
+                ("request registry", alive(&registry)),
             ],
-            heartbeat: {
-                // A check that is still retrying when the next one is due counts as failed:
-                // readiness should reflect the backend now, not two minutes of retries.
-                let patience = Monitor::heartbeat_interval(config.http.ready_backend_window);
-                Rc::new(move || {
-                    let gateway = gateway.clone();
-                    Box::pin(async move {
-                        match tokio::time::timeout(patience, gateway.send(Health)).await {
-                            Ok(Ok(result)) => result.map_err(|e| e.to_string()),
-                            Ok(Err(_)) => Err("the gateway has stopped".into()),
-                            Err(_) => Err(format!("no answer within {}ms", patience.as_millis())),
-                        }
-                    })
-                })
-            },
+            heartbeat: heartbeat(
+                gateway,
+                Monitor::heartbeat_interval(config.http.ready_backend_window),
+            ),
         };
         let monitor = Monitor::new(
             probes,
@@ -385,6 +314,96 @@ impl Daemon {
         }
         finished
     }
+}
+
+/// The backend's first health check. A wrong key or region stops the start (`Err`); a backend
+/// that is slow, throttled or down does not: work waits in the gateway, and readiness reports the
+/// backend meanwhile. The result seeds the [`Monitor`] (`None`: no result to report).
+async fn startup_backend_check(
+    gateway: &Addr<Gateway>,
+    config: &Config,
+) -> Result<Option<Result<(), String>>, StartError> {
+    Ok(
+        match tokio::time::timeout(STARTUP_HEALTH_WAIT, gateway.send(Health)).await {
+            Ok(Ok(Ok(()))) => {
+                info!(url = %config.opsgenie.base_url(), "The on-call backend answers.");
+                Some(Ok(()))
+            }
+            Ok(Ok(Err(err))) if err.is_retryable() => {
+                warn!(error = %err, "The on-call backend is not reachable yet; work will wait for it.");
+                Some(Err(err.to_string()))
+            }
+            Ok(Ok(Err(err))) => return Err(StartError::Backend(err)),
+            Ok(Err(_)) => {
+                warn!("The gateway stopped during its health check.");
+                None
+            }
+            Err(_) => {
+                warn!(
+                    waited_s = STARTUP_HEALTH_WAIT.as_secs(),
+                    "The on-call backend has not answered its health check yet; starting anyway."
+                );
+                Some(Err("no answer to the start-up health check".into()))
+            }
+        },
+    )
+}
+
+/// What the request actors need to know, from the configuration and the connection.
+fn settings(
+    config: &Config,
+    options: &RunOptions,
+    connected: &Connected,
+    identity: &Identity,
+) -> Settings {
+    let web_proxy = config
+        .teleport
+        .web_proxy_addr
+        .clone()
+        .or_else(|| Some(connected.ping.proxy_public_addr.clone()))
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| web_proxy_url(&a));
+    Settings {
+        replica: options.replica.clone().unwrap_or_else(replica_name),
+        alert: AlertSettings {
+            web_proxy_url: web_proxy,
+            cluster: connected.ping.cluster_name.clone(),
+            priority: config.opsgenie.priority.clone(),
+            tags: config.opsgenie.tags.clone(),
+            default_schedules: config.opsgenie.default_schedules.clone(),
+            default_teams: config.opsgenie.default_teams.clone(),
+            source: config.opsgenie.source.clone(),
+        },
+        plan: PlanOptions {
+            auto_approval: config.auto_approval.enabled,
+        },
+        claim_ttl: config.daemon.claim_ttl,
+        auto_approval: config.auto_approval.clone(),
+        own_user: identity.username.clone(),
+        claim_new_without_reading: !options.dry_run,
+    }
+}
+
+/// A liveness check: whether `addr`'s actor still takes messages.
+fn alive<A: Actor>(addr: &Addr<A>) -> Box<dyn Fn() -> bool> {
+    let addr = addr.clone();
+    Box::new(move || addr.connected())
+}
+
+/// The [`Monitor`]'s backend check: a heartbeat through the gateway. A check that is still
+/// retrying after `patience` (when the next one is due) counts as failed: readiness should
+/// reflect the backend now, not two minutes of retries.
+fn heartbeat(gateway: Addr<Gateway>, patience: Duration) -> Heartbeat {
+    Rc::new(move || {
+        let gateway = gateway.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(patience, gateway.send(Health)).await {
+                Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+                Ok(Err(_)) => Err("the gateway has stopped".into()),
+                Err(_) => Err(format!("no answer within {}ms", patience.as_millis())),
+            }
+        })
+    })
 }
 
 /// Starts the periodic orphan sweep (`daemon.orphan_sweep_interval`, `0s` disables; never in a

@@ -1,5 +1,5 @@
 //! The daemon's real effects: plugin data and reviews through the Teleport client, backend calls
-//! through the gateway actor. `--dry-run` is handled here: reads are real, writes are logged
+//! through the gateway's client. `--dry-run` is handled here: reads are real, writes are logged
 //! and skipped, so the decisions are the same as in a real run.
 
 use std::cell::RefCell;
@@ -47,10 +47,8 @@ impl ClientHandle {
 pub struct LiveEffects {
     /// The Teleport client.
     pub teleport: ClientHandle,
-    /// The gateway, the only HTTP caller.
-    pub gateway: Addr<Gateway>,
-    /// The gateway's client, for backend calls that must stop when the step is abandoned (a
-    /// message to the actor would keep retrying after its sender gave up).
+    /// The gateway's client, called directly so that backend calls stop when their step is
+    /// abandoned (a message to the actor would keep retrying after its sender gave up).
     pub client: GatewayClient,
     /// Who is on call, cached.
     pub on_call: Addr<OnCallCache>,

@@ -1,7 +1,7 @@
 //! A small in-house metrics registry, rendered in Prometheus' text exposition format.
 //!
 //! Three kinds of family, each with fixed label names: counters, gauges and histograms with
-//! fixed buckets. Values live behind a `Mutex`, because the gateway reports backend calls from
+//! fixed buckets, all on one labelled `Family`. Values live behind a `Mutex`, because the gateway reports backend calls from
 //! futures that may run anywhere; the daemon's own (single-threaded) state is copied into gauges
 //! just before each scrape instead ([`Metrics`] fields documented as "set at scrape").
 //!
@@ -87,17 +87,17 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// Values keyed by label set, with the family's name, help and label names: what counters and
-/// gauges have in common.
+/// Series keyed by label set, with the family's name, help and label names: what every kind
+/// has in common. `V` is one series' value (a number, or a histogram's buckets).
 #[derive(Debug)]
-struct Family {
+struct Family<V> {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
-    values: Mutex<BTreeMap<Key, f64>>,
+    values: Mutex<BTreeMap<Key, V>>,
 }
 
-impl Family {
+impl<V> Family<V> {
     fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
         Self {
             name,
@@ -107,21 +107,45 @@ impl Family {
         }
     }
 
-    /// Applies `f` to the series with these label values, created at 0; ignores label sets of
-    /// the wrong length rather than inventing series.
-    fn update(&self, labels: &[&str], f: impl FnOnce(&mut f64)) {
+    /// Applies `f` to the series with these label values, created by `init`; ignores label sets
+    /// of the wrong length rather than inventing series.
+    fn update_with(&self, labels: &[&str], init: impl FnOnce() -> V, f: impl FnOnce(&mut V)) {
         if labels.len() == self.labels.len() {
-            f(lock(&self.values).entry(key(labels)).or_insert(0.0));
+            f(lock(&self.values).entry(key(labels)).or_insert_with(init));
         }
     }
 
+    /// Reads the series with these label values, if it exists.
+    fn read<T>(&self, labels: &[&str], f: impl FnOnce(&V) -> T) -> Option<T> {
+        lock(&self.values).get(&key(labels)).map(f)
+    }
+
+    /// Writes the header, then each series with `series`.
+    fn render_with(
+        &self,
+        out: &mut String,
+        kind: &str,
+        mut series: impl FnMut(&mut String, &Key, &V),
+    ) {
+        header(out, self.name, self.help, kind);
+        for (k, v) in lock(&self.values).iter() {
+            series(out, k, v);
+        }
+    }
+}
+
+impl Family<f64> {
+    /// Applies `f` to the series with these label values, created at 0.
+    fn update(&self, labels: &[&str], f: impl FnOnce(&mut f64)) {
+        self.update_with(labels, || 0.0, f);
+    }
+
     fn get(&self, labels: &[&str]) -> Option<f64> {
-        lock(&self.values).get(&key(labels)).copied()
+        self.read(labels, |v| *v)
     }
 
     fn render(&self, out: &mut String, kind: &str) {
-        header(out, self.name, self.help, kind);
-        for (k, v) in lock(&self.values).iter() {
+        self.render_with(out, kind, |out, k, v| {
             let _ = writeln!(
                 out,
                 "{}{} {}",
@@ -129,13 +153,13 @@ impl Family {
                 label_set(self.labels, k, None),
                 number(*v)
             );
-        }
+        });
     }
 }
 
 /// A monotonically increasing count per label set.
 #[derive(Debug)]
-pub struct Counter(Family);
+pub struct Counter(Family<f64>);
 
 impl Counter {
     /// A counter family with these label names.
@@ -177,7 +201,7 @@ impl Counter {
 
 /// A value that goes up and down, per label set.
 #[derive(Debug)]
-pub struct Gauge(Family);
+pub struct Gauge(Family<f64>);
 
 impl Gauge {
     /// A gauge family with these label names.
@@ -211,11 +235,8 @@ struct HistogramSeries {
 /// Observations counted in fixed buckets, per label set.
 #[derive(Debug)]
 pub struct Histogram {
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
+    family: Family<HistogramSeries>,
     bounds: &'static [f64],
-    values: Mutex<BTreeMap<Key, HistogramSeries>>,
 }
 
 impl Histogram {
@@ -228,66 +249,57 @@ impl Histogram {
         bounds: &'static [f64],
     ) -> Self {
         Self {
-            name,
-            help,
-            labels,
+            family: Family::new(name, help, labels),
             bounds,
-            values: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Records one observation.
     pub fn observe(&self, labels: &[&str], v: f64) {
-        if labels.len() != self.labels.len() || v.is_nan() {
+        if v.is_nan() {
             return;
         }
-        let mut values = lock(&self.values);
-        let series = values
-            .entry(key(labels))
-            .or_insert_with(|| HistogramSeries {
-                buckets: vec![0; self.bounds.len()],
-                count: 0,
-                sum: 0.0,
-            });
-        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
-            series.buckets[i] += 1;
-        }
-        series.count += 1;
-        series.sum += v;
+        let empty = || HistogramSeries {
+            buckets: vec![0; self.bounds.len()],
+            count: 0,
+            sum: 0.0,
+        };
+        self.family.update_with(labels, empty, |series| {
+            if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+                series.buckets[i] += 1;
+            }
+            series.count += 1;
+            series.sum += v;
+        });
     }
 
     /// Observations of one series so far.
     pub fn count(&self, labels: &[&str]) -> u64 {
-        lock(&self.values)
-            .get(&key(labels))
-            .map(|s| s.count)
-            .unwrap_or(0)
+        self.family.read(labels, |s| s.count).unwrap_or(0)
     }
 
     fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "histogram");
-        for (k, s) in lock(&self.values).iter() {
+        let (name, names) = (self.family.name, self.family.labels);
+        self.family.render_with(out, "histogram", |out, k, s| {
             let mut cumulative = 0;
             for (bound, n) in self.bounds.iter().zip(&s.buckets) {
                 cumulative += n;
                 let _ = writeln!(
                     out,
-                    "{}_bucket{} {cumulative}",
-                    self.name,
-                    label_set(self.labels, k, Some(("le", &number(*bound))))
+                    "{name}_bucket{} {cumulative}",
+                    label_set(names, k, Some(("le", &number(*bound))))
                 );
             }
             let _ = writeln!(
                 out,
-                "{}_bucket{} {}",
-                self.name,
-                label_set(self.labels, k, Some(("le", "+Inf"))),
+                "{name}_bucket{} {}",
+                label_set(names, k, Some(("le", "+Inf"))),
                 s.count
             );
-            let labels = label_set(self.labels, k, None);
-            let _ = writeln!(out, "{}_sum{labels} {}", self.name, number(s.sum));
-            let _ = writeln!(out, "{}_count{labels} {}", self.name, s.count);
-        }
+            let labels = label_set(names, k, None);
+            let _ = writeln!(out, "{name}_sum{labels} {}", number(s.sum));
+            let _ = writeln!(out, "{name}_count{labels} {}", s.count);
+        });
     }
 }
 
@@ -615,6 +627,10 @@ mod tests {
         h.observe(&["x"], 0.05);
         h.observe(&["x"], 0.5);
         h.observe(&["x"], 5.0);
+        // Wrong label arity and NaN are ignored.
+        h.observe(&[], 1.0);
+        h.observe(&["x"], f64::NAN);
+        assert_eq!(h.count(&["x"]), 3);
         let mut out = String::new();
         h.render(&mut out);
         assert!(

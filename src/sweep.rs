@@ -100,17 +100,17 @@ pub async fn sweep_once(
             note: resolution_note(Resolution::Expired, ""),
         };
         match gateway.send(Call(op)).await {
-            Ok(Ok(_)) => report.closed += 1,
+            Ok(Ok(_)) => {
+                report.closed += 1;
+                record_expired(teleport, &orphan.request_id).await;
+            }
             Ok(Err(err)) => {
                 warn!(request_id = %orphan.request_id, error = %err, "Could not close an orphaned alert; the next sweep retries.");
-                continue;
             }
             Err(err) => {
                 warn!(request_id = %orphan.request_id, error = %err, "The gateway stopped during the sweep.");
-                continue;
             }
         }
-        record_expired(teleport, &orphan.request_id).await;
     }
     if report.orphans > 0 {
         info!(

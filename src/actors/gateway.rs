@@ -1,9 +1,11 @@
 //! The Gateway: the only code that talks HTTP to the on-call backend.
 //!
 //! [`GatewayClient`] does the work in plain async functions over shared state (`Arc`), so it can
-//! be tested, and used, without actix. [`Gateway`] is the thin actix shell: each handler clones
-//! the client into a `ResponseFuture`, so no actor state is held across an await and a slow,
-//! rate-limited call never blocks the mailbox.
+//! be tested, and used, without actix. Reconcile steps call it directly, so a step cut short also
+//! cancels its call. [`Gateway`] is the thin actix shell for the rest (on-call lookups, the
+//! orphan sweep, the readiness heartbeat): each handler clones the client into a
+//! `ResponseFuture`, so no actor state is held across an await and a slow, rate-limited call
+//! never blocks the mailbox.
 //!
 //! One call ([`GatewayClient::call`]):
 //!
@@ -275,11 +277,6 @@ impl GatewayClient {
         })
     }
 
-    /// The rate limiter (shared), e.g. to inspect or pause a domain.
-    pub fn limiter(&self) -> &Limiter {
-        &self.inner.limiter
-    }
-
     /// Performs one operation with rate limiting and retries (see the module docs).
     pub async fn call(&self, op: Operation) -> Result<Outcome, GatewayError> {
         let inner = &*self.inner;
@@ -305,34 +302,30 @@ impl GatewayClient {
             let answer = self.send(&request).await;
             drop(permit);
             let duration = sent.elapsed();
+            // Reports this attempt; the rest of the event is the same for every outcome.
+            let observe = |status, throttled, retry_in| {
+                self.observe(CallEvent {
+                    endpoint,
+                    domain,
+                    status,
+                    duration,
+                    attempt,
+                    throttled,
+                    retry_in,
+                })
+            };
             let (status, verdict) = match answer {
                 Ok((status, headers, body)) => {
                     match inner.codec.response(&op, status, &headers, &body) {
                         Ok(outcome) => {
-                            self.observe(CallEvent {
-                                endpoint,
-                                domain,
-                                status: Some(status),
-                                duration,
-                                attempt,
-                                throttled: false,
-                                retry_in: None,
-                            });
+                            observe(Some(status), false, None);
                             return Ok(outcome);
                         }
                         Err(BackendError::Status { status }) => {
                             (Some(status), retry::classify(status, &headers, &body))
                         }
                         Err(other) => {
-                            self.observe(CallEvent {
-                                endpoint,
-                                domain,
-                                status: Some(status),
-                                duration,
-                                attempt,
-                                throttled: false,
-                                retry_in: None,
-                            });
+                            observe(Some(status), false, None);
                             return Err(backend_error(other, inner.product, Some(status)));
                         }
                     }
@@ -362,15 +355,7 @@ impl GatewayClient {
                     }
                 }
                 Verdict::Permanent { message, hint } => {
-                    self.observe(CallEvent {
-                        endpoint,
-                        domain,
-                        status,
-                        duration,
-                        attempt,
-                        throttled: false,
-                        retry_in: None,
-                    });
+                    observe(status, false, None);
                     return Err(GatewayError::Permanent {
                         status,
                         endpoint,
@@ -389,15 +374,7 @@ impl GatewayClient {
                 }
             };
             let throttled = status == Some(429);
-            self.observe(CallEvent {
-                endpoint,
-                domain,
-                status,
-                duration,
-                attempt,
-                throttled,
-                retry_in: next.as_ref().ok().copied(),
-            });
+            observe(status, throttled, next.as_ref().ok().copied());
             match next {
                 Ok(delay) => {
                     tracing::debug!(endpoint, ?delay, attempt, "retrying backend call");
@@ -587,21 +564,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway for the configured backend.
-    pub fn new(cfg: &OpsgenieConfig, api_key: Secret) -> Result<Gateway, GatewayError> {
-        Ok(Self {
-            client: GatewayClient::new(cfg, api_key)?,
-        })
-    }
-
-    /// A gateway around an existing client (custom policy or observer).
+    /// A gateway around a client.
     pub fn from_client(client: GatewayClient) -> Self {
         Self { client }
-    }
-
-    /// The client, for callers that do not go through the mailbox.
-    pub fn client(&self) -> &GatewayClient {
-        &self.client
     }
 }
 
@@ -609,24 +574,10 @@ impl Actor for Gateway {
     type Context = Context<Self>;
 }
 
-/// The gateway keeps no state worth resetting: a restart reuses the same client.
-impl actix::Supervised for Gateway {}
-
 /// Performs one operation; see [`GatewayClient::call`].
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Outcome, GatewayError>")]
 pub struct Call(pub Operation);
-
-/// Waits for an asynchronous request and answers the alert id; see
-/// [`GatewayClient::await_alert_id`].
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<String, GatewayError>")]
-pub struct AwaitAlertId {
-    /// The request id of a 202 answer.
-    pub request_id: String,
-    /// How long to wait in all.
-    pub deadline: Duration,
-}
 
 /// Pings the heartbeat; see [`GatewayClient::health`].
 #[derive(Debug, Clone, Copy, Message)]
@@ -639,15 +590,6 @@ impl Handler<Call> for Gateway {
     fn handle(&mut self, msg: Call, _ctx: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
         Box::pin(async move { client.call(msg.0).await })
-    }
-}
-
-impl Handler<AwaitAlertId> for Gateway {
-    type Result = ResponseFuture<Result<String, GatewayError>>;
-
-    fn handle(&mut self, msg: AwaitAlertId, _ctx: &mut Context<Self>) -> Self::Result {
-        let client = self.client.clone();
-        Box::pin(async move { client.await_alert_id(&msg.request_id, msg.deadline).await })
     }
 }
 
@@ -741,30 +683,38 @@ mod tests {
     const ACCEPTED: &str =
         r#"{"result":"Request will be processed","took":0.302,"requestId":"req-1"}"#;
 
-    #[actix::test]
-    async fn create_sends_the_exact_request() {
-        let mut server = mockito::Server::new_async().await;
-        let mock = server
-            .mock("POST", "/v2/alerts")
-            .match_header("authorization", format!("GenieKey {KEY}").as_str())
-            .match_header("content-type", "application/json; charset=utf-8")
-            .match_header("accept", "application/json")
-            .match_header("user-agent", USER_AGENT)
-            .match_body(Matcher::Json(json!({
-                "message": "alice requested editor",
-                "alias": "teleport-access-request/abc",
-                "description": "reason: deploy",
-                "tags": ["teleport-access-request"],
-                "source": "teleport-opsgenie",
-                "priority": "P3"
-            })))
-            .with_status(202)
+    /// Finishes `mock`: it answers 202 Accepted (request id `req-1`), and expects one call.
+    async fn accepting_once(mock: mockito::Mock) -> mockito::Mock {
+        mock.with_status(202)
             .with_body(ACCEPTED)
             .expect(1)
             .create_async()
-            .await;
+            .await
+    }
+
+    #[actix::test]
+    async fn create_sends_the_exact_request() {
+        let mut server = mockito::Server::new_async().await;
+        let mock = accepting_once(
+            server
+                .mock("POST", "/v2/alerts")
+                .match_header("authorization", format!("GenieKey {KEY}").as_str())
+                .match_header("content-type", "application/json; charset=utf-8")
+                .match_header("accept", "application/json")
+                .match_header("user-agent", USER_AGENT)
+                .match_body(Matcher::Json(json!({
+                    "message": "alice requested editor",
+                    "alias": "teleport-access-request/abc",
+                    "description": "reason: deploy",
+                    "tags": ["teleport-access-request"],
+                    "source": "teleport-opsgenie",
+                    "priority": "P3"
+                }))),
+        )
+        .await;
         let cfg = config(&server.url());
-        let gateway = Gateway::new(&cfg, Secret::new(KEY)).unwrap().start();
+        let gateway =
+            Gateway::from_client(GatewayClient::new(&cfg, Secret::new(KEY)).unwrap()).start();
         let outcome = gateway
             .send(Call(Operation::CreateAlert(payload())))
             .await
@@ -781,33 +731,29 @@ mod tests {
     #[actix::test]
     async fn note_and_close_go_to_the_escaped_alias() {
         let mut server = mockito::Server::new_async().await;
-        let note = server
-            .mock(
-                "POST",
-                "/v2/alerts/teleport-access-request%2Fabc/notes?identifierType=alias",
-            )
-            .match_header("authorization", format!("GenieKey {KEY}").as_str())
-            .match_body(Matcher::Json(
-                json!({"note": "bob approved", "source": "teleport-opsgenie"}),
-            ))
-            .with_status(202)
-            .with_body(ACCEPTED)
-            .expect(1)
-            .create_async()
-            .await;
-        let close = server
-            .mock(
-                "POST",
-                "/v2/alerts/teleport-access-request%2Fabc/close?identifierType=alias",
-            )
-            .match_body(Matcher::Json(
-                json!({"note": "request approved", "source": "teleport-opsgenie"}),
-            ))
-            .with_status(202)
-            .with_body(ACCEPTED)
-            .expect(1)
-            .create_async()
-            .await;
+        let note = accepting_once(
+            server
+                .mock(
+                    "POST",
+                    "/v2/alerts/teleport-access-request%2Fabc/notes?identifierType=alias",
+                )
+                .match_header("authorization", format!("GenieKey {KEY}").as_str())
+                .match_body(Matcher::Json(
+                    json!({"note": "bob approved", "source": "teleport-opsgenie"}),
+                )),
+        )
+        .await;
+        let close = accepting_once(
+            server
+                .mock(
+                    "POST",
+                    "/v2/alerts/teleport-access-request%2Fabc/close?identifierType=alias",
+                )
+                .match_body(Matcher::Json(
+                    json!({"note": "request approved", "source": "teleport-opsgenie"}),
+                )),
+        )
+        .await;
         let (client, _) = client(&config(&server.url()));
         let gateway = Gateway::from_client(client).start();
         let alias = "teleport-access-request/abc".to_owned();
@@ -857,15 +803,10 @@ mod tests {
             .create_async()
             .await;
         let (client, _) = client(&config(&server.url()));
-        let gateway = Gateway::from_client(client).start();
         let started = std::time::Instant::now();
-        let id = gateway
-            .send(AwaitAlertId {
-                request_id: "req-1".into(),
-                deadline: Duration::from_secs(10),
-            })
-            .await
-            .unwrap();
+        let id = client
+            .await_alert_id("req-1", Duration::from_secs(10))
+            .await;
         assert_eq!(id, Ok("alert-9".into()));
         // Polls at 0.1, 0.2, 0.4, 0.6 s: done well within a second, not seconds later.
         let elapsed = started.elapsed();
@@ -934,13 +875,7 @@ mod tests {
             .expect(1)
             .create_async()
             .await;
-        let accepted = server
-            .mock("POST", "/v2/alerts")
-            .with_status(202)
-            .with_body(ACCEPTED)
-            .expect(1)
-            .create_async()
-            .await;
+        let accepted = accepting_once(server.mock("POST", "/v2/alerts")).await;
         let (client, recorder) = client(&config(&server.url()));
         let started = std::time::Instant::now();
         let outcome = client.call(Operation::CreateAlert(payload())).await;
@@ -970,13 +905,7 @@ mod tests {
             .expect(3)
             .create_async()
             .await;
-        let accepted = server
-            .mock("POST", "/v2/alerts")
-            .with_status(202)
-            .with_body(ACCEPTED)
-            .expect(1)
-            .create_async()
-            .await;
+        let accepted = accepting_once(server.mock("POST", "/v2/alerts")).await;
         let (client, recorder) = client(&config(&server.url()));
         let outcome = client.call(Operation::CreateAlert(payload())).await;
         assert!(
@@ -1055,7 +984,7 @@ mod tests {
             .create_async()
             .await;
         let cfg = config(&server.url());
-        let gateway = Gateway::new(&cfg, Secret::new(KEY)).unwrap();
+        let gateway = Gateway::from_client(GatewayClient::new(&cfg, Secret::new(KEY)).unwrap());
         assert!(!format!("{gateway:?}").contains(KEY));
         let addr = gateway.start();
         let err = addr.send(Health).await.unwrap().unwrap_err();

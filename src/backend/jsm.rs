@@ -45,13 +45,8 @@ impl Codec for JsmCodec {
     }
 
     fn request(&self, op: &Operation) -> Result<HttpRequest, BackendError> {
-        match op {
-            Operation::OnCall { .. } => Err(BackendError::Unsupported {
-                endpoint: op.endpoint(),
-                message: ON_CALL_UNSUPPORTED.into(),
-            }),
-            _ => self.inner.request(op),
-        }
+        supported(op)?;
+        self.inner.request(op)
     }
 
     fn response(
@@ -61,13 +56,19 @@ impl Codec for JsmCodec {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Outcome, BackendError> {
-        match op {
-            Operation::OnCall { .. } => Err(BackendError::Unsupported {
-                endpoint: op.endpoint(),
-                message: ON_CALL_UNSUPPORTED.into(),
-            }),
-            _ => self.inner.response(op, status, headers, body),
-        }
+        supported(op)?;
+        self.inner.response(op, status, headers, body)
+    }
+}
+
+/// Whether this API can do `op`: everything but on-call lookups.
+fn supported(op: &Operation) -> Result<(), BackendError> {
+    match op {
+        Operation::OnCall { .. } => Err(BackendError::Unsupported {
+            endpoint: op.endpoint(),
+            message: ON_CALL_UNSUPPORTED.into(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -91,11 +92,16 @@ mod tests {
 
     #[test]
     fn on_call_is_a_clear_permanent_error() {
-        let err = JsmCodec::new("s")
-            .request(&Operation::OnCall {
-                schedule: "sre".into(),
-            })
-            .unwrap_err();
+        let op = Operation::OnCall {
+            schedule: "sre".into(),
+        };
+        let err = JsmCodec::new("s").request(&op).unwrap_err();
         assert!(err.to_string().starts_with("on-call lookups need"), "{err}");
+        // An answer is not read as Opsgenie's either.
+        let body = br#"{"data":{"onCallRecipients":["a@example.com"]}}"#;
+        let err = JsmCodec::new("s")
+            .response(&op, 200, &HeaderMap::new(), body)
+            .unwrap_err();
+        assert!(matches!(err, BackendError::Unsupported { .. }), "{err}");
     }
 }

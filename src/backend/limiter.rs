@@ -187,11 +187,6 @@ impl Limiter {
         })
     }
 
-    /// The limiter of `domain`.
-    pub fn domain(&self, domain: Domain) -> Option<&DomainLimiter> {
-        self.domains.get(&domain)
-    }
-
     /// See [`DomainLimiter::acquire_then`]; a domain without limiter is not limited.
     pub async fn acquire_then<T>(&self, domain: Domain, ready: impl Future<Output = T>) -> T {
         match self.domains.get(&domain) {

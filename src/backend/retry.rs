@@ -174,11 +174,6 @@ impl Backoff {
         self.prev = delay.min(self.cap);
         self.prev
     }
-
-    /// Starts over from `base`.
-    pub fn reset(&mut self) {
-        self.prev = self.base;
-    }
 }
 
 #[cfg(test)]
@@ -273,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_within_bounds_and_resets() {
+    fn backoff_grows_within_bounds() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let base = Duration::from_millis(100);
         let cap = Duration::from_secs(30);
@@ -290,8 +285,6 @@ mod tests {
             delays.push(d);
         }
         assert!(delays.iter().any(|d| *d > Duration::from_secs(5)));
-        backoff.reset();
-        assert!(backoff.next(&mut rng) <= base * 3);
         // Same seed, same sequence.
         let mut again = Backoff::new(base, cap);
         let mut rng2 = rand::rngs::StdRng::seed_from_u64(7);
