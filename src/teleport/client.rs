@@ -289,19 +289,7 @@ impl TeleportClient {
     /// and an empty update of it (which Teleport checks for RBAC before it finds the request
     /// missing).
     pub async fn probe_permissions(&self) -> Permissions {
-        let mut inner = self.inner.clone();
-        let request = pb::proto::ListAccessRequestsRequest {
-            filter: Some(pb::types::AccessRequestFilter::default()),
-            limit: 1,
-            ..Default::default()
-        };
-        let list_requests = match self
-            .unary(
-                Operation::ListAccessRequests,
-                inner.list_access_requests(request),
-            )
-            .await
-        {
+        let list_requests = match self.list_page(String::new(), 1).await {
             Ok(_) | Err(TeleportError::Unimplemented { .. }) => Ok(()),
             Err(e) => Err(e),
         };
@@ -396,19 +384,7 @@ impl TeleportClient {
         let mut out = Vec::new();
         let mut start_key = String::new();
         for _ in 0..MAX_LIST_PAGES {
-            let mut inner = self.inner.clone();
-            let request = pb::proto::ListAccessRequestsRequest {
-                filter: Some(pb::types::AccessRequestFilter::default()),
-                limit: LIST_PAGE_LIMIT,
-                start_key: start_key.clone(),
-                ..Default::default()
-            };
-            let page = self
-                .unary(
-                    Operation::ListAccessRequests,
-                    inner.list_access_requests(request),
-                )
-                .await?;
+            let page = self.list_page(start_key.clone(), LIST_PAGE_LIMIT).await?;
             out.extend(page.access_requests.into_iter().filter_map(convert_or_warn));
             if page.next_key.is_empty() {
                 return Ok(out);
@@ -424,6 +400,26 @@ impl TeleportClient {
             "stopped listing access requests after too many pages"
         );
         Ok(out)
+    }
+
+    /// One `ListAccessRequests` page of at most `limit` requests, from `start_key`.
+    async fn list_page(
+        &self,
+        start_key: String,
+        limit: i32,
+    ) -> Result<pb::proto::ListAccessRequestsResponse, TeleportError> {
+        let mut inner = self.inner.clone();
+        let request = pb::proto::ListAccessRequestsRequest {
+            filter: Some(pb::types::AccessRequestFilter::default()),
+            limit,
+            start_key,
+            ..Default::default()
+        };
+        self.unary(
+            Operation::ListAccessRequests,
+            inner.list_access_requests(request),
+        )
+        .await
     }
 
     async fn list_streamed(&self) -> Result<Vec<AccessRequest>, TeleportError> {
