@@ -42,9 +42,6 @@ use serde_json::{Map, Value};
 
 use super::{Config, Secret};
 
-/// Exit status for a configuration error (`EX_CONFIG` from sysexits.h).
-pub const EXIT_CONFIG: i32 = 78;
-
 /// Where the daemon looks for its file when no `--config` is given; it may be absent.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/teleport-opsgenie.yaml";
 
@@ -182,25 +179,13 @@ impl fmt::Display for ConfigProblem {
 }
 
 /// The configuration is unusable. Never retryable as such: the operator must fix the file or
-/// the environment (the process exits with [`EXIT_CONFIG`]). `Display` lists every problem, one
+/// the environment (the process exits with [`crate::daemon::exit::CONFIG`]). `Display` lists every problem, one
 /// per line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", render_problems(.problems))]
 pub struct ConfigError {
     /// Every problem found, in a stable order (file, environment, keys, then meaning).
     pub problems: Vec<ConfigProblem>,
-}
-
-impl ConfigError {
-    /// The process exit status for this error: [`EXIT_CONFIG`].
-    pub fn exit_code(&self) -> i32 {
-        EXIT_CONFIG
-    }
-
-    /// Whether some problem concerns `path` (a dotted key path).
-    pub fn mentions(&self, path: &str) -> bool {
-        self.problems.iter().any(|p| p.path == path)
-    }
 }
 
 fn render_problems(problems: &[ConfigProblem]) -> String {
@@ -822,7 +807,7 @@ fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&
 }
 
 /// Levenshtein distance, counting an adjacent transposition as one edit.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     // Rows i-2, i-1 and i of the dynamic-programming table.
@@ -1455,6 +1440,11 @@ mod tests {
         })
     }
 
+    /// Whether some problem concerns `path` (a dotted key path).
+    fn mentions(err: &ConfigError, path: &str) -> bool {
+        err.problems.iter().any(|p| p.path == path)
+    }
+
     fn problem<'a>(err: &'a ConfigError, path: &str) -> &'a ConfigProblem {
         err.problems
             .iter()
@@ -1609,7 +1599,7 @@ mod tests {
             .message
             .contains("TELEPORT_OPSGENIE__OPSGENIE__PRIORTY"));
         assert_eq!(from_env.hint.as_deref(), Some("did you mean \"priority\"?"));
-        assert!(err.mentions("nope"));
+        assert!(mentions(&err, "nope"));
         // The secret-looking value of the unknown key is not echoed.
         assert!(!text.contains("abc"));
     }
@@ -1627,8 +1617,8 @@ mod tests {
         assert!(problem(&err, "opsgenie")
             .message
             .contains("names a section"));
-        assert!(err.mentions("log.level.x"));
-        assert!(err.mentions("log..level"));
+        assert!(mentions(&err, "log.level.x"));
+        assert!(mentions(&err, "log..level"));
     }
 
     #[test]
@@ -1664,7 +1654,7 @@ mod tests {
         assert!(problem(&err, "opsgenie.tags")
             .message
             .starts_with("expected a list"));
-        assert!(err.mentions("http.listen"));
+        assert!(mentions(&err, "http.listen"));
         assert!(problem(&err, "log").message.contains("expected a section"));
         let from_env = problem(&err, "opsgenie.rate_limits.heartbeat.per_minute");
         assert!(from_env.message.contains("got \"lots\""), "{text}");
@@ -1727,7 +1717,7 @@ daemon:
             "log.level",
             "daemon.retry_max_delay",
         ] {
-            assert!(err.mentions(path), "{path} missing from:\n{text}");
+            assert!(mentions(&err, path), "{path} missing from:\n{text}");
         }
         assert!(text.contains(
             "teleport: `teleport.client_key` is set but `teleport.client_crt`, `teleport.root_cas` are missing"
@@ -1740,7 +1730,6 @@ daemon:
             Some("write P2")
         );
         assert!(!text.contains("inline-secret"));
-        assert_eq!(err.exit_code(), EXIT_CONFIG);
     }
 
     #[test]
@@ -1876,7 +1865,7 @@ daemon:
             require_file: false,
         })
         .unwrap_err();
-        assert!(err.mentions("teleport.identity"));
+        assert!(mentions(&err, "teleport.identity"));
 
         let ini = dir.write("c.ini", "x=1");
         let err = load_with(Some(ini), HashMap::new()).unwrap_err();
@@ -1977,7 +1966,7 @@ daemon:
         assert!(problem(&err, "teleport.identity")
             .message
             .contains("/var/lib/teleport/plugins/opsgenie/auth.pem"));
-        assert!(err.mentions("opsgenie.api_key_file"));
+        assert!(mentions(&err, "opsgenie.api_key_file"));
     }
 
     #[test]
