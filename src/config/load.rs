@@ -440,6 +440,7 @@ impl Loader {
                     other => self.type_problem(
                         dotted,
                         format!("expected a table of names, got {}", describe(other)),
+                        Vec::new(),
                     ),
                 },
                 Some(section @ Value::Object(_)) => match value {
@@ -449,6 +450,7 @@ impl Loader {
                     other => self.type_problem(
                         dotted,
                         format!("expected a section of keys, got {}", describe(other)),
+                        Vec::new(),
                     ),
                 },
                 Some(_) => self.check_leaf(path, value, clean),
@@ -473,23 +475,19 @@ impl Loader {
                 if self.is_duration_key(&dotted) {
                     hints.push("write a duration such as 500ms, 30s, 5m or 1h30m".to_owned());
                 }
-                if let Some(var) = self.env_origin.get(&dotted) {
-                    hints.push(format!("set by environment variable {var}"));
-                }
-                let hint = (!hints.is_empty()).then(|| hints.join("; "));
-                self.bad_paths.insert(dotted.clone());
-                self.problems
-                    .push(ConfigProblem::new(dotted, message).maybe_hint(hint));
+                self.type_problem(dotted, message, hints);
             }
         }
     }
 
-    fn type_problem(&mut self, dotted: String, message: String) {
+    /// Records a type error at `dotted`, with `hints` and, if the environment set the key, the
+    /// variable that did.
+    fn type_problem(&mut self, dotted: String, message: String, mut hints: Vec<String>) {
+        if let Some(var) = self.env_origin.get(&dotted) {
+            hints.push(format!("set by environment variable {var}"));
+        }
+        let hint = (!hints.is_empty()).then(|| hints.join("; "));
         self.bad_paths.insert(dotted.clone());
-        let hint = self
-            .env_origin
-            .get(&dotted)
-            .map(|var| format!("set by environment variable {var}"));
         self.problems
             .push(ConfigProblem::new(dotted, message).maybe_hint(hint));
     }
