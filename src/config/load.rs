@@ -1165,9 +1165,7 @@ fn check_opsgenie(config: &mut Config, problems: &mut Vec<ConfigProblem>) {
         ("opsgenie.default_schedules", &o.default_schedules),
         ("opsgenie.default_teams", &o.default_teams),
     ] {
-        if names.iter().any(|n| n.trim().is_empty()) {
-            problems.push(ConfigProblem::new(key, "contains an empty name"));
-        }
+        problems.extend(blank_entry(key, names, "name"));
     }
     if o.source.trim().is_empty() {
         problems.push(ConfigProblem::new("opsgenie.source", "is empty"));
@@ -1299,19 +1297,24 @@ fn check_auto_approval(config: &Config, problems: &mut Vec<ConfigProblem>) {
             );
         }
     }
-    for (key, patterns) in [
-        ("auto_approval.allowed_roles", &a.allowed_roles),
-        ("auto_approval.denied_roles", &a.denied_roles),
-    ] {
-        if patterns.iter().any(|p| p.trim().is_empty()) {
-            problems.push(ConfigProblem::new(key, "contains an empty role pattern"));
-        }
-    }
-    if a.default_schedules.iter().any(|s| s.trim().is_empty()) {
-        problems.push(ConfigProblem::new(
+    for (key, items, what) in [
+        (
+            "auto_approval.allowed_roles",
+            &a.allowed_roles,
+            "role pattern",
+        ),
+        (
+            "auto_approval.denied_roles",
+            &a.denied_roles,
+            "role pattern",
+        ),
+        (
             "auto_approval.default_schedules",
-            "contains an empty name",
-        ));
+            &a.default_schedules,
+            "name",
+        ),
+    ] {
+        problems.extend(blank_entry(key, items, what));
     }
     if a.max_duration.is_some_and(|d| d.is_zero()) {
         problems.push(
@@ -1356,6 +1359,14 @@ fn check_log_and_daemon(config: &Config, problems: &mut Vec<ConfigProblem>) {
             ),
         ));
     }
+}
+
+/// A problem at `key` if one of `items` is blank; `what` names an item in the message.
+fn blank_entry(key: &str, items: &[String], what: &str) -> Option<ConfigProblem> {
+    items
+        .iter()
+        .any(|item| item.trim().is_empty())
+        .then(|| ConfigProblem::new(key, format!("contains an empty {what}")))
 }
 
 fn positive_duration(key: &str) -> ConfigProblem {
@@ -1685,9 +1696,11 @@ opsgenie:
   priority: p2
   tags: ["", "this-tag-is-far-too-long-for-opsgenie-to-accept-it-at-all"]
   max_concurrency: 0
+  default_teams: [ops, " "]
 auto_approval:
   user_domain: "@example.com"
   allowed_roles: [""]
+  default_schedules: [""]
   users:
     alice: alice
 log:
@@ -1709,8 +1722,10 @@ daemon:
             "opsgenie.priority",
             "opsgenie.tags",
             "opsgenie.max_concurrency",
+            "opsgenie.default_teams",
             "auto_approval.user_domain",
             "auto_approval.allowed_roles",
+            "auto_approval.default_schedules",
             "auto_approval.users.alice",
             "log.level",
             "daemon.retry_max_delay",
@@ -1727,6 +1742,15 @@ daemon:
             problem(&err, "opsgenie.priority").hint.as_deref(),
             Some("write P2")
         );
+        assert_eq!(
+            problem(&err, "auto_approval.allowed_roles").message,
+            "contains an empty role pattern"
+        );
+        assert_eq!(
+            problem(&err, "opsgenie.default_teams").message,
+            "contains an empty name"
+        );
+        assert!(!mentions(&err, "opsgenie.default_schedules"));
         assert!(!text.contains("inline-secret"));
     }
 
