@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use teleport_opsgenie::check;
-use teleport_opsgenie::config::{self, Config, Sources};
+use teleport_opsgenie::config::{self, Config, ConfigError, Sources};
 use teleport_opsgenie::daemon::{self, exit, RunOptions};
 use teleport_opsgenie::telemetry;
 
@@ -64,29 +64,24 @@ fn main() -> ExitCode {
             println!("teleport-opsgenie {}", env!("CARGO_PKG_VERSION"));
             exit::OK
         }
-        Command::Start { config, dry_run } => match load(config) {
+        Command::Start { config, dry_run } => match config::load(&Sources::from_cli(config)) {
             Ok(config) => start(config, dry_run),
-            Err(code) => code,
+            Err(err) => config_failed(&err),
         },
         Command::Check { config } => match config::load_for_check(&Sources::from_cli(config)) {
             Ok((config, file_problems)) => {
                 install_crypto();
                 actix_rt::System::new().block_on(check::run(&config, &file_problems))
             }
-            Err(err) => {
-                eprintln!("teleport-opsgenie: the configuration has problems:\n{err}");
-                exit::CONFIG
-            }
+            Err(err) => config_failed(&err),
         },
     };
     ExitCode::from(code)
 }
 
-fn load(path: Option<PathBuf>) -> Result<Config, u8> {
-    config::load(&Sources::from_cli(path)).map_err(|err| {
-        eprintln!("teleport-opsgenie: the configuration has problems:\n{err}");
-        exit::CONFIG
-    })
+fn config_failed(err: &ConfigError) -> u8 {
+    eprintln!("teleport-opsgenie: the configuration has problems:\n{err}");
+    exit::CONFIG
 }
 
 fn start(config: Config, dry_run: bool) -> u8 {

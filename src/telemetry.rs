@@ -61,7 +61,7 @@ pub fn init_logging(cfg: &LogConfig) -> Result<(), TelemetryError> {
 }
 
 /// The filter for `level`, or for `rust_log` when it is set and not blank.
-pub fn build_filter(level: &str, rust_log: Option<&str>) -> Result<EnvFilter, TelemetryError> {
+fn build_filter(level: &str, rust_log: Option<&str>) -> Result<EnvFilter, TelemetryError> {
     if let Some(directives) = rust_log.filter(|s| !s.trim().is_empty()) {
         return EnvFilter::try_new(directives)
             .map_err(|e| TelemetryError::BadRustLog(e.to_string()));
@@ -82,7 +82,7 @@ pub fn build_filter(level: &str, rust_log: Option<&str>) -> Result<EnvFilter, Te
 
 /// The filter directives for a `log.level`: the level for everything, with the noisy
 /// dependencies capped at `info` for `debug` and `trace`.
-pub fn level_directives(level: &str) -> String {
+fn level_directives(level: &str) -> String {
     let level = level.trim().to_ascii_lowercase();
     let mut directives = level.clone();
     if matches!(level.as_str(), "debug" | "trace") {

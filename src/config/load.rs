@@ -42,9 +42,6 @@ use serde_json::{Map, Value};
 
 use super::{Config, Secret};
 
-/// Exit status for a configuration error (`EX_CONFIG` from sysexits.h).
-pub const EXIT_CONFIG: i32 = 78;
-
 /// Where the daemon looks for its file when no `--config` is given; it may be absent.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/teleport-opsgenie.yaml";
 
@@ -182,25 +179,13 @@ impl fmt::Display for ConfigProblem {
 }
 
 /// The configuration is unusable. Never retryable as such: the operator must fix the file or
-/// the environment (the process exits with [`EXIT_CONFIG`]). `Display` lists every problem, one
+/// the environment (the process exits with [`crate::daemon::exit::CONFIG`]). `Display` lists every problem, one
 /// per line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", render_problems(.problems))]
 pub struct ConfigError {
     /// Every problem found, in a stable order (file, environment, keys, then meaning).
     pub problems: Vec<ConfigProblem>,
-}
-
-impl ConfigError {
-    /// The process exit status for this error: [`EXIT_CONFIG`].
-    pub fn exit_code(&self) -> i32 {
-        EXIT_CONFIG
-    }
-
-    /// Whether some problem concerns `path` (a dotted key path).
-    pub fn mentions(&self, path: &str) -> bool {
-        self.problems.iter().any(|p| p.path == path)
-    }
 }
 
 fn render_problems(problems: &[ConfigProblem]) -> String {
@@ -455,6 +440,7 @@ impl Loader {
                     other => self.type_problem(
                         dotted,
                         format!("expected a table of names, got {}", describe(other)),
+                        Vec::new(),
                     ),
                 },
                 Some(section @ Value::Object(_)) => match value {
@@ -464,6 +450,7 @@ impl Loader {
                     other => self.type_problem(
                         dotted,
                         format!("expected a section of keys, got {}", describe(other)),
+                        Vec::new(),
                     ),
                 },
                 Some(_) => self.check_leaf(path, value, clean),
@@ -488,23 +475,19 @@ impl Loader {
                 if self.is_duration_key(&dotted) {
                     hints.push("write a duration such as 500ms, 30s, 5m or 1h30m".to_owned());
                 }
-                if let Some(var) = self.env_origin.get(&dotted) {
-                    hints.push(format!("set by environment variable {var}"));
-                }
-                let hint = (!hints.is_empty()).then(|| hints.join("; "));
-                self.bad_paths.insert(dotted.clone());
-                self.problems
-                    .push(ConfigProblem::new(dotted, message).maybe_hint(hint));
+                self.type_problem(dotted, message, hints);
             }
         }
     }
 
-    fn type_problem(&mut self, dotted: String, message: String) {
+    /// Records a type error at `dotted`, with `hints` and, if the environment set the key, the
+    /// variable that did.
+    fn type_problem(&mut self, dotted: String, message: String, mut hints: Vec<String>) {
+        if let Some(var) = self.env_origin.get(&dotted) {
+            hints.push(format!("set by environment variable {var}"));
+        }
+        let hint = (!hints.is_empty()).then(|| hints.join("; "));
         self.bad_paths.insert(dotted.clone());
-        let hint = self
-            .env_origin
-            .get(&dotted)
-            .map(|var| format!("set by environment variable {var}"));
         self.problems
             .push(ConfigProblem::new(dotted, message).maybe_hint(hint));
     }
@@ -822,7 +805,7 @@ fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&
 }
 
 /// Levenshtein distance, counting an adjacent transposition as one edit.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     // Rows i-2, i-1 and i of the dynamic-programming table.
@@ -1182,9 +1165,7 @@ fn check_opsgenie(config: &mut Config, problems: &mut Vec<ConfigProblem>) {
         ("opsgenie.default_schedules", &o.default_schedules),
         ("opsgenie.default_teams", &o.default_teams),
     ] {
-        if names.iter().any(|n| n.trim().is_empty()) {
-            problems.push(ConfigProblem::new(key, "contains an empty name"));
-        }
+        problems.extend(blank_entry(key, names, "name"));
     }
     if o.source.trim().is_empty() {
         problems.push(ConfigProblem::new("opsgenie.source", "is empty"));
@@ -1316,19 +1297,24 @@ fn check_auto_approval(config: &Config, problems: &mut Vec<ConfigProblem>) {
             );
         }
     }
-    for (key, patterns) in [
-        ("auto_approval.allowed_roles", &a.allowed_roles),
-        ("auto_approval.denied_roles", &a.denied_roles),
-    ] {
-        if patterns.iter().any(|p| p.trim().is_empty()) {
-            problems.push(ConfigProblem::new(key, "contains an empty role pattern"));
-        }
-    }
-    if a.default_schedules.iter().any(|s| s.trim().is_empty()) {
-        problems.push(ConfigProblem::new(
+    for (key, items, what) in [
+        (
+            "auto_approval.allowed_roles",
+            &a.allowed_roles,
+            "role pattern",
+        ),
+        (
+            "auto_approval.denied_roles",
+            &a.denied_roles,
+            "role pattern",
+        ),
+        (
             "auto_approval.default_schedules",
-            "contains an empty name",
-        ));
+            &a.default_schedules,
+            "name",
+        ),
+    ] {
+        problems.extend(blank_entry(key, items, what));
     }
     if a.max_duration.is_some_and(|d| d.is_zero()) {
         problems.push(
@@ -1373,6 +1359,14 @@ fn check_log_and_daemon(config: &Config, problems: &mut Vec<ConfigProblem>) {
             ),
         ));
     }
+}
+
+/// A problem at `key` if one of `items` is blank; `what` names an item in the message.
+fn blank_entry(key: &str, items: &[String], what: &str) -> Option<ConfigProblem> {
+    items
+        .iter()
+        .any(|item| item.trim().is_empty())
+        .then(|| ConfigProblem::new(key, format!("contains an empty {what}")))
 }
 
 fn positive_duration(key: &str) -> ConfigProblem {
@@ -1453,6 +1447,11 @@ mod tests {
             env: Some(env),
             require_file: true,
         })
+    }
+
+    /// Whether some problem concerns `path` (a dotted key path).
+    fn mentions(err: &ConfigError, path: &str) -> bool {
+        err.problems.iter().any(|p| p.path == path)
     }
 
     fn problem<'a>(err: &'a ConfigError, path: &str) -> &'a ConfigProblem {
@@ -1609,7 +1608,7 @@ mod tests {
             .message
             .contains("TELEPORT_OPSGENIE__OPSGENIE__PRIORTY"));
         assert_eq!(from_env.hint.as_deref(), Some("did you mean \"priority\"?"));
-        assert!(err.mentions("nope"));
+        assert!(mentions(&err, "nope"));
         // The secret-looking value of the unknown key is not echoed.
         assert!(!text.contains("abc"));
     }
@@ -1627,8 +1626,8 @@ mod tests {
         assert!(problem(&err, "opsgenie")
             .message
             .contains("names a section"));
-        assert!(err.mentions("log.level.x"));
-        assert!(err.mentions("log..level"));
+        assert!(mentions(&err, "log.level.x"));
+        assert!(mentions(&err, "log..level"));
     }
 
     #[test]
@@ -1664,7 +1663,7 @@ mod tests {
         assert!(problem(&err, "opsgenie.tags")
             .message
             .starts_with("expected a list"));
-        assert!(err.mentions("http.listen"));
+        assert!(mentions(&err, "http.listen"));
         assert!(problem(&err, "log").message.contains("expected a section"));
         let from_env = problem(&err, "opsgenie.rate_limits.heartbeat.per_minute");
         assert!(from_env.message.contains("got \"lots\""), "{text}");
@@ -1697,9 +1696,11 @@ opsgenie:
   priority: p2
   tags: ["", "this-tag-is-far-too-long-for-opsgenie-to-accept-it-at-all"]
   max_concurrency: 0
+  default_teams: [ops, " "]
 auto_approval:
   user_domain: "@example.com"
   allowed_roles: [""]
+  default_schedules: [""]
   users:
     alice: alice
 log:
@@ -1721,13 +1722,15 @@ daemon:
             "opsgenie.priority",
             "opsgenie.tags",
             "opsgenie.max_concurrency",
+            "opsgenie.default_teams",
             "auto_approval.user_domain",
             "auto_approval.allowed_roles",
+            "auto_approval.default_schedules",
             "auto_approval.users.alice",
             "log.level",
             "daemon.retry_max_delay",
         ] {
-            assert!(err.mentions(path), "{path} missing from:\n{text}");
+            assert!(mentions(&err, path), "{path} missing from:\n{text}");
         }
         assert!(text.contains(
             "teleport: `teleport.client_key` is set but `teleport.client_crt`, `teleport.root_cas` are missing"
@@ -1739,8 +1742,16 @@ daemon:
             problem(&err, "opsgenie.priority").hint.as_deref(),
             Some("write P2")
         );
+        assert_eq!(
+            problem(&err, "auto_approval.allowed_roles").message,
+            "contains an empty role pattern"
+        );
+        assert_eq!(
+            problem(&err, "opsgenie.default_teams").message,
+            "contains an empty name"
+        );
+        assert!(!mentions(&err, "opsgenie.default_schedules"));
         assert!(!text.contains("inline-secret"));
-        assert_eq!(err.exit_code(), EXIT_CONFIG);
     }
 
     #[test]
@@ -1876,7 +1887,7 @@ daemon:
             require_file: false,
         })
         .unwrap_err();
-        assert!(err.mentions("teleport.identity"));
+        assert!(mentions(&err, "teleport.identity"));
 
         let ini = dir.write("c.ini", "x=1");
         let err = load_with(Some(ini), HashMap::new()).unwrap_err();
@@ -1977,7 +1988,7 @@ daemon:
         assert!(problem(&err, "teleport.identity")
             .message
             .contains("/var/lib/teleport/plugins/opsgenie/auth.pem"));
-        assert!(err.mentions("opsgenie.api_key_file"));
+        assert!(mentions(&err, "opsgenie.api_key_file"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod load;
 
 pub use load::{
     load, load_for_check, validate, ConfigError, ConfigProblem, Sources, DEFAULT_CONFIG_PATH,
-    EXIT_CONFIG, SAMPLE_TOML, SAMPLE_YAML,
+    SAMPLE_TOML, SAMPLE_YAML,
 };
 
 use std::collections::BTreeMap;

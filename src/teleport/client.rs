@@ -289,19 +289,7 @@ impl TeleportClient {
     /// and an empty update of it (which Teleport checks for RBAC before it finds the request
     /// missing).
     pub async fn probe_permissions(&self) -> Permissions {
-        let mut inner = self.inner.clone();
-        let request = pb::proto::ListAccessRequestsRequest {
-            filter: Some(pb::types::AccessRequestFilter::default()),
-            limit: 1,
-            ..Default::default()
-        };
-        let list_requests = match self
-            .unary(
-                Operation::ListAccessRequests,
-                inner.list_access_requests(request),
-            )
-            .await
-        {
+        let list_requests = match self.list_page(String::new(), 1).await {
             Ok(_) | Err(TeleportError::Unimplemented { .. }) => Ok(()),
             Err(e) => Err(e),
         };
@@ -396,19 +384,7 @@ impl TeleportClient {
         let mut out = Vec::new();
         let mut start_key = String::new();
         for _ in 0..MAX_LIST_PAGES {
-            let mut inner = self.inner.clone();
-            let request = pb::proto::ListAccessRequestsRequest {
-                filter: Some(pb::types::AccessRequestFilter::default()),
-                limit: LIST_PAGE_LIMIT,
-                start_key: start_key.clone(),
-                ..Default::default()
-            };
-            let page = self
-                .unary(
-                    Operation::ListAccessRequests,
-                    inner.list_access_requests(request),
-                )
-                .await?;
+            let page = self.list_page(start_key.clone(), LIST_PAGE_LIMIT).await?;
             out.extend(page.access_requests.into_iter().filter_map(convert_or_warn));
             if page.next_key.is_empty() {
                 return Ok(out);
@@ -424,6 +400,26 @@ impl TeleportClient {
             "stopped listing access requests after too many pages"
         );
         Ok(out)
+    }
+
+    /// One `ListAccessRequests` page of at most `limit` requests, from `start_key`.
+    async fn list_page(
+        &self,
+        start_key: String,
+        limit: i32,
+    ) -> Result<pb::proto::ListAccessRequestsResponse, TeleportError> {
+        let mut inner = self.inner.clone();
+        let request = pb::proto::ListAccessRequestsRequest {
+            filter: Some(pb::types::AccessRequestFilter::default()),
+            limit,
+            start_key,
+            ..Default::default()
+        };
+        self.unary(
+            Operation::ListAccessRequests,
+            inner.list_access_requests(request),
+        )
+        .await
     }
 
     async fn list_streamed(&self) -> Result<Vec<AccessRequest>, TeleportError> {
@@ -708,7 +704,11 @@ mod e2e_tests {
     use super::*;
     use crate::pb::proto::auth_service_server::{AuthService, AuthServiceServer};
     use crate::teleport::error::ConnectFailure;
-    use crate::teleport::identity::testing::{self, Alg};
+    use std::time::SystemTime;
+
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+    use crate::sim::pki::{KeyKind, Pki};
 
     /// Just enough of Teleport's Auth Service for the client's tests.
     struct Fake {
@@ -859,27 +859,33 @@ mod e2e_tests {
         }
     }
 
-    struct Pki {
-        ca: testing::Ca,
-        server_cert: String,
-        server_key: String,
+    /// A client identity for `access-plugin` issued by `issuer`, trusting `trusted_ca`.
+    fn identity_for(issuer: &Pki, trusted_ca: &str) -> Identity {
+        let now = SystemTime::now();
+        let (cert, key) = issuer
+            .client_cert(
+                "access-plugin",
+                now - Duration::from_secs(86_400),
+                now + Duration::from_secs(30 * 86_400),
+                KeyKind::EcdsaP256,
+            )
+            .expect("client cert");
+        Identity::from_parts(&key, &cert, trusted_ca).expect("identity")
+    }
+
+    /// A fake Auth Service with `pki`'s certificate, and a client connected to it directly.
+    async fn connected(fake: Fake) -> TeleportClient {
+        let pki = pki();
+        let addr = serve(&pki, fake).await;
+        let identity = identity_for(&pki, &pki.ca_pem());
+        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
+            .await
+            .expect("connect");
+        client
     }
 
     fn pki() -> Pki {
-        let ca = testing::ca("example.com");
-        let key = testing::key(Alg::Ecdsa);
-        let server_cert = testing::server_cert(&ca, &key);
-        Pki {
-            ca,
-            server_cert,
-            server_key: key.serialize_pem(),
-        }
-    }
-
-    fn identity_for(ca: &testing::Ca, trusted: &testing::Ca) -> Identity {
-        let key = testing::key(Alg::Ecdsa);
-        let cert = testing::client_cert(ca, &key, "access-plugin", -1, 30);
-        Identity::from_parts(&key.serialize_pem(), &cert, &trusted.pem).expect("identity")
+        Pki::new("example.com").expect("pki")
     }
 
     #[tokio::test]
@@ -889,7 +895,7 @@ mod e2e_tests {
 
         let pki = pki();
         let addr = serve(&pki, fake("17.0.0")).await;
-        let identity = identity_for(&pki.ca, &pki.ca);
+        let identity = identity_for(&pki, &pki.ca_pem());
         let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Proxy), &identity)
             .await
             .expect("connect");
@@ -912,15 +918,24 @@ mod e2e_tests {
 
     #[tokio::test]
     async fn wrong_server_name_is_explained() {
-        let pki = pki();
-        let key = testing::key(Alg::Ecdsa);
-        let wrong = Pki {
-            server_cert: testing::server_cert_for(&pki.ca, &key, &["auth.example.com"]),
-            server_key: key.serialize_pem(),
-            ca: pki.ca,
-        };
-        let addr = serve(&wrong, fake("17.0.0")).await;
-        let identity = identity_for(&wrong.ca, &wrong.ca);
+        // Teleport's own certificates always carry the API name, so this one is made here:
+        // a CA and a server certificate for another name.
+        let key = || KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, key()).expect("ca");
+        let server_key = key();
+        let server_cert = CertificateParams::new(vec!["auth.example.com".to_owned()])
+            .expect("params")
+            .signed_by(&server_key, &ca)
+            .expect("server cert");
+        let addr = serve_with(
+            (server_cert.pem(), server_key.serialize_pem()),
+            &ca.pem(),
+            fake("17.0.0"),
+        )
+        .await;
+        let identity = identity_for(&pki(), &ca.pem());
         let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
             .await
             .unwrap_err();
@@ -933,16 +948,20 @@ mod e2e_tests {
     }
 
     async fn serve(pki: &Pki, fake: Fake) -> SocketAddr {
+        serve_with(pki.server_cert().expect("server cert"), &pki.ca_pem(), fake).await
+    }
+
+    /// Serves `fake` with the certificate and key `server`, asking for client certificates
+    /// signed by `client_ca`.
+    async fn serve_with(server: (String, String), client_ca: &str, fake: Fake) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let (cert, key) = server;
         let tls = ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(
-                &pki.server_cert,
-                &pki.server_key,
-            ))
-            .client_ca_root(Certificate::from_pem(&pki.ca.pem));
+            .identity(tonic::transport::Identity::from_pem(cert, key))
+            .client_ca_root(Certificate::from_pem(client_ca));
         let server = Server::builder()
             .tls_config(tls)
             .expect("tls config")
@@ -974,7 +993,7 @@ mod e2e_tests {
     async fn connects_directly_and_through_proxy_routing() {
         let pki = pki();
         let addr = serve(&pki, fake("17.4.2-dev")).await;
-        let identity = identity_for(&pki.ca, &pki.ca);
+        let identity = identity_for(&pki, &pki.ca_pem());
         for (mode, used) in [
             (ConnectMode::Auth, ConnectMode::Auth),
             (ConnectMode::Proxy, ConnectMode::Proxy),
@@ -992,12 +1011,7 @@ mod e2e_tests {
 
     #[tokio::test]
     async fn lists_all_pages() {
-        let pki = pki();
-        let addr = serve(&pki, fake("17.0.0")).await;
-        let identity = identity_for(&pki.ca, &pki.ca);
-        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
-            .await
-            .expect("connect");
+        let client = connected(fake("17.0.0")).await;
         let ids: Vec<String> = client
             .list_access_requests()
             .await
@@ -1010,15 +1024,10 @@ mod e2e_tests {
 
     #[tokio::test]
     async fn list_falls_back_to_the_stream_once_and_skips_malformed_entries() {
-        let pki = pki();
         let mut f = fake("14.3.0");
         f.list_unimplemented = true;
         let calls = f.list_calls.clone();
-        let addr = serve(&pki, f).await;
-        let identity = identity_for(&pki.ca, &pki.ca);
-        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
-            .await
-            .expect("connect");
+        let client = connected(f).await;
         for _ in 0..2 {
             let ids: Vec<String> = client
                 .clone()
@@ -1035,12 +1044,7 @@ mod e2e_tests {
 
     #[tokio::test]
     async fn plugin_data_and_review_errors() {
-        let pki = pki();
-        let addr = serve(&pki, fake("17.0.0")).await;
-        let identity = identity_for(&pki.ca, &pki.ca);
-        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
-            .await
-            .expect("connect");
+        let client = connected(fake("17.0.0")).await;
         let data = client.get_plugin_data("with-data").await.expect("get");
         assert_eq!(data, BTreeMap::from([("alert_id".into(), "42".into())]));
         assert!(client
@@ -1072,7 +1076,7 @@ mod e2e_tests {
     async fn old_servers_are_refused() {
         let pki = pki();
         let addr = serve(&pki, fake("13.4.1")).await;
-        let identity = identity_for(&pki.ca, &pki.ca);
+        let identity = identity_for(&pki, &pki.ca_pem());
         let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
             .await
             .unwrap_err();
@@ -1083,9 +1087,9 @@ mod e2e_tests {
     async fn unknown_ca_is_explained() {
         let pki = pki();
         let addr = serve(&pki, fake("17.0.0")).await;
-        let stranger = testing::ca("elsewhere");
+        let stranger = Pki::new("elsewhere").expect("pki");
         // Client cert from the right CA, but trusting another cluster's CA.
-        let identity = identity_for(&pki.ca, &stranger);
+        let identity = identity_for(&pki, &stranger.ca_pem());
         let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
             .await
             .unwrap_err();
@@ -1106,7 +1110,7 @@ mod e2e_tests {
         let addr = listener.local_addr().expect("addr");
         drop(listener);
         let pki = pki();
-        let identity = identity_for(&pki.ca, &pki.ca);
+        let identity = identity_for(&pki, &pki.ca_pem());
         let err = TeleportClient::connect(&config(addr, ConnectMode::Auto), &identity)
             .await
             .unwrap_err();
@@ -1128,9 +1132,9 @@ mod e2e_tests {
     async fn client_certificate_from_another_cluster_is_refused() {
         let pki = pki();
         let addr = serve(&pki, fake("17.0.0")).await;
-        let stranger = testing::ca("elsewhere");
+        let stranger = Pki::new("elsewhere").expect("pki");
         // Trusts the server, but the client cert is signed by a CA the server does not know.
-        let identity = identity_for(&stranger, &pki.ca);
+        let identity = identity_for(&stranger, &pki.ca_pem());
         let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
             .await
             .unwrap_err();

@@ -444,20 +444,25 @@ fn classify_rustls(error: &rustls::Error) -> ConnectFailure {
         | rustls::Error::InvalidCertificate(C::NotValidYetContext { .. }) => {
             ConnectFailure::ServerCertExpired
         }
-        rustls::Error::AlertReceived(
-            A::CertificateExpired
-            | A::BadCertificate
-            | A::UnknownCA
-            | A::CertificateUnknown
-            | A::AccessDenied
-            | A::CertificateRequired
-            | A::CertificateRevoked,
-        ) => ConnectFailure::ClientCertRejected,
+        rustls::Error::AlertReceived(alert) if CLIENT_CERT_ALERTS.contains(alert) => {
+            ConnectFailure::ClientCertRejected
+        }
         rustls::Error::AlertReceived(A::NoApplicationProtocol)
         | rustls::Error::NoApplicationProtocol => ConnectFailure::Alpn,
         _ => ConnectFailure::Other,
     }
 }
+
+/// Alerts with which a server refuses our certificate.
+const CLIENT_CERT_ALERTS: &[rustls::AlertDescription] = &[
+    rustls::AlertDescription::CertificateExpired,
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::AccessDenied,
+    rustls::AlertDescription::CertificateRequired,
+    rustls::AlertDescription::CertificateRevoked,
+];
 
 /// Finds our connector's error in a source chain.
 fn find_connect_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a ConnectError> {
@@ -492,28 +497,25 @@ fn find_rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rust
 }
 
 /// After the handshake, rustls reports a received alert to readers as plain text
-/// (`received fatal alert: UnknownCA`), so the typed error is gone; recognise the text.
+/// (`received fatal alert: UnknownCA`, the alert's `Debug` name), so the typed error is gone;
+/// recognise the text and classify the alert it names like a typed one.
 fn find_alert_text(error: &(dyn StdError + 'static)) -> Option<ConnectFailure> {
     const MARKER: &str = "received fatal alert: ";
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = current {
         let text = e.to_string();
         if let Some(pos) = text.find(MARKER) {
-            let alert = text[pos + MARKER.len()..]
+            let name = text[pos + MARKER.len()..]
                 .split(|c: char| !c.is_ascii_alphanumeric())
                 .next()
                 .unwrap_or_default();
-            return Some(match alert {
-                "UnknownCA"
-                | "BadCertificate"
-                | "CertificateExpired"
-                | "CertificateUnknown"
-                | "AccessDenied"
-                | "CertificateRequired"
-                | "CertificateRevoked" => ConnectFailure::ClientCertRejected,
-                "NoApplicationProtocol" => ConnectFailure::Alpn,
-                _ => ConnectFailure::Other,
-            });
+            let known = CLIENT_CERT_ALERTS
+                .iter()
+                .chain([&rustls::AlertDescription::NoApplicationProtocol])
+                .find(|alert| format!("{alert:?}") == name);
+            return Some(known.map_or(ConnectFailure::Other, |alert| {
+                classify_rustls(&rustls::Error::AlertReceived(*alert))
+            }));
         }
         current = e.source();
     }
@@ -647,6 +649,37 @@ mod tests {
             }
         ));
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn alerts_reported_as_text_are_classified_like_typed_ones() {
+        for (alert, failure) in [
+            (
+                rustls::AlertDescription::UnknownCA,
+                ConnectFailure::ClientCertRejected,
+            ),
+            (
+                rustls::AlertDescription::CertificateRequired,
+                ConnectFailure::ClientCertRejected,
+            ),
+            (
+                rustls::AlertDescription::NoApplicationProtocol,
+                ConnectFailure::Alpn,
+            ),
+            (
+                rustls::AlertDescription::HandshakeFailure,
+                ConnectFailure::Other,
+            ),
+        ] {
+            // What a reader sees once the handshake is over: the typed error as text.
+            let text = rustls::Error::AlertReceived(alert).to_string();
+            let io = std::io::Error::other(text);
+            assert_eq!(find_alert_text(&io), Some(failure), "{alert:?}");
+        }
+        assert_eq!(
+            find_alert_text(&std::io::Error::other("connection reset")),
+            None
+        );
     }
 
     #[test]

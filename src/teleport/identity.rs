@@ -716,224 +716,113 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Test PKI: a cluster CA, client and server certificates, made with rcgen.
-#[cfg(all(test, feature = "sim"))]
-pub(crate) mod testing {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
-
-    /// Key algorithms the tests cover.
-    #[derive(Debug, Clone, Copy)]
-    pub enum Alg {
-        Ecdsa,
-        Rsa,
-        Ed25519,
-    }
-
-    pub fn key(alg: Alg) -> KeyPair {
-        match alg {
-            Alg::Ecdsa => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-            Alg::Rsa => {
-                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-            }
-            Alg::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
-        }
-        .expect("key generation")
-    }
-
-    /// A cluster CA (subject CN=O=`cluster`) with its key.
-    pub struct Ca {
-        pub pem: String,
-        pub issuer: Issuer<'static, KeyPair>,
-    }
-
-    pub fn ca(cluster: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cluster);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, cluster);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = key(Alg::Ecdsa);
-        let cert = params.self_signed(&key).expect("ca cert");
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A client certificate for `user` signed by `ca`, valid from `from_days` to `to_days`
-    /// (days relative to now; negative is the past).
-    pub fn client_cert(ca: &Ca, key: &KeyPair, user: &str, from_days: i64, to_days: i64) -> String {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, user);
-        set_validity(&mut params, from_days, to_days);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params
-            .signed_by(key, &ca.issuer)
-            .expect("client cert")
-            .pem()
-    }
-
-    fn shift<T>(base: T, days: i64) -> T
-    where
-        T: std::ops::Add<std::time::Duration, Output = T>
-            + std::ops::Sub<std::time::Duration, Output = T>,
-    {
-        let delta = std::time::Duration::from_secs(days.unsigned_abs() * 86_400);
-        if days >= 0 {
-            base + delta
-        } else {
-            base - delta
-        }
-    }
-
-    /// Sets the validity to now + `from_days` .. now + `to_days`.
-    fn set_validity(params: &mut CertificateParams, from_days: i64, to_days: i64) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970");
-        let base = rcgen::date_time_ymd(1970, 1, 1) + now;
-        params.not_before = shift(base, from_days);
-        params.not_after = shift(base, to_days);
-    }
-
-    /// A server certificate for Teleport's API names signed by `ca`.
-    pub fn server_cert(ca: &Ca, key: &KeyPair) -> String {
-        server_cert_for(
-            ca,
-            key,
-            &["teleport.cluster.local", "*.teleport.cluster.local"],
-        )
-    }
-
-    /// A server certificate for `names` signed by `ca`.
-    pub fn server_cert_for(ca: &Ca, key: &KeyPair, names: &[&str]) -> String {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names).expect("params");
-        params.distinguished_name.push(DnType::CommonName, "auth");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params
-            .signed_by(key, &ca.issuer)
-            .expect("server cert")
-            .pem()
-    }
-
-    /// A valid identity file: key, an SSH certificate line, TLS cert, a CA line, the CA PEM.
-    pub fn identity_file(ca: &Ca, key_pem: &str, cert_pem: &str) -> String {
-        format!(
-            "{key_pem}ssh-ed25519-cert-v01@openssh.com AAAAfake access-plugin\n{cert_pem}@cert-authority *.example.com ssh-rsa AAAAfake type=host\n{}",
-            ca.pem
-        )
-    }
-}
-
 #[cfg(all(test, feature = "sim"))]
 mod tests {
-    use super::testing::{self, Alg};
     use super::*;
+    use crate::sim::pki::{KeyKind as Alg, Pki};
 
-    /// Reads one DER TLV at the start of `input`: (tag, content, rest).
-    fn tlv(input: &[u8]) -> (u8, &[u8], &[u8]) {
-        let tag = input[0];
-        let (len, header) = if input[1] < 0x80 {
-            (usize::from(input[1]), 2)
-        } else {
-            let n = usize::from(input[1] & 0x7f);
-            let len = input[2..2 + n]
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            (len, 2 + n)
+    /// A PKCS#8 document wrapping a PKCS#1 (RSA) or SEC1 (P-256) key, as `openssl pkcs8`
+    /// writes it.
+    fn to_pkcs8(legacy_pem: &str) -> String {
+        const RSA: &[u8] = &[
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
+            0x00,
+        ];
+        const P256: &[u8] = &[
+            0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+            0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+        ];
+        let (kind, key) =
+            <(SectionKind, Vec<u8>)>::from_pem_slice(legacy_pem.as_bytes()).expect("key PEM");
+        let algorithm = match kind {
+            SectionKind::RsaPrivateKey => RSA,
+            SectionKind::EcPrivateKey => P256,
+            other => panic!("not a legacy key: {other:?}"),
         };
-        (tag, &input[header..header + len], &input[header + len..])
+        let mut body = vec![0x02, 0x01, 0x00];
+        body.extend(algorithm);
+        der_push(&mut body, 0x04, &key);
+        let mut out = Vec::new();
+        der_push(&mut out, 0x30, &body);
+        pem_encode("PRIVATE KEY", &out)
     }
 
-    /// The inner key of a PKCS#8 document: PKCS#1 for RSA, SEC1 for EC.
-    fn pkcs8_inner(pkcs8: &[u8]) -> Vec<u8> {
-        let (_, seq, _) = tlv(pkcs8);
-        let (_, _version, rest) = tlv(seq);
-        let (_, _alg, rest) = tlv(rest);
-        let (tag, key, _) = tlv(rest);
-        assert_eq!(tag, 0x04, "privateKey OCTET STRING");
-        key.to_vec()
-    }
-
-    fn der_len(len: usize) -> Vec<u8> {
-        if len < 0x80 {
-            vec![len as u8]
-        } else if len < 0x100 {
-            vec![0x81, len as u8]
-        } else {
-            vec![0x82, (len >> 8) as u8, len as u8]
+    fn der_push(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+        out.push(tag);
+        match content.len() {
+            len @ 0..0x80 => out.push(len as u8),
+            len @ 0x80..0x100 => out.extend([0x81, len as u8]),
+            len => out.extend([0x82, (len >> 8) as u8, len as u8]),
         }
+        out.extend(content);
     }
 
-    /// SEC1 ECPrivateKey with the named-curve parameters that OpenSSL and Go write (P-256).
-    fn sec1_with_params(sec1: &[u8]) -> Vec<u8> {
-        let (_, seq, _) = tlv(sec1);
-        let (_, version, rest) = tlv(seq);
-        let (_, private, rest) = tlv(rest);
-        let mut body = vec![0x02];
-        body.extend(der_len(version.len()));
-        body.extend(version);
-        body.push(0x04);
-        body.extend(der_len(private.len()));
-        body.extend(private);
-        // [0] { OID 1.2.840.10045.3.1.7 }
-        body.extend([
-            0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
-        ]);
-        // Keep the public key ([1]) if present, dropping any parameters already there.
-        let mut rest = rest;
-        while !rest.is_empty() {
-            let (tag, content, next) = tlv(rest);
-            if tag == 0xa1 {
-                body.push(0xa1);
-                body.extend(der_len(content.len()));
-                body.extend(content);
+    /// An identity file as `tctl auth sign` lays it out: key, an SSH certificate line, TLS
+    /// certificate, a CA line, the CA PEM.
+    fn identity_file(ca_pem: &str, key_pem: &str, cert_pem: &str) -> String {
+        format!(
+            "{key_pem}ssh-ed25519-cert-v01@openssh.com AAAAfake access-plugin\n{cert_pem}@cert-authority *.example.com ssh-rsa AAAAfake type=host\n{ca_pem}"
+        )
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// A client certificate for `access-plugin`, valid from `from` to `to` days from now, and
+    /// its key (SEC1 for ECDSA, PKCS#1 for RSA, PKCS#8 for Ed25519).
+    fn client_cert(pki: &Pki, alg: Alg, from: i32, to: i32) -> (String, String) {
+        let at = |days: i32| {
+            let now = SystemTime::now();
+            let delta = DAY * days.unsigned_abs();
+            if days < 0 {
+                now - delta
+            } else {
+                now + delta
             }
-            rest = next;
-        }
-        let mut out = vec![0x30];
-        out.extend(der_len(body.len()));
-        out.extend(body);
-        out
+        };
+        pki.client_cert("access-plugin", at(from), at(to), alg)
+            .expect("client cert")
     }
 
     struct Fixture {
-        ca: testing::Ca,
-        key: rcgen::KeyPair,
+        ca: String,
+        /// As the PKI writes it: SEC1, PKCS#1 or PKCS#8 (see [`client_cert`]).
+        key: String,
         cert: String,
     }
 
+    impl Fixture {
+        fn identity_file(&self) -> String {
+            identity_file(&self.ca, &self.key, &self.cert)
+        }
+    }
+
     fn fixture(alg: Alg) -> Fixture {
-        let ca = testing::ca("example.com");
-        let key = testing::key(alg);
-        let cert = testing::client_cert(&ca, &key, "access-plugin", -1, 90);
-        Fixture { ca, key, cert }
+        let pki = Pki::new("example.com").expect("pki");
+        let (cert, key) = client_cert(&pki, alg, -1, 90);
+        Fixture {
+            ca: pki.ca_pem(),
+            key,
+            cert,
+        }
     }
 
     fn key_pem(f: &Fixture, kind: KeyKind) -> String {
-        let pkcs8 = f.key.serialize_der();
         match kind {
-            KeyKind::Pkcs8 => f.key.serialize_pem(),
-            KeyKind::Pkcs1 => pem_encode("RSA PRIVATE KEY", &pkcs8_inner(&pkcs8)),
-            KeyKind::Sec1 => pem_encode("EC PRIVATE KEY", &sec1_with_params(&pkcs8_inner(&pkcs8))),
+            KeyKind::Pkcs8 if f.key.contains("BEGIN PRIVATE KEY") => f.key.clone(),
+            KeyKind::Pkcs8 => to_pkcs8(&f.key),
+            KeyKind::Pkcs1 | KeyKind::Sec1 => f.key.clone(),
         }
     }
 
     fn parse_ok(alg: Alg, kind: KeyKind) {
         let f = fixture(alg);
-        let text = testing::identity_file(&f.ca, &key_pem(&f, kind), &f.cert);
+        let text = identity_file(&f.ca, &key_pem(&f, kind), &f.cert);
         let id = Identity::parse(&text).unwrap_or_else(|e| panic!("{alg:?}/{kind:?}: {e}"));
         assert_eq!(id.key.kind(), kind);
         assert_eq!(id.username, "access-plugin");
         assert_eq!(id.cluster_name.as_deref(), Some("example.com"));
         assert_eq!(id.ca_pems.len(), 1);
-        assert_eq!(id.ca_pems[0].trim(), f.ca.pem.trim());
+        assert_eq!(id.ca_pems[0].trim(), f.ca.trim());
         assert_eq!(id.cert_pem.trim(), f.cert.trim());
         let now = SystemTime::now();
         assert!(id.not_before < now && now < id.not_after);
@@ -943,25 +832,26 @@ mod tests {
 
     #[test]
     fn parses_pkcs8_keys_of_every_algorithm() {
-        parse_ok(Alg::Ecdsa, KeyKind::Pkcs8);
-        parse_ok(Alg::Rsa, KeyKind::Pkcs8);
+        parse_ok(Alg::EcdsaP256, KeyKind::Pkcs8);
+        parse_ok(Alg::Rsa2048, KeyKind::Pkcs8);
         parse_ok(Alg::Ed25519, KeyKind::Pkcs8);
     }
 
     #[test]
     fn parses_pkcs1_rsa_key() {
-        parse_ok(Alg::Rsa, KeyKind::Pkcs1);
+        parse_ok(Alg::Rsa2048, KeyKind::Pkcs1);
     }
 
     #[test]
     fn parses_sec1_ec_key() {
-        parse_ok(Alg::Ecdsa, KeyKind::Sec1);
+        parse_ok(Alg::EcdsaP256, KeyKind::Sec1);
     }
 
     #[test]
     fn crlf_and_indentation_are_tolerated() {
-        let f = fixture(Alg::Ecdsa);
-        let text = testing::identity_file(&f.ca, &f.key.serialize_pem(), &f.cert)
+        let f = fixture(Alg::EcdsaP256);
+        let text = f
+            .identity_file()
             .lines()
             .map(|l| format!("  {l}\r\n"))
             .collect::<String>();
@@ -970,13 +860,9 @@ mod tests {
 
     #[test]
     fn several_cas_are_all_kept() {
-        let f = fixture(Alg::Ecdsa);
-        let other = testing::ca("other");
-        let text = format!(
-            "{}{}",
-            testing::identity_file(&f.ca, &f.key.serialize_pem(), &f.cert),
-            other.pem
-        );
+        let f = fixture(Alg::EcdsaP256);
+        let other = Pki::new("other").expect("pki");
+        let text = format!("{}{}", f.identity_file(), other.ca_pem());
         let id = Identity::parse(&text).expect("parses");
         assert_eq!(id.ca_pems.len(), 2);
         assert_eq!(id.ca_ders().len(), 2);
@@ -984,8 +870,8 @@ mod tests {
 
     #[test]
     fn truncated_pem_is_reported() {
-        let f = fixture(Alg::Ecdsa);
-        let text = testing::identity_file(&f.ca, &f.key.serialize_pem(), &f.cert);
+        let f = fixture(Alg::EcdsaP256);
+        let text = f.identity_file();
         // Cut inside the CA block: no END line.
         let cut = &text[..text.len() - 40];
         let err = Identity::parse(cut).unwrap_err();
@@ -1001,9 +887,9 @@ mod tests {
             "{err}"
         );
         // A key block without its END line, followed by the rest: the key is reported.
-        let key = f.key.serialize_pem();
-        let cut_key = key.replace("-----END PRIVATE KEY-----\n", "");
-        let text = testing::identity_file(&f.ca, &cut_key, &f.cert);
+        let cut_key = f.key.replace("-----END EC PRIVATE KEY-----\n", "");
+        assert_ne!(cut_key, f.key);
+        let text = identity_file(&f.ca, &cut_key, &f.cert);
         let err = Identity::parse(&text).unwrap_err();
         assert!(
             matches!(err, IdentityError::Truncated { index: 1, .. }),
@@ -1013,20 +899,17 @@ mod tests {
 
     #[test]
     fn encrypted_keys_are_refused_clearly() {
-        let f = fixture(Alg::Ecdsa);
-        let key = f
-            .key
-            .serialize_pem()
-            .replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY");
-        let text = testing::identity_file(&f.ca, &key, &f.cert);
+        let f = fixture(Alg::EcdsaP256);
+        let key = key_pem(&f, KeyKind::Pkcs8).replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY");
+        let text = identity_file(&f.ca, &key, &f.cert);
         let err = Identity::parse(&text).unwrap_err();
         assert!(matches!(err, IdentityError::BadKey { .. }), "{err}");
     }
 
     #[test]
     fn wrong_order_is_reported() {
-        let f = fixture(Alg::Ecdsa);
-        let text = format!("{}{}{}", f.cert, f.key.serialize_pem(), f.ca.pem);
+        let f = fixture(Alg::EcdsaP256);
+        let text = format!("{}{}{}", f.cert, f.key, f.ca);
         let err = Identity::parse(&text).unwrap_err();
         assert!(
             matches!(
@@ -1040,12 +923,7 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("tctl auth sign"), "{err}");
-        let text = format!(
-            "{}{}{}",
-            f.key.serialize_pem(),
-            f.key.serialize_pem(),
-            f.ca.pem
-        );
+        let text = format!("{}{}{}", f.key, f.key, f.ca);
         let err = Identity::parse(&text).unwrap_err();
         assert!(
             matches!(
@@ -1062,8 +940,8 @@ mod tests {
 
     #[test]
     fn missing_ca_is_reported() {
-        let f = fixture(Alg::Ecdsa);
-        let text = format!("{}{}", f.key.serialize_pem(), f.cert);
+        let f = fixture(Alg::EcdsaP256);
+        let text = format!("{}{}", f.key, f.cert);
         let err = Identity::parse(&text).unwrap_err();
         assert!(matches!(err, IdentityError::NoCa { .. }), "{err}");
         let err = Identity::parse("nothing here\n").unwrap_err();
@@ -1072,26 +950,25 @@ mod tests {
 
     #[test]
     fn key_certificate_mismatch_is_reported_without_key_material() {
-        let f = fixture(Alg::Ecdsa);
-        let other = testing::key(Alg::Ecdsa);
-        let text = testing::identity_file(&f.ca, &other.serialize_pem(), &f.cert);
+        let f = fixture(Alg::EcdsaP256);
+        let other = fixture(Alg::EcdsaP256).key;
+        let text = identity_file(&f.ca, &other, &f.cert);
         let err = Identity::parse(&text).unwrap_err();
         assert!(matches!(err, IdentityError::KeyMismatch { .. }), "{err}");
         let msg = format!("{err} {err:?}");
         assert!(!msg.contains("BEGIN"), "{msg}");
         // RSA key with an ECDSA certificate.
-        let rsa = testing::key(Alg::Rsa);
-        let text = testing::identity_file(&f.ca, &rsa.serialize_pem(), &f.cert);
+        let rsa = fixture(Alg::Rsa2048).key;
+        let text = identity_file(&f.ca, &rsa, &f.cert);
         let err = Identity::parse(&text).unwrap_err();
         assert!(matches!(err, IdentityError::KeyMismatch { .. }), "{err}");
     }
 
     #[test]
     fn expired_certificate_is_detected_with_a_fix() {
-        let ca = testing::ca("example.com");
-        let key = testing::key(Alg::Ecdsa);
-        let cert = testing::client_cert(&ca, &key, "access-plugin", -10, -1);
-        let text = testing::identity_file(&ca, &key.serialize_pem(), &cert);
+        let pki = Pki::new("example.com").expect("pki");
+        let (cert, key) = client_cert(&pki, Alg::EcdsaP256, -10, -1);
+        let text = identity_file(&pki.ca_pem(), &key, &cert);
         let id = Identity::parse(&text).expect("parses; expiry is checked separately");
         let now = SystemTime::now();
         assert!(id.is_expired(now));
@@ -1104,8 +981,8 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_the_key() {
-        let f = fixture(Alg::Ecdsa);
-        let text = testing::identity_file(&f.ca, &f.key.serialize_pem(), &f.cert);
+        let f = fixture(Alg::EcdsaP256);
+        let text = f.identity_file();
         let id = Identity::parse(&text).expect("parses");
         let dbg = format!("{id:?}");
         assert!(dbg.contains("<redacted>"));
@@ -1114,9 +991,9 @@ mod tests {
 
     #[test]
     fn from_parts_and_load() {
-        let f = fixture(Alg::Rsa);
+        let f = fixture(Alg::Rsa2048);
         let key = key_pem(&f, KeyKind::Pkcs1);
-        let id = Identity::from_parts(&key, &f.cert, &f.ca.pem).expect("parts");
+        let id = Identity::from_parts(&key, &f.cert, &f.ca).expect("parts");
         assert_eq!(id.username, "access-plugin");
 
         let dir = std::env::temp_dir().join(format!("tp-identity-{}", uuid::Uuid::new_v4()));
@@ -1129,7 +1006,7 @@ mod tests {
         let mut cfg = TeleportConfig {
             client_key: Some(write("auth.key", &key)),
             client_crt: Some(write("auth.crt", &f.cert)),
-            root_cas: Some(write("auth.cas", &f.ca.pem)),
+            root_cas: Some(write("auth.cas", &f.ca)),
             ..TeleportConfig::default()
         };
         Identity::load(&cfg).expect("loads trio");
@@ -1147,10 +1024,7 @@ mod tests {
             Err(IdentityError::NotConfigured(_))
         ));
 
-        let path = write(
-            "identity",
-            &testing::identity_file(&f.ca, &f.key.serialize_pem(), &f.cert),
-        );
+        let path = write("identity", &f.identity_file());
         let cfg = TeleportConfig {
             identity: Some(path.clone()),
             ..TeleportConfig::default()
