@@ -189,6 +189,7 @@ pub mod child {
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, ExitStatus, Stdio};
     use std::sync::{Arc, Mutex};
+    use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
     use teleport_opsgenie::sim::world::World;
@@ -220,17 +221,21 @@ pub mod child {
         pub child: Child,
         pub lines: Arc<Mutex<Vec<String>>>,
         pub stdout: Arc<Mutex<Vec<String>>>,
+        /// The threads reading standard error and output; they end at end of file.
+        readers: Vec<JoinHandle<()>>,
     }
 
-    fn collect(reader: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    fn collect(
+        reader: impl std::io::Read + Send + 'static,
+    ) -> (Arc<Mutex<Vec<String>>>, JoinHandle<()>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             for line in BufReader::new(reader).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        lines
+        (lines, thread)
     }
 
     /// Runs the binary with `args`, logs collected.
@@ -245,12 +250,13 @@ pub mod child {
             .stderr(Stdio::piped())
             .spawn()
             .expect("binary starts");
-        let lines = collect(child.stderr.take().expect("stderr"));
-        let stdout = collect(child.stdout.take().expect("stdout"));
+        let (lines, stderr_reader) = collect(child.stderr.take().expect("stderr"));
+        let (stdout, stdout_reader) = collect(child.stdout.take().expect("stdout"));
         Daemon {
             child,
             lines,
             stdout,
+            readers: vec![stderr_reader, stdout_reader],
         }
     }
 
@@ -310,9 +316,9 @@ pub mod child {
             let start = Instant::now();
             loop {
                 if let Some(status) = self.child.try_wait().expect("try_wait") {
-                    // Let the reader threads drain the pipes.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    return (status, start.elapsed());
+                    let took = start.elapsed();
+                    self.drained().await;
+                    return (status, took);
                 }
                 if start.elapsed() > limit {
                     let _ = self.child.kill();
@@ -322,6 +328,16 @@ pub mod child {
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        /// Waits (polling, with a deadline) until everything the exited process wrote has been
+        /// read, so that [`Daemon::logs`] is complete.
+        pub async fn drained(&self) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !self.readers.iter().all(JoinHandle::is_finished) {
+                assert!(Instant::now() < deadline, "the daemon's output never ended");
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     }
