@@ -152,7 +152,15 @@ async fn two_denials_deny() {
         .teleport
         .review(&id, REVIEWERS[0], false, "not okay")
         .expect("review 1");
-    alert_where(&world, &id, "first note", |a| a.notes.len() == 1).await;
+    let a = alert_where(&world, &id, "first note", |a| a.notes.len() == 1).await;
+    assert!(a.notes[0]
+        .text
+        .starts_with("reviewer1@example.com denied the request"));
+    assert_eq!(a.status, AlertStatus::Open);
+    assert_eq!(
+        world.teleport.request_state(&id),
+        Some(RequestState::Pending)
+    );
     world
         .teleport
         .review(&id, REVIEWERS[1], false, "finally not okay")
@@ -165,6 +173,12 @@ async fn two_denials_deny() {
     assert!(a.notes[1]
         .text
         .starts_with("reviewer2@example.com denied the request"));
+    let data = recorded(&world, &id, "resolution", "denied").await;
+    assert_eq!(
+        data.get("reviews_count").map(String::as_str),
+        Some("2"),
+        "{data:?}"
+    );
     daemon.shutdown().await;
 }
 
