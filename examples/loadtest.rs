@@ -516,13 +516,9 @@ async fn run(daemon_bin: &Path, spec: &RunSpec, timeout: Duration) -> Result<Val
     // The daemon's configuration: the world's, quiet, with the backend limit.
     config.log.level = "warn".into();
     config.opsgenie.rate_limits.alert_write = Limit::new(limit, 0);
-    let key_file = world.dir.join("opsgenie-api-key");
-    std::fs::write(&key_file, world.opsgenie.api_key()).map_err(|e| e.to_string())?;
-    config.opsgenie.api_key = None;
-    config.opsgenie.api_key_file = Some(key_file);
-    let config_file = world.dir.join("teleport-opsgenie.yaml");
-    let yaml = serde_yaml::to_string(&config).map_err(|e| e.to_string())?;
-    std::fs::write(&config_file, yaml).map_err(|e| e.to_string())?;
+    let config_file = world
+        .write_config_file(config, "teleport-opsgenie.yaml")
+        .map_err(|e| e.to_string())?;
     let log_file = world.dir.join("daemon.log");
     let log = std::fs::File::create(&log_file).map_err(|e| e.to_string())?;
 

@@ -1,7 +1,7 @@
 //! Auto-approval end to end: the real daemon, the fake Teleport's review rules and the fake
 //! Opsgenie's schedules.
 
-use std::time::Duration;
+mod common;
 
 use teleport_opsgenie::config::Config;
 use teleport_opsgenie::core::render::alias;
@@ -9,17 +9,10 @@ use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
 use teleport_opsgenie::sim::opsgenie::Alert;
 use teleport_opsgenie::sim::world::{
-    World, WorldOptions, APPROVAL_SCHEDULE, PLUGIN_USER, REQUESTER, TEAM_REQUESTER,
+    World, APPROVAL_SCHEDULE, PLUGIN_USER, REQUESTER, TEAM_REQUESTER,
 };
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn world() -> World {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    World::start(WorldOptions::default())
-        .await
-        .expect("world starts")
-}
+use common::{alert_where, world, WAIT};
 
 fn approving(world: &World) -> Config {
     let mut config = world.config();
@@ -36,13 +29,7 @@ async fn start(config: Config) -> Daemon {
 }
 
 fn request(world: &World, user: &str) -> String {
-    world
-        .teleport
-        .create_request(user, &["editor"], "incident")
-        .expect("request created")
-        .metadata
-        .expect("metadata")
-        .name
+    common::request(world, user, "incident")
 }
 
 async fn decision(world: &World, id: &str) -> String {
@@ -58,15 +45,7 @@ async fn decision(world: &World, id: &str) -> String {
 }
 
 async fn alert_with_notes(world: &World, id: &str, n: usize) -> Alert {
-    let alias = alias(id);
-    world
-        .opsgenie
-        .wait_until(WAIT, "notes", |o| {
-            o.alert_by_alias(&alias).is_some_and(|a| a.notes.len() >= n)
-        })
-        .await
-        .expect("notes posted");
-    world.opsgenie.alert_by_alias(&alias).expect("alert")
+    alert_where(world, id, "notes", |a| a.notes.len() >= n).await
 }
 
 fn plugin_reviews(world: &World, id: &str) -> usize {

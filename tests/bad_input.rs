@@ -3,6 +3,8 @@
 //! the identity parser, the plugin-data codec and the alert renderer. Nothing may panic; every
 //! alert must stay within Opsgenie's limits (the fake Opsgenie answers 422 otherwise).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +19,6 @@ use teleport_opsgenie::core::plugin_data::{Claim, Decision, PluginData, Resoluti
 use teleport_opsgenie::core::render::{self, limits, AlertSettings};
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::sim::pki::{KeyKind, Pki};
-use teleport_opsgenie::sim::world::{World, WorldOptions};
 use teleport_opsgenie::teleport::identity::{Identity, IdentityError};
 
 const KINDS: [KeyKind; 3] = [KeyKind::EcdsaP256, KeyKind::Ed25519, KeyKind::Rsa2048];
@@ -323,8 +324,7 @@ fn odd_role() -> String {
 
 #[actix_rt::test]
 async fn odd_requests_give_alerts_within_limits() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let world = World::start(WorldOptions::default()).await.expect("world");
+    let world = common::world().await;
     world.teleport.add_role_yaml(&odd_role()).expect("role");
     let long_user = "u".repeat(500);
     let rtl_user = "\u{202e}مستخدم\u{200f}@example.com";
@@ -366,15 +366,7 @@ async fn odd_requests_give_alerts_within_limits() {
         ids.push(request.metadata.expect("metadata").name);
     }
     for id in &ids {
-        let alias = render::alias(id);
-        world
-            .opsgenie
-            .wait_until(Duration::from_secs(20), "alert created", |o| {
-                o.alert_by_alias(&alias).is_some()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {e}"));
-        let alert = world.opsgenie.alert_by_alias(&alias).expect("alert");
+        let alert = common::alert(&world, id).await;
         assert!(alert.message.chars().count() <= limits::MESSAGE);
         assert!(alert.description.as_deref().unwrap_or("").chars().count() <= limits::DESCRIPTION);
         assert!(alert.responders.len() <= limits::RESPONDERS);
@@ -402,16 +394,7 @@ async fn odd_requests_give_alerts_within_limits() {
             .expect("deny");
     }
     for id in &ids {
-        let alias = render::alias(id);
-        world
-            .opsgenie
-            .wait_until(Duration::from_secs(20), "alert closed", |o| {
-                o.alert_by_alias(&alias).is_some_and(|a| {
-                    a.status == teleport_opsgenie::sim::opsgenie::AlertStatus::Closed
-                })
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        common::closed(&world, id).await;
     }
     assert!(daemon.shutdown().await);
 }

@@ -1,9 +1,11 @@
 //! The command line, run as a user would: the real binary as a child process.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use teleport_opsgenie::sim::world::{World, WorldOptions};
+use teleport_opsgenie::sim::world::World;
 
 const BIN: &str = env!("CARGO_BIN_EXE_teleport-opsgenie");
 
@@ -153,8 +155,7 @@ fn write_config(world: &World, path: &Path) {
 
 #[actix_rt::test]
 async fn check_against_the_fakes_passes_and_reports_what_it_found() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let world = World::start(WorldOptions::default()).await.expect("world");
+    let world = common::world().await;
     let config = world.dir.join("check.yaml");
     write_config(&world, &config);
     let out = run(&["check", "-c", config.to_str().expect("path")]).await;
@@ -177,8 +178,7 @@ async fn check_against_the_fakes_passes_and_reports_what_it_found() {
 
 #[actix_rt::test]
 async fn check_names_a_rejected_api_key() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let world = World::start(WorldOptions::default()).await.expect("world");
+    let world = common::world().await;
     let config = world.dir.join("check.yaml");
     write_config(&world, &config);
     std::fs::write(

@@ -2,26 +2,19 @@
 //! TLS routing, with every key kind; failures that each get their own actionable message; an
 //! identity file rewritten mid-run; a watch that goes silent.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use teleport_opsgenie::check;
 use teleport_opsgenie::config::{Config, ConnectMode};
-use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
-use teleport_opsgenie::sim::opsgenie::AlertStatus;
 use teleport_opsgenie::sim::pki::{KeyKind, Pki};
-use teleport_opsgenie::sim::world::{World, WorldOptions, PLUGIN_USER, REQUESTER};
+use teleport_opsgenie::sim::world::{World, PLUGIN_USER, REQUESTER};
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn world() -> World {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    World::start(WorldOptions::default())
-        .await
-        .expect("world starts")
-}
+use common::{alert, alert_id_recorded, closed, creates, world, WAIT};
 
 async fn start(config: Config) -> Daemon {
     Daemon::start(config, RunOptions::default())
@@ -40,57 +33,18 @@ async fn start_err(config: Config) -> String {
 }
 
 fn request(world: &World, reason: &str) -> String {
-    world
-        .teleport
-        .create_request(REQUESTER, &["editor"], reason)
-        .expect("request created")
-        .metadata
-        .expect("metadata")
-        .name
-}
-
-async fn alert_open(world: &World, id: &str) {
-    let alias = alias(id);
-    world
-        .opsgenie
-        .wait_until(WAIT, "alert created", |o| {
-            o.alert_by_alias(&alias).is_some()
-        })
-        .await
-        .expect("alert created");
-}
-
-async fn alert_closed(world: &World, id: &str) {
-    let alias = alias(id);
-    world
-        .opsgenie
-        .wait_until(WAIT, "alert closed", |o| {
-            o.alert_by_alias(&alias)
-                .is_some_and(|a| a.status == AlertStatus::Closed)
-        })
-        .await
-        .expect("alert closed");
-}
-
-/// Alert creations the backend received.
-fn creates(world: &World) -> usize {
-    world
-        .opsgenie
-        .calls()
-        .iter()
-        .filter(|c| c.method == "POST" && c.api_path == "/v2/alerts")
-        .count()
+    common::request(world, REQUESTER, reason)
 }
 
 /// Request -> alert -> approval -> closed alert.
 async fn full_flow(world: &World) {
     let id = request(world, "flow");
-    alert_open(world, &id).await;
+    alert(world, &id).await;
     world
         .teleport
         .set_state(&id, RequestState::Approved, "fine")
         .expect("approve");
-    alert_closed(world, &id).await;
+    closed(world, &id).await;
 }
 
 #[actix_rt::test]
@@ -155,7 +109,7 @@ async fn rsa_and_ed25519_identities_work_end_to_end() {
             .expect("identity");
         let daemon = start(world.config()).await;
         let id = request(&world, "key kinds");
-        alert_open(&world, &id).await;
+        alert(&world, &id).await;
         daemon.shutdown().await;
     }
 }
@@ -347,13 +301,13 @@ async fn a_rewritten_identity_file_is_used_without_losing_or_repeating_alerts() 
     config.teleport.refresh_identity_interval = Duration::from_millis(100);
     let daemon = start(config).await;
     let before = request(&world, "before");
-    alert_open(&world, &before).await;
+    alert(&world, &before).await;
     let connects = daemon.watch_health().connects();
 
     // A broken file: the old connection stays in use.
     std::fs::write(&world.plugin_identity, "not an identity\n").expect("write");
     let broken = request(&world, "while the file is broken");
-    alert_open(&world, &broken).await;
+    alert(&world, &broken).await;
 
     // tbot's renewal, here for another user so the switch shows in the server's records.
     world
@@ -372,7 +326,7 @@ async fn a_rewritten_identity_file_is_used_without_losing_or_repeating_alerts() 
         .expect("reconnected with the new identity");
     let after = request(&world, "after");
     for id in [&during, &after] {
-        alert_open(&world, id).await;
+        alert(&world, id).await;
     }
     world
         .teleport
@@ -387,14 +341,7 @@ async fn a_rewritten_identity_file_is_used_without_losing_or_repeating_alerts() 
     assert!(daemon.watch_health().connects() > connects);
     // Every request has exactly one alert.
     for id in [&before, &broken, &during, &after] {
-        world
-            .teleport
-            .wait_until(WAIT, "alert id recorded", |t| {
-                t.plugin_data(id, "opsgenie")
-                    .is_some_and(|d| d.get("alert_id").is_some_and(|v| !v.is_empty()))
-            })
-            .await
-            .expect("alert id recorded");
+        alert_id_recorded(&world, id).await;
     }
     assert_eq!(creates(&world), 4);
     assert_eq!(world.opsgenie.alerts().len(), 4);
@@ -418,7 +365,7 @@ async fn a_silent_watch_is_reopened_and_nothing_is_missed() {
     let watches = world.teleport.count_calls("WatchEvents");
     world.teleport.stall_watchers();
     let id = request(&world, "while silent");
-    alert_open(&world, &id).await;
+    alert(&world, &id).await;
     assert!(world.teleport.count_calls("WatchEvents") > watches);
     assert_eq!(creates(&world), 1);
     daemon.shutdown().await;

@@ -2,114 +2,22 @@
 //! of Teleport's own plugin suite with stricter expectations, plus resync, restart and
 //! reconnection.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod common;
 
 use teleport_opsgenie::backend::Responder;
-use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
-use teleport_opsgenie::sim::opsgenie::{Alert, AlertStatus};
+use teleport_opsgenie::sim::opsgenie::AlertStatus;
 use teleport_opsgenie::sim::world::{
-    World, WorldOptions, NOTIFY_SCHEDULE, NOTIFY_TEAM, REQUESTER, REVIEWERS, TEAM_REQUESTER,
+    World, NOTIFY_SCHEDULE, NOTIFY_TEAM, REQUESTER, REVIEWERS, TEAM_REQUESTER,
 };
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn world() -> World {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    World::start(WorldOptions::default())
-        .await
-        .expect("world starts")
-}
+use common::{alert, alert_id_recorded, alert_where, closed, creates, recorded, request, world};
 
 async fn daemon(world: &World) -> Daemon {
     Daemon::start(world.config(), RunOptions::default())
         .await
         .expect("daemon starts")
-}
-
-fn request(world: &World, user: &str, reason: &str) -> String {
-    world
-        .teleport
-        .create_request(user, &["editor"], reason)
-        .expect("request created")
-        .metadata
-        .expect("metadata")
-        .name
-}
-
-async fn alert(world: &World, id: &str) -> Alert {
-    let alias = alias(id);
-    world
-        .opsgenie
-        .wait_until(WAIT, "alert created", |o| {
-            o.alert_by_alias(&alias).is_some()
-        })
-        .await
-        .expect("alert created");
-    world.opsgenie.alert_by_alias(&alias).expect("alert")
-}
-
-async fn alert_where(world: &World, id: &str, what: &str, f: impl Fn(&Alert) -> bool) -> Alert {
-    let alias = alias(id);
-    world
-        .opsgenie
-        .wait_until(WAIT, what, |o| {
-            o.alert_by_alias(&alias).is_some_and(|a| f(&a))
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    world.opsgenie.alert_by_alias(&alias).expect("alert")
-}
-
-async fn closed(world: &World, id: &str) -> Alert {
-    alert_where(world, id, "alert closed", |a| {
-        a.status == AlertStatus::Closed
-    })
-    .await
-}
-
-async fn alert_id_recorded(world: &World, id: &str) -> String {
-    world
-        .teleport
-        .wait_until(WAIT, "alert id recorded", |t| {
-            t.plugin_data(id, "opsgenie")
-                .is_some_and(|d| d.get("alert_id").is_some_and(|v| !v.is_empty()))
-        })
-        .await
-        .expect("alert id recorded");
-    world
-        .teleport
-        .plugin_data(id, "opsgenie")
-        .expect("plugin data")["alert_id"]
-        .clone()
-}
-
-/// Alert creations the backend received (not notes or closes, which share the path prefix).
-fn creates(world: &World) -> usize {
-    world
-        .opsgenie
-        .calls()
-        .iter()
-        .filter(|c| c.method == "POST" && c.api_path == "/v2/alerts")
-        .count()
-}
-
-/// Waits until plugin data holds `key = value`; the whole entry.
-async fn recorded(world: &World, id: &str, key: &str, value: &str) -> BTreeMap<String, String> {
-    world
-        .teleport
-        .wait_until(WAIT, "plugin data recorded", |t| {
-            t.plugin_data(id, "opsgenie")
-                .is_some_and(|d| d.get(key).map(String::as_str) == Some(value))
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{key}={value} in plugin data: {e}"));
-    world
-        .teleport
-        .plugin_data(id, "opsgenie")
-        .expect("plugin data")
 }
 
 fn named(kind: &str, name: &str) -> Responder {
@@ -244,7 +152,15 @@ async fn two_denials_deny() {
         .teleport
         .review(&id, REVIEWERS[0], false, "not okay")
         .expect("review 1");
-    alert_where(&world, &id, "first note", |a| a.notes.len() == 1).await;
+    let a = alert_where(&world, &id, "first note", |a| a.notes.len() == 1).await;
+    assert!(a.notes[0]
+        .text
+        .starts_with("reviewer1@example.com denied the request"));
+    assert_eq!(a.status, AlertStatus::Open);
+    assert_eq!(
+        world.teleport.request_state(&id),
+        Some(RequestState::Pending)
+    );
     world
         .teleport
         .review(&id, REVIEWERS[1], false, "finally not okay")
@@ -257,6 +173,12 @@ async fn two_denials_deny() {
     assert!(a.notes[1]
         .text
         .starts_with("reviewer2@example.com denied the request"));
+    let data = recorded(&world, &id, "resolution", "denied").await;
+    assert_eq!(
+        data.get("reviews_count").map(String::as_str),
+        Some("2"),
+        "{data:?}"
+    );
     daemon.shutdown().await;
 }
 

@@ -5,58 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
-use teleport_opsgenie::sim::opsgenie::AlertStatus;
-use teleport_opsgenie::sim::world::{World, WorldOptions, REQUESTER, REVIEWERS};
+use teleport_opsgenie::sim::world::{REQUESTER, REVIEWERS};
 use tonic::Code;
 
+use common::http::{get, scrape, until_metric, until_status};
 use common::prom::{parse, value};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let response = client
-        .get(format!("http://{addr}{path}"))
-        .send()
-        .await
-        .expect("HTTP answer");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
-}
-
-/// Polls `path` until it answers `status`; the body.
-async fn until_status(addr: std::net::SocketAddr, path: &str, status: u16) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (got, body) = get(addr, path).await;
-        if got == status {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} still answers {got} ({body:?}), expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn scrape(addr: std::net::SocketAddr) -> Vec<common::prom::Sample> {
-    let (status, body) = get(addr, "/metrics").await;
-    assert_eq!(status, 200);
-    parse(&body).unwrap_or_else(|e| panic!("/metrics is not Prometheus text: {e}\n{body}"))
-}
+use common::{alert_id_recorded, closed, request, world};
 
 #[actix_rt::test]
 async fn probes_follow_the_watch_and_metrics_follow_the_work() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let world = World::start(WorldOptions::default())
-        .await
-        .expect("world starts");
+    let world = world().await;
     let mut config = world.config();
     config.http.enabled = true;
     config.http.listen = "127.0.0.1:0".parse().expect("address");
@@ -104,47 +63,15 @@ async fn probes_follow_the_watch_and_metrics_follow_the_work() {
     );
 
     // A request is alerted, reviewed and closed: the counters move.
-    let id = world
-        .teleport
-        .create_request(REQUESTER, &["editor"], "metrics")
-        .expect("request")
-        .metadata
-        .expect("metadata")
-        .name;
-    world
-        .teleport
-        .wait_until(WAIT, "alert id recorded", |t| {
-            t.plugin_data(&id, "opsgenie")
-                .is_some_and(|d| d.get("alert_id").is_some_and(|v| !v.is_empty()))
-        })
-        .await
-        .expect("alert id recorded");
+    let id = request(&world, REQUESTER, "metrics");
+    alert_id_recorded(&world, &id).await;
     world
         .teleport
         .review(&id, REVIEWERS[0], true, "fine")
         .expect("review");
-    let a = alias(&id);
-    world
-        .opsgenie
-        .wait_until(WAIT, "alert closed", |o| {
-            o.alert_by_alias(&a)
-                .is_some_and(|x| x.status == AlertStatus::Closed)
-        })
-        .await
-        .expect("closed");
+    closed(&world, &id).await;
     // The close is recorded after the backend answered; wait for the count, not a sleep.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let after = loop {
-        let s = scrape(addr).await;
-        if value(&s, "teleport_opsgenie_alerts_closed_total", &[]).unwrap_or(0.0) >= 1.0 {
-            break s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "close never counted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let after = until_metric(addr, "teleport_opsgenie_alerts_closed_total", &[], 1.0).await;
     assert_eq!(
         value(&after, "teleport_opsgenie_alerts_created_total", &[]),
         Some(1.0)
@@ -212,10 +139,7 @@ async fn probes_follow_the_watch_and_metrics_follow_the_work() {
 
 #[actix_rt::test]
 async fn readyz_needs_a_recent_backend_check() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let world = World::start(WorldOptions::default())
-        .await
-        .expect("world starts");
+    let world = world().await;
     let mut config = world.config();
     config.http.enabled = true;
     config.http.listen = "127.0.0.1:0".parse().expect("address");
@@ -237,4 +161,16 @@ async fn readyz_needs_a_recent_backend_check() {
     world.opsgenie.faults().set_error_rate(0.0);
     until_status(addr, "/readyz", 200).await;
     daemon.shutdown().await;
+}
+
+#[test]
+fn parser_accepts_good_and_rejects_bad_text() {
+    let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\\\"2\"} 3\n\
+                # HELP h H.\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n";
+    let s = parse(good).unwrap();
+    assert_eq!(value(&s, "a_total", &[("x", "1\"2")]), Some(3.0));
+    assert_eq!(value(&s, "h_count", &[]), Some(1.0));
+    assert!(parse("a_total 1\n").is_err());
+    assert!(parse("# HELP a A.\n# TYPE a counter\na{x=1} 1\n").is_err());
+    assert!(parse("# HELP a A.\n# TYPE a gauge\na one\n").is_err());
 }

@@ -9,29 +9,15 @@ use std::time::Duration;
 use teleport_opsgenie::actors::gateway::GatewayClient;
 use teleport_opsgenie::config::{self, Secret, Sources};
 use teleport_opsgenie::core::render::alias;
-use teleport_opsgenie::sim::opsgenie::AlertStatus;
-use teleport_opsgenie::sim::world::{World, WorldOptions, REQUESTER, REVIEWERS};
+use teleport_opsgenie::sim::world::{World, REQUESTER, REVIEWERS};
 use teleport_opsgenie::teleport::identity::Identity;
 
-use common::child::{spawn, until_status, write_config};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn world() -> World {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    World::start(WorldOptions::default())
-        .await
-        .expect("world starts")
-}
+use common::child::{spawn, write_config};
+use common::http::{until_metric, until_status};
+use common::{alert_id_recorded, closed, has_alert_id, world, WAIT};
 
 fn request(world: &World, reason: &str) -> String {
-    world
-        .teleport
-        .create_request(REQUESTER, &["editor"], reason)
-        .expect("request created")
-        .metadata
-        .expect("metadata")
-        .name
+    common::request(world, REQUESTER, reason)
 }
 
 /// The secrets of `world`: the API key, and every long line of the plugin's private key.
@@ -164,26 +150,12 @@ async fn secrets_never_appear_in_errors_debug_or_logs() {
     until_status(addr, "/readyz", 200).await;
     let id = request(&world, "logs");
     let a = alias(&id);
-    world
-        .teleport
-        .wait_until(WAIT, "alert id recorded", |t| {
-            t.plugin_data(&id, "opsgenie")
-                .is_some_and(|d| d.get("alert_id").is_some_and(|v| !v.is_empty()))
-        })
-        .await
-        .expect("alert id");
+    alert_id_recorded(&world, &id).await;
     world
         .teleport
         .review(&id, REVIEWERS[0], true, "ok")
         .expect("review");
-    world
-        .opsgenie
-        .wait_until(WAIT, "alert closed", |o| {
-            o.alert_by_alias(&a)
-                .is_some_and(|x| x.status == AlertStatus::Closed)
-        })
-        .await
-        .expect("closed");
+    closed(&world, &id).await;
     daemon
         .wait_log("the close logged", |l| l.contains("Closed the alert."))
         .await;
@@ -268,12 +240,7 @@ async fn sigterm_during_a_burst_exits_cleanly_and_a_restart_loses_nothing() {
     );
     let done_before = ids
         .iter()
-        .filter(|id| {
-            world
-                .teleport
-                .plugin_data(id, "opsgenie")
-                .is_some_and(|d| d.get("alert_id").is_some_and(|v| !v.is_empty()))
-        })
+        .filter(|id| has_alert_id(&world.teleport, id))
         .count();
     assert!(
         done_before < BURST,
@@ -287,10 +254,7 @@ async fn sigterm_during_a_burst_exits_cleanly_and_a_restart_loses_nothing() {
     world
         .teleport
         .wait_until(WAIT, "every alert id recorded", |t| {
-            ids.iter().all(|id| {
-                t.plugin_data(id, "opsgenie")
-                    .is_some_and(|d| d.get("alert_id").is_some_and(|v| !v.is_empty()))
-            })
+            ids.iter().all(|id| has_alert_id(t, id))
         })
         .await
         .expect("every request alerted after the restart");
@@ -343,27 +307,7 @@ async fn a_second_signal_stops_at_once() {
         request(&world, &format!("slow {i}"));
     }
     // Wait until steps are in flight (they will not finish: the backend takes 20 s).
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let text = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("body");
-        let samples = common::prom::parse(&text).expect("metrics parse");
-        if common::prom::value(&samples, "teleport_opsgenie_steps_in_flight", &[]) >= Some(1.0) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no step in flight");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_metric(addr, "teleport_opsgenie_steps_in_flight", &[], 1.0).await;
     daemon.signal("TERM");
     daemon
         .wait_log("shutdown begun", |l| l.contains("Shutting down."))
@@ -385,12 +329,9 @@ async fn a_second_signal_stops_at_once() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(status.code(), Some(0));
+    daemon.drained().await;
     assert!(daemon.logs().iter().any(|l| l.contains("Second signal")));
 }

@@ -1,42 +1,30 @@
 //! The orphan sweep: a request deleted while no replica was running leaves an open alert that
 //! only the sweep can close.
 
+mod common;
+
 use std::time::Duration;
 
 use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::sim::opsgenie::AlertStatus;
-use teleport_opsgenie::sim::world::{World, WorldOptions, REQUESTER};
+use teleport_opsgenie::sim::world::REQUESTER;
 
-const WAIT: Duration = Duration::from_secs(20);
+use common::{alert, closed, recorded, request, world, WAIT};
 
 #[actix_rt::test]
 async fn sweep_closes_alerts_of_requests_deleted_while_down() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let world = World::start(WorldOptions::default()).await.expect("world");
+    let world = world().await;
     let mut config = world.config();
     config.daemon.orphan_sweep_interval = Duration::from_millis(200);
 
     let daemon = Daemon::start(config.clone(), RunOptions::default())
         .await
         .expect("daemon");
-    let mk = |reason: &str| {
-        world
-            .teleport
-            .create_request(REQUESTER, &["editor"], reason)
-            .expect("request")
-            .metadata
-            .expect("metadata")
-            .name
-    };
-    let (gone, kept) = (mk("deleted while down"), mk("still pending"));
+    let gone = request(&world, REQUESTER, "deleted while down");
+    let kept = request(&world, REQUESTER, "still pending");
     for id in [&gone, &kept] {
-        let a = alias(id);
-        world
-            .opsgenie
-            .wait_until(WAIT, "alerts open", |o| o.alert_by_alias(&a).is_some())
-            .await
-            .expect("alert");
+        alert(&world, id).await;
     }
     assert!(daemon.shutdown().await);
 
@@ -46,16 +34,8 @@ async fn sweep_closes_alerts_of_requests_deleted_while_down() {
     let daemon = Daemon::start(config, RunOptions::default())
         .await
         .expect("daemon restarts");
-    let gone_alias = alias(&gone);
-    world
-        .opsgenie
-        .wait_until(WAIT, "orphan closed", |o| {
-            o.alert_by_alias(&gone_alias)
-                .is_some_and(|a| a.status == AlertStatus::Closed)
-        })
-        .await
-        .expect("the sweep closes the orphan");
-    let closed = world.opsgenie.alert_by_alias(&gone_alias).expect("alert");
+    // The sweep closes the orphan.
+    let closed = closed(&world, &gone).await;
     assert!(
         closed
             .notes
@@ -64,14 +44,7 @@ async fn sweep_closes_alerts_of_requests_deleted_while_down() {
         "{:?}",
         closed.notes
     );
-    world
-        .teleport
-        .wait_until(WAIT, "resolution recorded", |t| {
-            t.plugin_data(&gone, "opsgenie")
-                .is_some_and(|d| d.get("resolution").map(String::as_str) == Some("expired"))
-        })
-        .await
-        .expect("resolution recorded in plugin data");
+    recorded(&world, &gone, "resolution", "expired").await;
 
     // Let a few more sweeps run: the pending request's alert stays open, the orphan is closed
     // once (a closed alert is not listed again).

@@ -1,17 +1,20 @@
 //! The gateway under throttling, end to end: a 429 burst and a tight per-second bucket at the
 //! fake Opsgenie must delay work, never lose it.
 
+mod common;
+
 use std::time::Duration;
 
 use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::sim::opsgenie::FakeRateLimits;
-use teleport_opsgenie::sim::world::{World, WorldOptions, REQUESTER};
+use teleport_opsgenie::sim::world::REQUESTER;
+
+use common::{has_alert_id, request, world};
 
 #[actix_rt::test]
 async fn five_hundred_requests_through_a_429_burst_all_get_exactly_one_alert() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let world = World::start(WorldOptions::default()).await.expect("world");
+    let world = world().await;
     let daemon = Daemon::start(world.config(), RunOptions::default())
         .await
         .expect("daemon");
@@ -23,29 +26,25 @@ async fn five_hundred_requests_through_a_429_burst_all_get_exactly_one_alert() {
         ..Default::default()
     });
     let ids: Vec<String> = (0..500)
-        .map(|i| {
-            world
-                .teleport
-                .create_request(REQUESTER, &["editor"], &format!("burst {i}"))
-                .expect("request")
-                .metadata
-                .expect("metadata")
-                .name
-        })
+        .map(|i| request(&world, REQUESTER, &format!("burst {i}")))
         .collect();
     // One request at a time, so each check is cheap however often the fake wakes us.
     for id in &ids {
         world
             .teleport
             .wait_until(Duration::from_secs(60), "alert id recorded", |t| {
-                t.plugin_data(id, "opsgenie")
-                    .is_some_and(|d| d.get("alert_id").is_some_and(|v| !v.is_empty()))
+                has_alert_id(t, id)
             })
             .await
             .expect("alert created");
     }
     let alerts = world.opsgenie.alerts();
     assert_eq!(alerts.len(), 500);
+    // The fake folds a repeated create into the open alert of the same alias.
+    assert!(
+        alerts.iter().all(|a| a.count == 1),
+        "no create was repeated"
+    );
     for id in &ids {
         assert!(world.opsgenie.alert_by_alias(&alias(id)).is_some(), "{id}");
     }

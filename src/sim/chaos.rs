@@ -29,7 +29,7 @@
 //! - `ok`: `duplicate_alerts`, `lost`, `unclosed` and `duplicate_reviews` are all zero.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -234,28 +234,17 @@ impl Fleet {
     }
 }
 
-/// Writes the daemon's configuration for `world` to `dir/config.yaml`.
-fn write_config(world: &World, options: &ChaosOptions, dir: &Path) -> Result<PathBuf, ChaosError> {
+/// Writes the daemon's configuration for `world` to `config.yaml` in its folder.
+fn write_config(world: &World, options: &ChaosOptions) -> Result<PathBuf, ChaosError> {
     let mut config = world.config();
     config.auto_approval.enabled = true;
     config.daemon.claim_ttl = options.claim_ttl;
     config.daemon.orphan_sweep_interval = options.sweep_interval;
     config.daemon.shutdown_timeout = Duration::from_secs(2);
     config.log.level = "warn".into();
-    // The key goes in its own file rather than in the configuration, as users are told to.
-    let key_file = dir.join("api-key");
-    let key = config
-        .opsgenie
-        .api_key
-        .take()
-        .map(|k| k.expose().to_owned())
-        .unwrap_or_default();
-    std::fs::write(&key_file, key).map_err(setup("writing the API key file"))?;
-    config.opsgenie.api_key_file = Some(key_file);
-    let yaml = serde_yaml::to_string(&config).map_err(setup("writing the configuration"))?;
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, yaml).map_err(setup("writing the configuration"))?;
-    Ok(path)
+    world
+        .write_config_file(config, "config.yaml")
+        .map_err(|e| ChaosError::Setup(e.to_string()))
 }
 
 /// Runs the whole scenario. Must be called inside a tokio runtime.
@@ -273,7 +262,7 @@ pub async fn run(options: ChaosOptions) -> Result<ChaosReport, ChaosError> {
     world
         .opsgenie
         .set_on_call(APPROVAL_SCHEDULE, &[ON_CALL_REQUESTER]);
-    let config = write_config(&world, &options, &world.dir)?;
+    let config = write_config(&world, &options)?;
     let replicas = options.replicas.max(1);
     let mut fleet = Fleet {
         bin: options.bin.clone(),

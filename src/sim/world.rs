@@ -202,6 +202,25 @@ impl World {
             .map_err(setup("starting the fake Proxy"))
     }
 
+    /// Writes `config` as YAML to `name` in the world's folder, for a daemon process; its API
+    /// key goes to a file of its own next to it (`api_key_file`), as users are told to. The
+    /// configuration file's path.
+    pub fn write_config_file(&self, mut config: Config, name: &str) -> Result<PathBuf, WorldError> {
+        let key_file = self.dir.join("opsgenie-api-key");
+        let key = config
+            .opsgenie
+            .api_key
+            .take()
+            .map(|k| k.expose().to_owned())
+            .unwrap_or_default();
+        std::fs::write(&key_file, key).map_err(setup("writing the API key file"))?;
+        config.opsgenie.api_key_file = Some(key_file);
+        let yaml = serde_yaml::to_string(&config).map_err(setup("writing the configuration"))?;
+        let path = self.dir.join(name);
+        std::fs::write(&path, yaml).map_err(setup("writing the configuration"))?;
+        Ok(path)
+    }
+
     /// Rewrites the plugin's identity file with a fresh certificate.
     pub fn rotate_plugin_identity(&self) -> Result<(), WorldError> {
         write_identity(&self.teleport, &self.plugin_identity, PLUGIN_USER)

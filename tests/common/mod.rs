@@ -1,6 +1,177 @@
-//! Helpers shared by the operability tests: a Prometheus text parser, and running the real
-//! binary as a child process against a World.
+//! Helpers shared by the integration tests: a World and waits on what the daemon does to it,
+//! the daemon's HTTP endpoints, a Prometheus text parser, and running the real binary as a
+//! child process against a World. Each test file uses some of them.
 #![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use teleport_opsgenie::core::render::alias;
+use teleport_opsgenie::sim::opsgenie::{Alert, AlertStatus};
+use teleport_opsgenie::sim::teleport::FakeTeleport;
+use teleport_opsgenie::sim::world::{World, WorldOptions};
+
+/// How long to wait for anything the daemon should do.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A World with the default options.
+pub async fn world() -> World {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    World::start(WorldOptions::default())
+        .await
+        .expect("world starts")
+}
+
+/// Creates a request by `user` for `editor`; its id.
+pub fn request(world: &World, user: &str, reason: &str) -> String {
+    world
+        .teleport
+        .create_request(user, &["editor"], reason)
+        .expect("request created")
+        .metadata
+        .expect("metadata")
+        .name
+}
+
+/// Waits until the alert of request `id` exists and satisfies `f`; the alert.
+pub async fn alert_where(world: &World, id: &str, what: &str, f: impl Fn(&Alert) -> bool) -> Alert {
+    let alias = alias(id);
+    world
+        .opsgenie
+        .wait_until(WAIT, what, |o| {
+            o.alert_by_alias(&alias).is_some_and(|a| f(&a))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {what}: {e}"));
+    world.opsgenie.alert_by_alias(&alias).expect("alert")
+}
+
+/// Waits until request `id` has an alert; the alert.
+pub async fn alert(world: &World, id: &str) -> Alert {
+    alert_where(world, id, "alert created", |_| true).await
+}
+
+/// Waits until the alert of request `id` is closed; the alert.
+pub async fn closed(world: &World, id: &str) -> Alert {
+    alert_where(world, id, "alert closed", |a| {
+        a.status == AlertStatus::Closed
+    })
+    .await
+}
+
+/// Whether request `id`'s plugin data holds an alert id.
+pub fn has_alert_id(teleport: &FakeTeleport, id: &str) -> bool {
+    teleport
+        .plugin_data(id, "opsgenie")
+        .is_some_and(|d| d.get("alert_id").is_some_and(|v| !v.is_empty()))
+}
+
+/// Waits until request `id`'s plugin data holds `key = value`; the whole entry.
+pub async fn recorded(world: &World, id: &str, key: &str, value: &str) -> BTreeMap<String, String> {
+    world
+        .teleport
+        .wait_until(WAIT, "plugin data recorded", |t| {
+            t.plugin_data(id, "opsgenie")
+                .is_some_and(|d| d.get(key).map(String::as_str) == Some(value))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {key}={value} in plugin data: {e}"));
+    world
+        .teleport
+        .plugin_data(id, "opsgenie")
+        .expect("plugin data")
+}
+
+/// Waits until request `id`'s plugin data records its alert's id; that id.
+pub async fn alert_id_recorded(world: &World, id: &str) -> String {
+    world
+        .teleport
+        .wait_until(WAIT, "alert id recorded", |t| has_alert_id(t, id))
+        .await
+        .unwrap_or_else(|e| panic!("{id}: alert id recorded: {e}"));
+    world
+        .teleport
+        .plugin_data(id, "opsgenie")
+        .expect("plugin data")["alert_id"]
+        .clone()
+}
+
+/// Alert creations the backend received (not notes or closes, which share the path prefix).
+pub fn creates(world: &World) -> usize {
+    world
+        .opsgenie
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.api_path == "/v2/alerts")
+        .count()
+}
+
+pub mod http {
+    //! The daemon's HTTP endpoints.
+
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use super::prom::{parse, value, Sample};
+    use super::WAIT;
+
+    /// `GET http://addr/path`: the status and the body.
+    pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let response = client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("HTTP answer");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// Polls `path` until it answers `status`; the body.
+    pub async fn until_status(addr: SocketAddr, path: &str, status: u16) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (got, body) = get(addr, path).await;
+            if got == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} still answers {got} ({body:?}), expected {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `/metrics`, parsed.
+    pub async fn scrape(addr: SocketAddr) -> Vec<Sample> {
+        let (status, body) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        parse(&body).unwrap_or_else(|e| panic!("/metrics is not Prometheus text: {e}\n{body}"))
+    }
+
+    /// Scrapes until metric `name` (summed over the series with `labels`) is at least `min`;
+    /// that scrape.
+    pub async fn until_metric(
+        addr: SocketAddr,
+        name: &str,
+        labels: &[(&str, &str)],
+        min: f64,
+    ) -> Vec<Sample> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let samples = scrape(addr).await;
+            if value(&samples, name, labels).is_some_and(|v| v >= min) {
+                return samples;
+            }
+            assert!(Instant::now() < deadline, "{name} never reached {min}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
 
 pub mod prom {
     //! A strict little parser for Prometheus' text exposition format (0.0.4).
@@ -167,18 +338,6 @@ pub mod prom {
             Some(matching.iter().sum())
         }
     }
-
-    #[test]
-    fn parser_accepts_good_and_rejects_bad_text() {
-        let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\\\"2\"} 3\n\
-                    # HELP h H.\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n";
-        let s = parse(good).unwrap();
-        assert_eq!(value(&s, "a_total", &[("x", "1\"2")]), Some(3.0));
-        assert_eq!(value(&s, "h_count", &[]), Some(1.0));
-        assert!(parse("a_total 1\n").is_err());
-        assert!(parse("# HELP a A.\n# TYPE a counter\na{x=1} 1\n").is_err());
-        assert!(parse("# HELP a A.\n# TYPE a gauge\na one\n").is_err());
-    }
 }
 
 pub mod child {
@@ -189,6 +348,7 @@ pub mod child {
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, ExitStatus, Stdio};
     use std::sync::{Arc, Mutex};
+    use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
     use teleport_opsgenie::sim::world::World;
@@ -220,17 +380,21 @@ pub mod child {
         pub child: Child,
         pub lines: Arc<Mutex<Vec<String>>>,
         pub stdout: Arc<Mutex<Vec<String>>>,
+        /// The threads reading standard error and output; they end at end of file.
+        readers: Vec<JoinHandle<()>>,
     }
 
-    fn collect(reader: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    fn collect(
+        reader: impl std::io::Read + Send + 'static,
+    ) -> (Arc<Mutex<Vec<String>>>, JoinHandle<()>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             for line in BufReader::new(reader).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        lines
+        (lines, thread)
     }
 
     /// Runs the binary with `args`, logs collected.
@@ -245,12 +409,13 @@ pub mod child {
             .stderr(Stdio::piped())
             .spawn()
             .expect("binary starts");
-        let lines = collect(child.stderr.take().expect("stderr"));
-        let stdout = collect(child.stdout.take().expect("stdout"));
+        let (lines, stderr_reader) = collect(child.stderr.take().expect("stderr"));
+        let (stdout, stdout_reader) = collect(child.stdout.take().expect("stdout"));
         Daemon {
             child,
             lines,
             stdout,
+            readers: vec![stderr_reader, stdout_reader],
         }
     }
 
@@ -310,9 +475,9 @@ pub mod child {
             let start = Instant::now();
             loop {
                 if let Some(status) = self.child.try_wait().expect("try_wait") {
-                    // Let the reader threads drain the pipes.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    return (status, start.elapsed());
+                    let took = start.elapsed();
+                    self.drained().await;
+                    return (status, took);
                 }
                 if start.elapsed() > limit {
                     let _ = self.child.kill();
@@ -324,6 +489,16 @@ pub mod child {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+
+        /// Waits (polling, with a deadline) until everything the exited process wrote has been
+        /// read, so that [`Daemon::logs`] is complete.
+        pub async fn drained(&self) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !self.readers.iter().all(JoinHandle::is_finished) {
+                assert!(Instant::now() < deadline, "the daemon's output never ended");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 
     impl Drop for Daemon {
@@ -332,24 +507,6 @@ pub mod child {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
             }
-        }
-    }
-
-    /// Polls `GET http://addr/path` until it answers `status`.
-    pub async fn until_status(addr: SocketAddr, path: &str, status: u16) {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = client.get(format!("http://{addr}{path}")).send().await {
-                if r.status().as_u16() == status {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "{path} never answered {status}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

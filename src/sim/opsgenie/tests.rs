@@ -65,6 +65,17 @@ fn request_id(a: &Answer) -> String {
     a.body["requestId"].as_str().unwrap_or_default().to_owned()
 }
 
+/// The status of the asynchronous request `a` was answered with.
+async fn status_of(fake: &FakeOpsgenie, a: &Answer) -> Answer {
+    call(
+        fake,
+        "GET",
+        &format!("/v2/alerts/requests/{}", request_id(a)),
+        None,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn auth_errors_and_common_envelope() {
     let fake = start(Duration::ZERO).await;
@@ -316,13 +327,7 @@ async fn notes_and_close_by_alias_tiny_and_jsm_prefix() {
     )
     .await;
     assert_eq!(a.status, 202);
-    let s = call(
-        &fake,
-        "GET",
-        &format!("/v2/alerts/requests/{}", request_id(&a)),
-        None,
-    )
-    .await;
+    let s = status_of(&fake, &a).await;
     assert_eq!(s.body["data"]["action"], "AddNote");
     assert_eq!(s.body["data"]["isSuccess"], true);
 
@@ -351,13 +356,7 @@ async fn notes_and_close_by_alias_tiny_and_jsm_prefix() {
     )
     .await;
     assert_eq!(a.status, 202);
-    let s = call(
-        &fake,
-        "GET",
-        &format!("/v2/alerts/requests/{}", request_id(&a)),
-        None,
-    )
-    .await;
+    let s = status_of(&fake, &a).await;
     assert_eq!(s.status, 200);
     assert_eq!(s.body["data"]["isSuccess"], false);
     assert_eq!(s.body["data"]["status"], "Alert does not exist");
@@ -372,13 +371,7 @@ async fn notes_and_close_by_alias_tiny_and_jsm_prefix() {
     )
     .await;
     assert_eq!(c.status, 202);
-    let s = call(
-        &fake,
-        "GET",
-        &format!("/v2/alerts/requests/{}", request_id(&c)),
-        None,
-    )
-    .await;
+    let s = status_of(&fake, &c).await;
     assert_eq!(s.body["data"]["status"], "Closed alert");
     assert_eq!(
         fake.alert_by_alias("al").map(|a| a.status),
