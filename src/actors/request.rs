@@ -150,7 +150,11 @@ impl<E: Effects + 'static> RequestActor<E> {
                 self.cached = None;
                 self.shared.count_permanent_failure();
                 error!(request_id = %self.id, alias = %render::alias(&self.id), error = %err, "Step failed permanently; will try again when the request changes or the daemon restarts.");
-                if !self.dirty {
+                // "When the request changes": if it already has, during this step, try again
+                // now; otherwise give the slot back until it does.
+                if self.dirty {
+                    self.run(ctx);
+                } else {
                     self.release(ctx);
                 }
             }
