@@ -365,6 +365,7 @@ impl GatewayClient {
                 }
                 // The codec rejected a 2xx it does not expect for this operation.
                 Verdict::Success => {
+                    observe(status, false, None);
                     return Err(GatewayError::Permanent {
                         status,
                         endpoint,
