@@ -20,7 +20,6 @@ use crate::actors::identity::{IdentityWatcher, Reloads, StopReloading};
 use crate::actors::oncall::OnCallCache;
 use crate::actors::requests::{CountActive, Requests, Shared};
 use crate::config::Config;
-use crate::core::plan::PlanOptions;
 use crate::core::render::{web_proxy_url, AlertSettings};
 use crate::effects::{on_call_lookup, ClientHandle, LiveEffects, TeleportSource};
 use crate::http::{Heartbeat, HttpError, Monitor, Probes};
@@ -373,9 +372,6 @@ fn settings(
             default_schedules: config.opsgenie.default_schedules.clone(),
             default_teams: config.opsgenie.default_teams.clone(),
             source: config.opsgenie.source.clone(),
-        },
-        plan: PlanOptions {
-            auto_approval: config.auto_approval.enabled,
         },
         claim_ttl: config.daemon.claim_ttl,
         auto_approval: config.auto_approval.clone(),

@@ -105,13 +105,10 @@ pub struct Settings {
     pub replica: String,
     /// What alerts look like.
     pub alert: AlertSettings,
-    /// Planner switches.
-    pub plan: PlanOptions,
     /// How long a claim lasts; longer than any one side effect (for the decision, all its
     /// on-call lookups and the review together).
     pub claim_ttl: Duration,
-    /// The auto-approval policy. The planner only asks for a decision when
-    /// `plan.auto_approval` is on; the daemon sets it from `auto_approval.enabled`.
+    /// The auto-approval policy. The planner asks for a decision only when it is enabled.
     pub auto_approval: AutoApprovalConfig,
     /// The daemon's own Teleport user: its reviews are already explained on the alert by the
     /// decision note, so they get no review note of their own.
@@ -120,6 +117,15 @@ pub struct Settings {
     /// first read of its progress and claim it expecting none. A wrong guess only loses the
     /// compare-and-swap and reads after all; off in dry runs, whose writes always "succeed".
     pub claim_new_without_reading: bool,
+}
+
+impl Settings {
+    /// The planner's switches, derived from the settings so that they cannot disagree.
+    pub fn plan(&self) -> PlanOptions {
+        PlanOptions {
+            auto_approval: self.auto_approval.enabled,
+        }
+    }
 }
 
 /// What happened, and what the caller should do next.
@@ -160,7 +166,7 @@ pub async fn step<E: Effects>(
         Some(data) => data,
         None => fx.read(id).await?,
     };
-    let step = plan::next_step(snapshot, &data, settings.plan);
+    let step = plan::next_step(snapshot, &data, settings.plan());
     let done = |data: PluginData, step: Step, next: Next| Ok(Reconciled { data, step, next });
     match &step {
         Step::Finished => return done(data, step, Next::Finished),
@@ -531,7 +537,6 @@ pub(crate) mod tests {
         Settings {
             replica: replica.into(),
             alert: AlertSettings::default(),
-            plan: PlanOptions::default(),
             claim_ttl: Duration::from_secs(60),
             auto_approval: AutoApprovalConfig::default(),
             own_user: OWN.into(),
@@ -544,9 +549,6 @@ pub(crate) mod tests {
     /// Settings with auto-approval on, checking schedule "Primary" by default.
     fn approving(replica: &str) -> Settings {
         Settings {
-            plan: PlanOptions {
-                auto_approval: true,
-            },
             auto_approval: AutoApprovalConfig {
                 enabled: true,
                 default_schedules: vec!["Primary".into()],
@@ -943,7 +945,10 @@ pub(crate) mod tests {
         drive(&fx, &s, &snapshot).await;
         let calls = fx.calls.borrow().len();
         // A new process: nothing cached, progress read back from storage.
-        assert_eq!(plan::next_step(&snapshot, &stored(&fx), s.plan), Step::Wait);
+        assert_eq!(
+            plan::next_step(&snapshot, &stored(&fx), s.plan()),
+            Step::Wait
+        );
         assert_eq!(
             drive(&fx, &approving("me-again"), &snapshot).await,
             Next::Idle
@@ -994,7 +999,7 @@ pub(crate) mod tests {
             cached = Some(step(&fx, &a, &snapshot, cached).await.expect("step").data);
         }
         let read = fx.read("r1").await.expect("read");
-        assert_eq!(plan::next_step(&snapshot, &read, a.plan), Step::Decide);
+        assert_eq!(plan::next_step(&snapshot, &read, a.plan()), Step::Decide);
 
         let first = step(&fx, &a, &snapshot, Some(read.clone()))
             .await

@@ -371,7 +371,7 @@ impl GatewayClient {
                         endpoint,
                         message: "unexpected success status".into(),
                         hint: "check `opsgenie.backend` and `opsgenie.api_url`".into(),
-                    })
+                    });
                 }
             };
             let throttled = status == Some(429);

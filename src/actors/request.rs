@@ -93,7 +93,7 @@ impl<E: Effects + 'static> RequestActor<E> {
         // a permit through the waits would cap every other request's steps at a few hundred
         // per processing delay.
         let waits_for_backend = cached.as_ref().is_some_and(|data| {
-            plan::next_step(&snapshot, data, shared.settings.plan) == plan::Step::ResolveAlertId
+            plan::next_step(&snapshot, data, shared.settings.plan()) == plan::Step::ResolveAlertId
         });
         let fut = async move {
             let _permit = if waits_for_backend {
