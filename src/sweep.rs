@@ -65,7 +65,7 @@ pub async fn sweep_once(
         match gateway.send(Call(op)).await {
             Ok(Ok(Outcome::Alerts { alerts, more })) => {
                 let n = u32::try_from(alerts.len()).unwrap_or(u32::MAX);
-                open.extend(alerts);
+                open.extend(alerts.into_iter().map(|(alias, _)| alias));
                 if !more || n == 0 {
                     break;
                 }

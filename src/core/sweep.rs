@@ -33,14 +33,14 @@ pub fn request_id_of(alias: &str) -> Option<&str> {
 
 /// The open alerts to close: those with an alias of ours whose request id is not in `existing`.
 ///
-/// `open` holds `(alias, alert id)` pairs as listed by the backend. `existing` must be the ids of
+/// `open` holds the aliases of the open alerts as listed by the backend. `existing` must be the ids of
 /// every request Teleport holds, listed *after* the alerts: a request created after the alert
 /// listing cannot have an alert in it, so an alert whose request is missing from the later list
 /// really is an orphan. Each alias appears at most once in the result, in the order first seen.
-pub fn orphans(open: &[(String, String)], existing: &HashSet<String>) -> Vec<Orphan> {
+pub fn orphans(open: &[String], existing: &HashSet<String>) -> Vec<Orphan> {
     let mut seen = HashSet::new();
     open.iter()
-        .filter_map(|(alias, _)| {
+        .filter_map(|alias| {
             let id = request_id_of(alias)?;
             (!existing.contains(id) && seen.insert(alias.as_str())).then(|| Orphan {
                 alias: alias.clone(),
@@ -54,12 +54,8 @@ pub fn orphans(open: &[(String, String)], existing: &HashSet<String>) -> Vec<Orp
 mod tests {
     use super::*;
 
-    fn open(aliases: &[&str]) -> Vec<(String, String)> {
-        aliases
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.to_string(), format!("alert-{i}")))
-            .collect()
+    fn open(aliases: &[&str]) -> Vec<String> {
+        aliases.iter().map(|a| a.to_string()).collect()
     }
 
     fn ids(ids: &[&str]) -> HashSet<String> {
