@@ -17,7 +17,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backend::{Operation, Outcome};
 use crate::config::AutoApprovalConfig;
@@ -357,15 +357,29 @@ async fn decide<E: Effects>(
     let note = match policy::decide(request, cfg, now, &lookups) {
         Verdict::Approve { schedule, matched } => {
             let reason = policy::approval_reason(&request.user, &schedule, &matched);
-            let note = match fx.submit_review(id, &reason).await? {
-                ReviewResult::Submitted => reason,
-                ReviewResult::AlreadyDone => format!(
-                    "{reason} (Teleport already had this review, or the request was already resolved)"
-                ),
-            };
-            info!(request_id = id, user = %request.user, schedule = %schedule, rule = matched.rule.as_str(), "Auto-approved the request.");
-            after.decision = Some(Decision::Approved);
-            note
+            match fx.submit_review(id, &reason).await {
+                Ok(result) => {
+                    info!(request_id = id, user = %request.user, schedule = %schedule, rule = matched.rule.as_str(), "Auto-approved the request.");
+                    after.decision = Some(Decision::Approved);
+                    match result {
+                        ReviewResult::Submitted => reason,
+                        ReviewResult::AlreadyDone => format!(
+                            "{reason} (Teleport already had this review, or the request was already resolved)"
+                        ),
+                    }
+                }
+                // Teleport refuses for good (admin-action MFA, a missing `review_requests`
+                // rule): the request needs a human, and the alert says why and what to fix.
+                Err(EffectError::Permanent(refusal)) => {
+                    error!(request_id = id, %refusal, "Teleport refused the approving review.");
+                    after.decision = Some(Decision::Declined);
+                    format!(
+                        "Not auto-approved: {} is on call, but Teleport refused the approving review: {refusal}",
+                        request.user
+                    )
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         Verdict::Decline(reason) => {
             info!(request_id = id, user = %request.user, %reason, "Declined auto-approval.");
@@ -459,6 +473,8 @@ pub(crate) mod tests {
         on_call: RefCell<HashMap<String, Result<Vec<String>, String>>>,
         /// Requests the daemon has reviewed, with the reason, as Teleport would remember them.
         reviewed: RefCell<Vec<(String, String)>>,
+        /// When set, Teleport refuses every review for good with this message.
+        refuse_reviews: RefCell<Option<String>>,
     }
 
     impl Effects for Memory {
@@ -520,6 +536,9 @@ pub(crate) mod tests {
             reason: &str,
         ) -> Result<ReviewResult, EffectError> {
             self.calls.borrow_mut().push("review".into());
+            if let Some(refusal) = self.refuse_reviews.borrow().clone() {
+                return Err(EffectError::Permanent(refusal));
+            }
             let mut reviewed = self.reviewed.borrow_mut();
             if reviewed.iter().any(|(id, _)| id == request_id) {
                 // As Teleport answers a repeated review by the same author.
@@ -807,6 +826,28 @@ pub(crate) mod tests {
         assert_eq!(count(&fx, "add_note"), 1);
         assert_eq!(count(&fx, "close_alert"), 1);
         assert_eq!(stored(&fx).reviews_count, 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_refused_review_declines_with_the_fix_on_the_alert() {
+        let fx = Memory::default();
+        on_call(&fx, "Primary", &["alice@example.com"]);
+        *fx.refuse_reviews.borrow_mut() = Some(MFA_REQUIRED_FIX.into());
+        let s = approving("me");
+        let snapshot = Snapshot::Present(pending_by("alice@example.com"));
+        assert_eq!(drive(&fx, &s, &snapshot).await, Next::Idle);
+        assert_eq!(
+            *fx.notes.borrow(),
+            vec![format!(
+                "Not auto-approved: alice@example.com is on call, but Teleport refused the approving review: {MFA_REQUIRED_FIX}"
+            )]
+        );
+        assert!(fx.reviewed.borrow().is_empty());
+        assert_eq!(stored(&fx).decision, Some(Decision::Declined));
+        assert_eq!(stored(&fx).claim, None);
+        // Decided once: replaying asks Teleport nothing more.
+        drive(&fx, &s, &snapshot).await;
+        assert_eq!(count(&fx, "review"), 1);
     }
 
     #[actix_rt::test]

@@ -135,6 +135,34 @@ async fn a_requester_not_on_call_gets_no_review_and_a_note_that_says_why() {
 }
 
 #[actix_rt::test]
+async fn a_review_refused_for_mfa_is_declined_with_the_fix_on_the_alert() {
+    let world = world().await;
+    world
+        .opsgenie
+        .set_on_call(APPROVAL_SCHEDULE, &[TEAM_REQUESTER]);
+    world.teleport.set_mfa_required(true);
+    let daemon = start(approving(&world)).await;
+    let id = request(&world, TEAM_REQUESTER);
+    assert_eq!(decision(&world, &id).await, "declined");
+    let a = alert_with_notes(&world, &id, 1).await;
+    let note = &a.notes[0].text;
+    assert!(
+        note.contains("Teleport refused the approving review"),
+        "{note}"
+    );
+    assert!(
+        note.contains("Machine ID (tbot)"),
+        "the fix is named: {note}"
+    );
+    assert_eq!(plugin_reviews(&world, &id), 0);
+    assert_eq!(
+        world.teleport.request_state(&id),
+        Some(RequestState::Pending)
+    );
+    daemon.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn a_failed_lookup_is_retried_then_declined_with_the_reason() {
     let world = world().await;
     world
