@@ -18,16 +18,18 @@ use crate::actors::gateway::{
 };
 use crate::actors::identity::{IdentityWatcher, Reloads, StopReloading};
 use crate::actors::oncall::OnCallCache;
-use crate::actors::requests::{CountActive, Requests, Shared};
 use crate::config::Config;
 use crate::core::render::{web_proxy_url, AlertSettings};
-use crate::effects::{on_call_lookup, ClientHandle, LiveEffects, TeleportSource};
 use crate::http::{Heartbeat, HttpError, Monitor, Probes};
 use crate::metrics::Metrics;
-use crate::reconcile::Settings;
+use crate::pipeline::effects::{on_call_lookup, LiveEffects, TeleportSource};
+use crate::pipeline::reconcile::Settings;
+use crate::pipeline::requests::{CountActive, Requests};
+use crate::pipeline::shared::Shared;
 use crate::teleport::client::{Connected, TeleportClient};
 use crate::teleport::error::TeleportError;
 use crate::teleport::identity::{Identity, IdentityError};
+use crate::teleport::ClientHandle;
 
 /// How long the backend may take to process an alert creation before we give up for now (the
 /// step is retried later with the same creation).
@@ -423,7 +425,7 @@ fn start_sweep(
             ticks.tick().await;
             // The client of the moment: the identity may have been renewed since start.
             let client = teleport.get();
-            if let Err(err) = crate::sweep::sweep_once(&client, &gateway, &tag).await {
+            if let Err(err) = crate::pipeline::sweep::sweep_once(&client, &gateway, &tag).await {
                 warn!(error = %err, "Orphan sweep failed; trying again at the next interval.");
             }
         }

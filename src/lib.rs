@@ -8,10 +8,11 @@
 //!   (`render`), how progress is stored in Teleport (`plugin_data`), whether to auto-approve
 //!   (`policy`). Plain functions, no I/O.
 //! - [`actors`]: thin actix shells around the core. `EventStream` watches Teleport and resyncs
-//!   after every (re)connect, `Requests` keeps one `RequestActor` per request id, `Gateway` is
-//!   the only HTTP caller, `OnCallCache` answers "who is on call".
-//! - [`reconcile`]: one request's side effects: read plugin data, plan, act, record by
-//!   compare-and-swap.
+//!   after every (re)connect, `Gateway` is the only HTTP caller, `OnCallCache` answers "who is on
+//!   call".
+//! - [`pipeline`]: the request pipeline. `Requests` keeps one `RequestActor` per request id;
+//!   `reconcile` is one request's side effects: read plugin data, plan, act, record by
+//!   compare-and-swap; `effects` are the real ones; `sweep` closes orphaned alerts.
 //! - [`teleport`]: the gRPC client, identity files and TLS.
 //! - [`backend`]: the on-call backends (Opsgenie v2, JSM Operations), retry classification and
 //!   rate limiting.
@@ -24,11 +25,9 @@ pub mod check;
 pub mod config;
 pub mod core;
 pub mod daemon;
-pub mod effects;
 pub mod http;
 pub mod metrics;
-pub mod reconcile;
-pub mod sweep;
+pub mod pipeline;
 pub mod telemetry;
 pub mod teleport;
 

@@ -17,7 +17,7 @@ use crate::actors::gateway::{BackendCallObserver, CallEvent};
 use crate::core::model::{RequestState, Snapshot};
 use crate::core::plan::Step;
 use crate::core::plugin_data::Decision;
-use crate::reconcile::{EffectError, Next, Reconciled};
+use crate::pipeline::reconcile::{EffectError, Next, Reconciled};
 
 /// Label values of one series, in the order of the family's label names.
 type Key = Vec<String>;

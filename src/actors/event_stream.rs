@@ -18,8 +18,8 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::actors::request::{Backoff, Observe, Origin};
 use crate::core::model::{AccessRequest, Snapshot};
+use crate::pipeline::request::{Backoff, Observe, Origin};
 
 /// One event of the watch, decoded.
 // Nearly every event is `Observed`; boxing it would add an allocation per event for nothing.

@@ -14,10 +14,10 @@ use tracing::{info, warn};
 
 use crate::actors::event_stream::Reconnect;
 use crate::config::TeleportConfig;
-use crate::effects::ClientHandle;
 use crate::metrics::Metrics;
 use crate::teleport::client::TeleportClient;
 use crate::teleport::identity::Identity;
+use crate::teleport::ClientHandle;
 
 /// A fingerprint of the file's content (not a secret: a hash only compared in memory).
 fn fingerprint(content: &[u8]) -> u64 {

@@ -4,5 +4,8 @@
 pub mod client;
 pub mod convert;
 pub mod error;
+pub mod handle;
 pub mod identity;
 pub mod tls;
+
+pub use handle::ClientHandle;

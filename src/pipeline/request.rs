@@ -8,12 +8,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{error, info_span, warn, Instrument};
 
-use crate::actors::requests::{Finished, Shared};
 use crate::core::model::{RequestState, Snapshot};
 use crate::core::plan;
 use crate::core::plugin_data::PluginData;
 use crate::core::render;
-use crate::reconcile::{self, EffectError, Effects, Next, Reconciled};
+use crate::pipeline::reconcile::{self, EffectError, Effects, Next, Reconciled};
+use crate::pipeline::shared::{Finished, Shared};
 
 /// The longest wait before looking again at a request another replica has claimed.
 const CLAIM_RECHECK: Duration = Duration::from_secs(1);

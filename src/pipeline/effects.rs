@@ -2,8 +2,6 @@
 //! through the gateway's client. `--dry-run` is handled here: reads are real, writes are logged
 //! and skipped, so the decisions are the same as in a real run.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use actix::Addr;
@@ -17,31 +15,10 @@ use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
 use crate::backend::{Operation as BackendOp, Outcome};
 use crate::core::model::{AccessRequest, RequestState};
 use crate::core::plugin_data::{Encoded, PluginData};
-use crate::reconcile::{EffectError, Effects, ReviewResult, MFA_REQUIRED_FIX};
-use crate::teleport::client::TeleportClient;
+use crate::pipeline::reconcile::{EffectError, Effects, ReviewResult, MFA_REQUIRED_FIX};
 use crate::teleport::convert::{snapshot_from_event, EventKind};
 use crate::teleport::error::{Operation, TeleportError};
-
-/// The Teleport client in use, shared by the effects and the event source, and replaced when
-/// the identity file changes (see `actors::identity`). Calls already in flight finish on the
-/// client they started with.
-#[derive(Debug, Clone)]
-pub struct ClientHandle(Rc<RefCell<TeleportClient>>);
-
-impl ClientHandle {
-    /// A handle holding `client`.
-    pub fn new(client: TeleportClient) -> Self {
-        Self(Rc::new(RefCell::new(client)))
-    }
-    /// The current client (a cheap clone sharing its connection).
-    pub fn get(&self) -> TeleportClient {
-        self.0.borrow().clone()
-    }
-    /// Makes every later call use `client`.
-    pub fn replace(&self, client: TeleportClient) {
-        *self.0.borrow_mut() = client;
-    }
-}
+use crate::teleport::handle::ClientHandle;
 
 /// Effects against the real Teleport and backend.
 pub struct LiveEffects {
