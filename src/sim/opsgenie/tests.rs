@@ -2,6 +2,12 @@
 
 use super::*;
 
+use std::time::Duration;
+
+use axum::http::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
 const CONFIG_ONLY_KEY: &str = "99999999-8888-7777-6666-555555555555";
 
 fn client() -> reqwest::Client {
