@@ -19,7 +19,8 @@ use super::model::Call;
 use super::reply::Reply;
 use super::route::{route, Route};
 use super::server::Inner;
-use super::{lock, reads, writes, JSM_PREFIX, MAX_BODY};
+use super::write_faults::WriteFault;
+use super::{lock, notes, reads, search, writes, JSM_PREFIX, MAX_BODY};
 
 pub(super) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query?.as_bytes())
@@ -39,6 +40,16 @@ pub(super) struct Ctx<'a> {
     pub(super) body: Option<&'a Result<Value, serde_json::Error>>,
     pub(super) peer: IpAddr,
     pub(super) request_id: &'a str,
+    /// The request's `Content-Type`, if any.
+    pub(super) content_type: Option<&'a str>,
+    /// Whether the request had a non-empty body.
+    pub(super) has_body: bool,
+    /// Set by an injected fault: the write fails with this status text when processed.
+    pub(super) fail_with: Option<String>,
+    /// Set by an injected fault: the write is validated and answered but not applied.
+    pub(super) discard: bool,
+    /// What was injected into this call, for the call log.
+    pub(super) fault: Option<String>,
 }
 
 /// The single entry point: every path goes through here so that auth, faults, rate limits,
@@ -68,10 +79,20 @@ pub(super) async fn handle(
     }
     let auth = authenticate(&inner, &parts.headers);
     let auth_ok = matches!(auth, Auth::Ok { .. });
+    let content_type = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let raw_body = match &bytes {
+        Ok(b) => String::from_utf8_lossy(b).into_owned(),
+        Err(_) => String::new(),
+    };
+    let mut fault = None;
     let mut reply = if bytes.is_err() {
         Reply::message(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
     } else {
-        let ctx = Ctx {
+        let mut ctx = Ctx {
             inner: &inner,
             route: route(&parts.method, &api_path),
             path: &path,
@@ -80,8 +101,15 @@ pub(super) async fn handle(
             body: parsed.as_ref(),
             peer: peer.ip(),
             request_id: &request_id,
+            content_type: content_type.as_deref(),
+            has_body: !raw_body.is_empty(),
+            fail_with: None,
+            discard: false,
+            fault: None,
         };
-        dispatch(&ctx, auth)
+        let reply = dispatch(&mut ctx, auth);
+        fault = ctx.fault;
+        reply
     };
 
     // Common envelope: `took` and `requestId` in the body, the standard headers.
@@ -90,7 +118,11 @@ pub(super) async fn handle(
         o.insert("took".into(), json!((took * 1000.0).round() / 1000.0));
         o.entry("requestId").or_insert_with(|| json!(request_id));
     }
-    let mut resp = Response::new(Body::from(reply.body.to_string()));
+    let (content_type_out, response_body) = match reply.raw {
+        Some((ct, body)) => (ct, body.to_owned()),
+        None => ("application/json", reply.body.to_string()),
+    };
+    let mut resp = Response::new(Body::from(response_body.clone()));
     *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
     let mut set = |name: &str, value: &str| {
@@ -98,7 +130,7 @@ pub(super) async fn handle(
             h.insert(n, v);
         }
     };
-    set("content-type", "application/json");
+    set("content-type", content_type_out);
     set("x-request-id", &request_id);
     set("x-response-time", &format!("{took:.3}"));
     match reply.throttled {
@@ -123,7 +155,11 @@ pub(super) async fn handle(
         query,
         auth_ok,
         body: parsed.and_then(Result::ok),
+        content_type,
+        raw_body,
         status: reply.status.as_u16(),
+        response_body,
+        fault,
         received_at,
         received_instant: started,
         request_id,
@@ -133,7 +169,7 @@ pub(super) async fn handle(
     resp
 }
 
-pub(super) fn dispatch(ctx: &Ctx<'_>, auth: Auth) -> Reply {
+pub(super) fn dispatch(ctx: &mut Ctx<'_>, auth: Auth) -> Reply {
     let inner = ctx.inner;
     let config_only = match auth {
         Auth::Ok { config_only } => config_only,
@@ -154,6 +190,7 @@ pub(super) fn dispatch(ctx: &Ctx<'_>, auth: Auth) -> Reply {
     let injected = inner.faults.roll_error();
     let after_effect = inner.faults.errors_after_effect.load(Ordering::Relaxed);
     if let (Some(code), false) = (injected, after_effect) {
+        ctx.fault = Some(format!("{} instead of the call", code.as_u16()));
         return Reply::message(code, "Internal server error (injected fault)");
     }
     if config_only && ctx.route.is_alert_write() {
@@ -170,23 +207,64 @@ pub(super) fn dispatch(ctx: &Ctx<'_>, auth: Auth) -> Reply {
     if let Err(period) = lock(&inner.limiter).acquire(domain, is_create, Instant::now()) {
         return Reply::throttled(period);
     }
-    let reply = handle_route(ctx);
+    if ctx.route.takes_body() && ctx.has_body && !is_json(ctx.content_type) {
+        return Reply::message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!(
+                "Content type '{}' is not supported; send application/json",
+                ctx.content_type.unwrap_or("")
+            ),
+        );
+    }
+    let taken = ctx
+        .route
+        .write()
+        .and_then(|w| inner.faults.take_write_fault(w));
+    match taken.as_ref().map(|t| &t.fault) {
+        Some(WriteFault::FailAfterAccept(status)) => ctx.fail_with = Some(status.clone()),
+        Some(WriteFault::Garble { applied: false, .. }) => ctx.discard = true,
+        _ => {}
+    }
+    let mut reply = handle_route(ctx);
+    if let Some(taken) = taken {
+        if reply.status.is_success() {
+            ctx.fault = Some(taken.fault.describe());
+            if let WriteFault::Garble { garble, .. } = taken.fault {
+                reply = Reply::garbled(garble);
+            }
+        } else {
+            inner.faults.give_back(taken);
+        }
+    }
     match injected {
-        Some(code) => Reply::message(code, "Internal server error (injected fault)"),
+        Some(code) => {
+            ctx.fault = Some(format!("{} after the call took effect", code.as_u16()));
+            Reply::message(code, "Internal server error (injected fault)")
+        }
         None => reply,
     }
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    })
 }
 
 pub(super) fn handle_route(ctx: &Ctx<'_>) -> Reply {
     match &ctx.route {
         Route::CreateAlert => writes::create_alert(ctx),
         Route::AddNote(id) => writes::alert_action(ctx, id, "notes"),
+        Route::ListNotes(id) => notes::list_notes(ctx, id),
         Route::Close(id) => writes::alert_action(ctx, id, "close"),
         Route::Acknowledge(id) => writes::alert_action(ctx, id, "acknowledge"),
         Route::RequestStatus(id) => reads::request_status(ctx, id),
         Route::GetAlert(id) => reads::get_alert(ctx, id),
-        Route::ListAlerts => reads::list_alerts(ctx, false),
-        Route::CountAlerts => reads::list_alerts(ctx, true),
+        Route::ListAlerts => search::list_alerts(ctx, false),
+        Route::CountAlerts => search::list_alerts(ctx, true),
         Route::OnCalls(id) => reads::on_calls(ctx, id),
         Route::Heartbeat => Reply::accepted("PONG - Heartbeat received"),
         Route::MethodNotAllowed => {

@@ -1,4 +1,5 @@
-//! Fault injection: 5xx at a seeded random rate, bursts of 429, added latency.
+//! Fault injection: 5xx at a seeded random rate, bursts of 429, added latency, and the write
+//! faults of [`super::write_faults`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -9,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::lock;
+use super::write_faults::{Garble, Taken, Write, WriteFault, WriteFaults};
 
 /// Fault knobs, changeable while the server runs.
 #[derive(Debug)]
@@ -19,6 +21,7 @@ pub struct Faults {
     pub(super) errors_after_effect: AtomicBool,
     throttle_next: AtomicUsize,
     latency: Mutex<Option<(Duration, Duration)>>,
+    writes: Mutex<WriteFaults>,
     rng: Mutex<StdRng>,
 }
 
@@ -29,6 +32,7 @@ impl Faults {
             errors_after_effect: AtomicBool::new(false),
             throttle_next: AtomicUsize::new(0),
             latency: Mutex::new(None),
+            writes: Mutex::new(WriteFaults::default()),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
         }
     }
@@ -83,6 +87,44 @@ impl Faults {
         self.set_errors_after_effect(false);
         self.throttle_next(0);
         self.clear_latency();
+        lock(&self.writes).clear();
+    }
+
+    /// The next `n` accepted writes (of kind `only`, or any alert write when `None`) answer
+    /// 202 as usual, but fail when processed: their request status is `isSuccess:false` with
+    /// `status` as its text, and nothing changes. Writes refused outright (4xx, 429) do not
+    /// count.
+    pub fn fail_next(&self, only: Option<Write>, n: usize, status: &str) {
+        lock(&self.writes).script(only, n, WriteFault::FailAfterAccept(status.to_owned()));
+    }
+
+    /// The next `n` accepted writes (of kind `only`, or any alert write) get a 2xx answer the
+    /// client cannot read ([`Garble`]). With `applied` the write still takes effect (the alert
+    /// is created, the note added); without, nothing happens. Writes refused outright do not
+    /// count.
+    pub fn garble_next(&self, only: Option<Write>, n: usize, garble: Garble, applied: bool) {
+        lock(&self.writes).script(only, n, WriteFault::Garble { garble, applied });
+    }
+
+    /// Garble this fraction (0.0..=1.0) of accepted alert writes; the kind of garbling and
+    /// whether the write takes effect are drawn from the seeded RNG (half of them apply).
+    pub fn set_garble_rate(&self, rate: f64) {
+        lock(&self.writes).set_garble_rate(rate);
+    }
+
+    /// Make this fraction (0.0..=1.0) of accepted alert writes fail after acceptance, with
+    /// the status text [`super::write_faults::INJECTED_FAILURE_STATUS`].
+    pub fn set_write_failure_rate(&self, rate: f64) {
+        lock(&self.writes).set_failure_rate(rate);
+    }
+
+    pub(super) fn take_write_fault(&self, write: Write) -> Option<Taken> {
+        let mut rng = lock(&self.rng);
+        lock(&self.writes).take(write, &mut rng)
+    }
+
+    pub(super) fn give_back(&self, taken: Taken) {
+        lock(&self.writes).give_back(taken);
     }
 
     pub(super) fn take_throttle(&self) -> bool {

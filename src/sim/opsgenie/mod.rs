@@ -11,27 +11,45 @@
 //!   `X-Opsgenie-Errortype: RequestNotProcessed`. A background task applies due work and every
 //!   accessor also applies it lazily, so state always matches the clock.
 //! - Alias de-duplication, request status outcomes (`isSuccess:false`, "Alert does not exist"),
-//!   get/list/count alerts with a small query language, on-call schedules, heartbeat pings.
+//!   get/list/count alerts with a small query language, an alert's notes
+//!   (`GET /v2/alerts/{id}/notes`), on-call schedules, heartbeat pings.
+//! - Shapes and refusals of the official definitions (`opsgenie/opsgenie-oas`): responders
+//!   named by id or name are resolved against the fake's teams and schedules and answered as
+//!   `{type, id}`; a body sent as anything but `application/json` gets 415; enum query values
+//!   (`identifierType`, `sort`, `order`, `direction`, `flat`, …) and integer ranges (`limit`,
+//!   `offset`) outside the definitions get 422 naming the parameter; lists carry `paging`.
 //! - Per-domain per-second/per-minute buckets answering 429 with Opsgenie's headers.
-//! - Fault knobs ([`Faults`]): 5xx at a seeded random rate, a burst of 429s, added latency.
+//! - Fault knobs ([`Faults`]): 5xx at a seeded random rate (before or after the call took
+//!   effect), a burst of 429s, added latency; writes that fail after acceptance
+//!   ([`Faults::fail_next`], [`Faults::set_write_failure_rate`]); 2xx answers nobody can read,
+//!   with or without the write taking effect ([`Faults::garble_next`],
+//!   [`Faults::set_garble_rate`]); and whether closing a closed alert is a failure
+//!   ([`FakeOpsgenie::set_close_of_closed_fails`]). Every call is recorded ([`Call`]) with its
+//!   exact request and answer bodies and the fault injected into it.
 //!
 //! All routes exist both at the root (`/v2/...`, Opsgenie) and under `/jsm/ops/integration`
 //! (the JSM Integration Events API, same shapes).
 //!
 //! Time: delays, latency and rate limits use tokio's clock, so tests can run under a paused
-//! clock; recorded wall-clock times use [`SystemTime`].
+//! clock; recorded wall-clock times use [`std::time::SystemTime`].
 
 mod auth;
+mod directory;
 mod dispatch;
 mod faults;
 mod limits;
 mod model;
+mod notes;
+mod params;
 mod query;
 mod reads;
 mod reply;
 mod route;
+mod search;
 mod server;
+mod state;
 mod validate;
+mod write_faults;
 mod writes;
 
 #[cfg(test)]
@@ -40,11 +58,13 @@ mod tests;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use directory::ResolvedResponder;
 pub use faults::Faults;
 pub use limits::FakeRateLimits;
 pub use model::{Alert, AlertStatus, Call, Note};
 pub use server::FakeOpsgenie;
 pub use validate::Responder;
+pub use write_faults::{Garble, Write, INJECTED_FAILURE_STATUS};
 
 /// Prefix of the JSM Operations Integration Events API mirror.
 pub const JSM_PREFIX: &str = "/jsm/ops/integration";

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::validate;
+use super::write_faults::Garble;
 
 const THROTTLED_MESSAGE: &str =
     "You are making too many requests! To avoid errors, we recommend you limit requests.";
@@ -14,6 +15,9 @@ pub(super) struct Reply {
     pub(super) body: Value,
     pub(super) headers: Vec<(&'static str, String)>,
     pub(super) throttled: Option<u64>,
+    /// A body sent as is, with its content type, instead of the JSON envelope (garbled
+    /// answers).
+    pub(super) raw: Option<(&'static str, &'static str)>,
 }
 
 impl Reply {
@@ -23,6 +27,19 @@ impl Reply {
             body,
             headers: Vec::new(),
             throttled: None,
+            raw: None,
+        }
+    }
+
+    /// An answer the client cannot read.
+    pub(super) fn garbled(garble: Garble) -> Reply {
+        let (status, content_type, body) = garble.answer();
+        Reply {
+            raw: Some((content_type, body)),
+            ..Reply::json(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED),
+                Value::Null,
+            )
         }
     }
 

@@ -3,6 +3,7 @@
 use axum::http::Method;
 
 use super::limits::Domain;
+use super::write_faults::Write;
 
 /// The routes the fake knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,7 @@ pub(super) enum Route {
     RequestStatus(String),
     GetAlert(String),
     AddNote(String),
+    ListNotes(String),
     Close(String),
     Acknowledge(String),
     OnCalls(String),
@@ -28,6 +30,7 @@ impl Route {
             | Route::RequestStatus(_)
             | Route::GetAlert(_)
             | Route::AddNote(_)
+            | Route::ListNotes(_)
             | Route::Close(_)
             | Route::Acknowledge(_) => Domain::Alert,
             Route::ListAlerts | Route::CountAlerts => Domain::Search,
@@ -37,11 +40,24 @@ impl Route {
         }
     }
 
+    /// Which alert write this is, if it is one.
+    pub(super) fn write(&self) -> Option<Write> {
+        match self {
+            Route::CreateAlert => Some(Write::Create),
+            Route::AddNote(_) => Some(Write::AddNote),
+            Route::Close(_) => Some(Write::Close),
+            Route::Acknowledge(_) => Some(Write::Acknowledge),
+            _ => None,
+        }
+    }
+
+    /// Whether the route reads a JSON body (so another content type gets 415).
+    pub(super) fn takes_body(&self) -> bool {
+        self.is_alert_write()
+    }
+
     pub(super) fn is_alert_write(&self) -> bool {
-        matches!(
-            self,
-            Route::CreateAlert | Route::AddNote(_) | Route::Close(_) | Route::Acknowledge(_)
-        )
+        self.write().is_some()
     }
 }
 
@@ -81,6 +97,7 @@ pub(super) fn route(method: &Method, api_path: &str) -> Route {
         ["v2", "alerts", "count"] => pick(get, Route::CountAlerts),
         ["v2", "alerts", "requests", id] => pick(get, Route::RequestStatus((*id).to_owned())),
         ["v2", "alerts", id] => pick(get, Route::GetAlert((*id).to_owned())),
+        ["v2", "alerts", id, "notes"] if get => Route::ListNotes((*id).to_owned()),
         ["v2", "alerts", id, "notes"] => pick(post, Route::AddNote((*id).to_owned())),
         ["v2", "alerts", id, "close"] => pick(post, Route::Close((*id).to_owned())),
         ["v2", "alerts", id, "acknowledge"] => pick(post, Route::Acknowledge((*id).to_owned())),

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::dispatch::handle;
 use super::faults::Faults;
 use super::limits::{FakeRateLimits, Limiter};
-use super::model::{Alert, Call, State};
+use super::model::{Alert, Call};
+use super::state::State;
 use super::{lock, validate, FakeOpsgenieOptions};
 
 pub(super) struct Inner {
@@ -100,7 +101,7 @@ impl FakeOpsgenie {
         Ok(FakeOpsgenie { inner })
     }
 
-    /// Base URL, `http://127.0.0.1:PORT` (append [`JSM_PREFIX`] for the JSM mirror).
+    /// Base URL, `http://127.0.0.1:PORT` (append [`super::JSM_PREFIX`] for the JSM mirror).
     pub fn url(&self) -> String {
         format!("http://{}", self.inner.addr)
     }
@@ -117,7 +118,9 @@ impl FakeOpsgenie {
 
     /// Adds (or replaces, by name) a schedule; `id` `None` generates a UUID. Returns the id.
     pub fn add_schedule(&self, name: &str, id: Option<&str>, on_call: &[&str]) -> String {
-        let id = lock(&self.inner.state).add_schedule(name, id, on_call);
+        let id = lock(&self.inner.state)
+            .directory
+            .add_schedule(name, id, on_call);
         self.inner.changed.notify_waiters();
         id
     }
@@ -126,19 +129,42 @@ impl FakeOpsgenie {
     /// no such schedule.
     pub fn set_on_call(&self, schedule: &str, on_call: &[&str]) -> bool {
         let mut st = lock(&self.inner.state);
-        let Some(i) = st.schedule_any(schedule) else {
+        let Some(i) = st.directory.schedule_any(schedule) else {
             return false;
         };
-        st.schedules[i].on_call = on_call.iter().map(|s| (*s).to_owned()).collect();
+        st.directory.schedules[i].on_call = on_call.iter().map(|s| (*s).to_owned()).collect();
         drop(st);
         self.inner.changed.notify_waiters();
         true
     }
 
+    /// Adds (or replaces, by name) a team responders can name; `id` `None` generates a UUID.
+    /// Returns the id.
+    pub fn add_team(&self, name: &str, id: Option<&str>) -> String {
+        let id = lock(&self.inner.state).directory.add_team(name, id);
+        self.inner.changed.notify_waiters();
+        id
+    }
+
+    /// The id of a team given by name.
+    pub fn team_id(&self, name: &str) -> Option<String> {
+        lock(&self.inner.state).directory.team_id(name)
+    }
+
+    /// Whether closing an alert that is already closed reports `isSuccess:false` with status
+    /// "Alert is already closed" (`true`) or `isSuccess:true` with the same text (`false`,
+    /// the default). Opsgenie's documentation does not say which it does; either way nothing
+    /// changes, so clients must accept both.
+    pub fn set_close_of_closed_fails(&self, fails: bool) {
+        lock(&self.inner.state).close_of_closed_fails = fails;
+    }
+
     /// The id of a schedule given by name.
     pub fn schedule_id(&self, name: &str) -> Option<String> {
         let st = lock(&self.inner.state);
-        st.schedule(name, true).map(|i| st.schedules[i].id.clone())
+        st.directory
+            .schedule(name, true)
+            .map(|i| st.directory.schedules[i].id.clone())
     }
 
     /// Locks the state after applying every due request.

@@ -4,16 +4,20 @@
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::dispatch::{body_object, query_param, Ctx};
-use super::model::{Action, IdKind, Pending};
+use super::dispatch::{body_object, Ctx};
 use super::reply::Reply;
-use super::{lock, validate};
+use super::state::{Action, IdKind, Pending};
+use super::{lock, params, validate};
 
 /// Queues work and answers 202; with a zero delay it is applied before answering.
 pub(super) fn enqueue(ctx: &Ctx<'_>, target: Option<(String, IdKind)>, action: Action) -> Reply {
     let inner = ctx.inner;
     let now = Instant::now();
     let delay = *lock(&inner.processing_delay);
+    if ctx.discard {
+        // An injected fault: the answer goes out, the write never happens.
+        return Reply::accepted("Request will be processed");
+    }
     let mut st = lock(&inner.state);
     st.requests.insert(ctx.request_id.to_owned(), None);
     st.pending.push_back(Pending {
@@ -21,6 +25,7 @@ pub(super) fn enqueue(ctx: &Ctx<'_>, target: Option<(String, IdKind)>, action: A
         ready_at: now + delay,
         target,
         action,
+        fail_with: ctx.fail_with.clone(),
     });
     st.process_due(now);
     drop(st);
@@ -45,14 +50,10 @@ pub(super) fn create_alert(ctx: &Ctx<'_>) -> Reply {
     }
 }
 
+/// `identifierType` (or another parameter of the same enum): `id` (default), `alias`, `tiny`.
 pub(super) fn id_kind(ctx: &Ctx<'_>, param: &str) -> Result<IdKind, Reply> {
-    let raw = query_param(ctx.query, param);
-    IdKind::parse(raw.as_deref()).ok_or_else(|| {
-        Reply::unprocessable(validate::FieldErrors::from([(
-            param.to_owned(),
-            format!("{param} should be one of [id, alias, tiny]"),
-        )]))
-    })
+    let raw = params::one_of(ctx, param, &["id", "alias", "tiny"], "id")?;
+    Ok(IdKind::parse(Some(raw)).unwrap_or(IdKind::Id))
 }
 
 pub(super) fn alert_action(ctx: &Ctx<'_>, ident: &str, what: &str) -> Reply {
