@@ -236,13 +236,19 @@ pub fn review_note(review: &Review) -> String {
     truncate(&note, limits::NOTE)
 }
 
+/// The closing note of a request that is gone.
+pub const DELETED_NOTE: &str =
+    "Access request was deleted (by a user, or by Teleport once it expired).";
+
 /// The note that closes the alert.
 pub fn resolution_note(resolution: Resolution, reason: &str) -> String {
     let mut note = match resolution {
         Resolution::Approved => "Access request approved.".to_owned(),
         Resolution::Denied => "Access request denied.".to_owned(),
         Resolution::Promoted => "Access request promoted to an access list.".to_owned(),
-        Resolution::Expired => "Access request expired or was deleted.".to_owned(),
+        // Teleport cannot tell a deletion from an expiry (it deletes expired requests), so the
+        // note says what is known: the request was deleted. The stored tag stays `expired`.
+        Resolution::Expired => DELETED_NOTE.to_owned(),
     };
     if !reason.trim().is_empty() {
         note.push_str(&format!("\nReason: {}", reason.trim()));
@@ -446,8 +452,22 @@ mod tests {
         );
         assert_eq!(
             resolution_note(Resolution::Expired, ""),
-            "Access request expired or was deleted."
+            "Access request was deleted (by a user, or by Teleport once it expired)."
         );
+        // Each resolution reads as what happened, never one for another.
+        let table = [
+            (Resolution::Approved, "Access request approved."),
+            (Resolution::Denied, "Access request denied."),
+            (
+                Resolution::Promoted,
+                "Access request promoted to an access list.",
+            ),
+            (Resolution::Expired, DELETED_NOTE),
+        ];
+        for (resolution, want) in table {
+            assert_eq!(resolution_note(resolution, ""), want, "{resolution:?}");
+        }
+        assert!(!DELETED_NOTE.contains("closed as expired"));
     }
 
     #[test]

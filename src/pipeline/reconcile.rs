@@ -756,7 +756,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             fx.notes.borrow().last().map(String::as_str),
-            Some("Access request expired or was deleted.")
+            Some("Access request was deleted (by a user, or by Teleport once it expired).")
         );
         assert_eq!(stored(&fx).resolution, Some(Resolution::Expired));
     }
