@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 
-use teleport_opsgenie::core::model::{
-    AccessRequest, RequestState, NOTIFY_SERVICES_ANNOTATION, TEAMS_ANNOTATION,
-};
+use teleport_opsgenie::core::model::{AccessRequest, NOTIFY_SERVICES_ANNOTATION, TEAMS_ANNOTATION};
 use teleport_opsgenie::core::plugin_data::{Claim, Decision, PluginData, Resolution};
 use teleport_opsgenie::core::render::{self, limits, AlertSettings};
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
@@ -413,18 +410,8 @@ fn a_megabyte_reason_is_truncated() {
 
 fn sample_request() -> AccessRequest {
     AccessRequest {
-        id: "6c1c4a8e-7a34-4f3e-9d7b-0d9b2f4b8a11".into(),
-        user: "alice".into(),
-        roles: vec!["editor".into()],
-        state: RequestState::Pending,
         created: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
-        access_expiry: None,
-        max_duration: None,
-        request_reason: String::new(),
-        resolve_reason: String::new(),
-        system_annotations: BTreeMap::new(),
-        reviews: vec![],
-        resources: vec![],
+        ..AccessRequest::example("6c1c4a8e-7a34-4f3e-9d7b-0d9b2f4b8a11", "alice", &["editor"])
     }
 }
 

@@ -130,40 +130,6 @@ pub fn distinct_trimmed<'a>(values: impl IntoIterator<Item = &'a String>) -> Vec
     out
 }
 
-#[cfg(test)]
-impl AccessRequest {
-    /// Test fixture: a pending request by `user` for `roles`, with nothing else set.
-    pub(crate) fn example(id: &str, user: &str, roles: &[&str]) -> Self {
-        Self {
-            id: id.into(),
-            user: user.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            state: RequestState::Pending,
-            created: None,
-            access_expiry: None,
-            max_duration: None,
-            request_reason: String::new(),
-            resolve_reason: String::new(),
-            system_annotations: BTreeMap::new(),
-            reviews: vec![],
-            resources: vec![],
-        }
-    }
-
-    /// Test fixture: `n` approving reviews by `rev0`, `rev1`, ...
-    pub(crate) fn with_approvals(mut self, n: usize) -> Self {
-        self.reviews = (0..n)
-            .map(|i| Review {
-                author: format!("rev{i}"),
-                proposed_state: RequestState::Approved,
-                reason: String::new(),
-                created: None,
-            })
-            .collect();
-        self
-    }
-}
-
 /// What the watch told us about one request: its newest state, or that it is gone.
 // Nearly every snapshot is `Present`; boxing it would add an allocation per event for nothing.
 #[allow(clippy::large_enum_variant)]

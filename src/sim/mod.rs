@@ -2,6 +2,7 @@
 //! Compiled only with the `sim` feature; never part of the daemon's own path.
 
 pub mod chaos;
+pub mod fixtures;
 pub mod opsgenie;
 pub mod pki;
 pub mod proxy;
