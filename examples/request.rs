@@ -51,13 +51,17 @@ async fn run(
     command: &str,
     args: &[String],
 ) -> Result<Option<ExitCode>, Box<dyn std::error::Error>> {
-    let state_file = std::env::temp_dir()
-        .join("teleport-opsgenie-sandbox")
+    // The folder `sandbox --serve` printed: TELEPORT_OPSGENIE_SANDBOX_DIR, or its default.
+    let state_file = std::env::var_os("TELEPORT_OPSGENIE_SANDBOX_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("teleport-opsgenie-sandbox"))
         .join("sandbox.json");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_file).map_err(|e| {
             format!(
-                "{}: {e}; start `cargo run --example sandbox -- --serve` first",
+                "{}: {e}; start `cargo run --example sandbox -- --serve` first, or set \
+                 TELEPORT_OPSGENIE_SANDBOX_DIR to the folder it printed",
                 state_file.display()
             )
         })?)?;

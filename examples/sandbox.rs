@@ -8,8 +8,16 @@
 //! addresses and a configuration file, so that `teleport-opsgenie start -c <file>` can run
 //! against them from another terminal while `cargo run --example request -- ...` plays the
 //! guide's `tctl request` steps.
+//!
+//! `--serve` writes its files to the folder named by `TELEPORT_OPSGENIE_SANDBOX_DIR`, by default
+//! `teleport-opsgenie-sandbox` in the temporary folder, and holds it with a lock file while it
+//! runs: a second `--serve` on the same folder refuses and says how to give it its own.
+//! `examples/request.rs` reads the same variable to find the sandbox.
 
-use std::path::PathBuf;
+#[path = "sandbox/show.rs"]
+mod show;
+
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use teleport_opsgenie::core::render::alias;
@@ -20,9 +28,87 @@ use teleport_opsgenie::sim::world::{
     World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_REQUESTER, REQUESTER, REVIEWERS, TEAM_REQUESTER,
 };
 
-/// Where `--serve` writes its files, so `examples/request.rs` can find them.
-pub fn serve_dir() -> PathBuf {
+/// The variable naming the folder of a `--serve` sandbox; `examples/request.rs` reads it too.
+const DIR_VAR: &str = "TELEPORT_OPSGENIE_SANDBOX_DIR";
+
+/// Where `--serve` writes its files: `$TELEPORT_OPSGENIE_SANDBOX_DIR`, or
+/// `teleport-opsgenie-sandbox` in the temporary folder.
+fn serve_dir() -> PathBuf {
+    std::env::var_os(DIR_VAR)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(default_dir)
+}
+
+fn default_dir() -> PathBuf {
     std::env::temp_dir().join("teleport-opsgenie-sandbox")
+}
+
+/// A `--serve` sandbox's hold on its folder: a lock file with its process id, removed (with
+/// the state file `examples/request.rs` reads) when the sandbox stops.
+struct DirLock {
+    lock: PathBuf,
+    state: PathBuf,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<DirLock, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let lock = dir.join("sandbox.lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(mut f) => {
+                    use std::io::Write as _;
+                    writeln!(f, "{}", std::process::id())
+                        .map_err(|e| format!("writing {}: {e}", lock.display()))?;
+                    return Ok(DirLock {
+                        lock,
+                        state: dir.join("sandbox.json"),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(&lock).unwrap_or_default();
+                    let pid = pid.trim();
+                    if is_stale(pid) {
+                        // Left by a sandbox that was killed: take the folder over.
+                        let _ = std::fs::remove_file(&lock);
+                        continue;
+                    }
+                    return Err(format!(
+                        "{} is in use by another sandbox (process {pid}). Stop that one, or give \
+                         this one its own folder:\n  {DIR_VAR}=$(mktemp -d) cargo run --example \
+                         sandbox -- --serve\n(if no sandbox runs, delete {})",
+                        dir.display(),
+                        lock.display()
+                    ));
+                }
+                Err(e) => return Err(format!("creating {}: {e}", lock.display())),
+            }
+        }
+        Err(format!("could not take {} over", lock.display()))
+    }
+}
+
+/// Whether the process that wrote a lock is gone. Only decidable where `/proc` exists; elsewhere
+/// a lock is taken as live, and the message says which file to delete.
+fn is_stale(pid: &str) -> bool {
+    let proc = Path::new("/proc");
+    match pid.parse::<u32>() {
+        Ok(pid) => proc.is_dir() && !proc.join(pid.to_string()).exists(),
+        // Unreadable or empty: a sandbox died while writing it.
+        Err(_) => true,
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.state);
+        let _ = std::fs::remove_file(&self.lock);
+    }
 }
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -84,6 +170,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         world.teleport.addr(),
         world.opsgenie.url()
     ));
+    show::users();
     let mut config = world.config();
     config.auto_approval.enabled = true;
     let daemon = Daemon::start(config, RunOptions::default()).await?;
@@ -109,6 +196,10 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         }),
         "approved request: review note and closing note, alert closed",
     );
+    if let Some(a) = &a {
+        t.say("the approved request's alert, as the on-call engineer sees it:");
+        show::alert(a);
+    }
 
     // 2. Denied by a reviewer.
     let denied = create(&world, &mut t, REQUESTER, "curious").await?;
@@ -186,6 +277,10 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         declined_note && world.teleport.request_state(&pending) == Some(RequestState::Pending),
         "requester not on call: no review, the reason on the alert",
     );
+    if let Some(a) = world.opsgenie.alert_by_alias(&alias(&pending)) {
+        t.say("the alert of a request the daemon did not approve:");
+        show::alert(&a);
+    }
 
     let alerts = world.opsgenie.alerts();
     let auto_approved = alerts
@@ -208,6 +303,8 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     t.check(alerts.len() == 6, "exactly one alert per request");
     daemon.shutdown().await;
     let ok = t.failures.is_empty();
+    show::explain(&alerts);
+    show::curl_hint();
     println!(
         "{}",
         serde_json::json!({
@@ -268,6 +365,7 @@ async fn closed(world: &World, id: &str) -> Option<Alert> {
 
 async fn serve_forever() -> Result<bool, Box<dyn std::error::Error>> {
     let dir = serve_dir();
+    let lock = DirLock::acquire(&dir)?;
     let world = World::start(WorldOptions {
         dir: Some(dir.clone()),
         ..Default::default()
@@ -294,8 +392,9 @@ async fn serve_forever() -> Result<bool, Box<dyn std::error::Error>> {
         ),
     )?;
     std::fs::write(
-        dir.join("sandbox.json"),
+        &lock.state,
         serde_json::json!({
+            "dir": dir,
             "teleport_addr": config.teleport.addr,
             "admin_identity": world.admin_identity,
             "plugin_identity": world.plugin_identity,
@@ -304,18 +403,35 @@ async fn serve_forever() -> Result<bool, Box<dyn std::error::Error>> {
         })
         .to_string(),
     )?;
+    // Another folder than the default must be named to the `request` example.
+    let prefix = if dir == default_dir() {
+        String::new()
+    } else {
+        format!("{DIR_VAR}={} ", dir.display())
+    };
+    println!("sandbox folder:     {}", dir.display());
+    println!(
+        "                    (export {DIR_VAR}={} to reach this sandbox)",
+        dir.display()
+    );
     println!("fake Teleport Auth: {}", config.teleport.addr);
     println!("fake Opsgenie:      {}", world.opsgenie.url());
     println!("plugin identity:    {}", world.plugin_identity.display());
     println!("admin identity:     {}", world.admin_identity.display());
     println!("config file:        {}", config_file.display());
     println!();
+    show::users();
+    println!();
     println!("In another terminal:");
     println!("  cargo run -- start -c {}", config_file.display());
-    println!("  cargo run --example request -- create {REQUESTER} --roles=editor");
-    println!("  cargo run --example request -- list");
-    println!("  cargo run --example request -- approve <ID>   (or deny <ID>)");
+    println!("  {prefix}cargo run --example request -- create {REQUESTER} --roles=editor");
+    println!("  {prefix}cargo run --example request -- list");
+    println!("  {prefix}cargo run --example request -- approve <ID>   (or deny <ID>)");
+    println!();
+    show::curl(&world.opsgenie.url(), &key_file);
+    println!();
     println!("Ctrl-C stops the fakes.");
     let _ = tokio::signal::ctrl_c().await;
+    drop(lock);
     Ok(true)
 }

@@ -31,6 +31,56 @@ pub const NOTIFY_TEAM: &str = "teleport-team";
 /// The schedule checked for auto-approval.
 pub const APPROVAL_SCHEDULE: &str = "teleport-access-alert-schedules";
 
+/// One user of the world: who they are, their roles, and what they are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorldUser {
+    /// The Teleport user name.
+    pub name: &'static str,
+    /// Their roles.
+    pub roles: &'static [&'static str],
+    /// What they are for, in a few words.
+    pub purpose: &'static str,
+}
+
+/// Every user the world creates, in the order the sandbox lists them.
+pub const USERS: [WorldUser; 7] = [
+    WorldUser {
+        name: PLUGIN_USER,
+        roles: &["access-plugin", "access-plugin-approver"],
+        purpose: "the daemon's own identity",
+    },
+    WorldUser {
+        name: REQUESTER,
+        roles: &["requester"],
+        purpose: "the guide's requester (not on call)",
+    },
+    WorldUser {
+        name: TEAM_REQUESTER,
+        roles: &["team-requester"],
+        purpose: "a requester whose requests need two approvals",
+    },
+    WorldUser {
+        name: ON_CALL_REQUESTER,
+        roles: &["requester"],
+        purpose: "a requester on call in the sandbox, so the daemon approves her requests",
+    },
+    WorldUser {
+        name: REVIEWERS[0],
+        roles: &["reviewer"],
+        purpose: "may review editor requests",
+    },
+    WorldUser {
+        name: REVIEWERS[1],
+        roles: &["reviewer"],
+        purpose: "may review editor requests",
+    },
+    WorldUser {
+        name: ADMIN,
+        roles: &["sandbox-admin"],
+        purpose: "creates, reviews and deletes requests for the `request` example",
+    },
+];
+
 /// Roles shipped in `config/`, so the sandbox uses exactly what users are told to create.
 const SHIPPED_ROLES: [&str; 4] = [
     include_str!("../../config/access-plugin.yaml"),
@@ -138,14 +188,9 @@ impl World {
                 }
             }
         }
-        teleport.add_user(PLUGIN_USER, ["access-plugin", "access-plugin-approver"]);
-        teleport.add_user(REQUESTER, ["requester"]);
-        teleport.add_user(TEAM_REQUESTER, ["team-requester"]);
-        teleport.add_user(ON_CALL_REQUESTER, ["requester"]);
-        for reviewer in REVIEWERS {
-            teleport.add_user(reviewer, ["reviewer"]);
+        for user in USERS {
+            teleport.add_user(user.name, user.roles.iter().copied());
         }
-        teleport.add_user(ADMIN, ["sandbox-admin"]);
 
         let opsgenie = FakeOpsgenie::start(options.opsgenie)
             .await
