@@ -841,41 +841,96 @@ mod tests {
         close.assert_async().await;
     }
 
-    #[actix::test]
+    /// One answer of a [`scripted_server`]: status, extra headers, body.
+    type Answer = (u16, Vec<(&'static str, &'static str)>, &'static str);
+
+    /// A loopback HTTP/1.1 server on the test's own runtime, answering the n-th request (from
+    /// 0) with `answer(n)`, one connection per request. Unlike mockito, which serves from a
+    /// thread of its own, it runs on the test's paused clock: an answer that is ready at once
+    /// wakes the runtime before the clock can auto-advance past a client timeout, so virtual
+    /// time moves only where the gateway sleeps. Returns its URL and the request count.
+    async fn scripted_server(
+        answer: impl Fn(usize) -> Answer + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let (requests, answer) = (count.clone(), Arc::new(answer));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (requests, answer) = (requests.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut read = Vec::new();
+                    let end = loop {
+                        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&read[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while read.len() < end + length {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let (status, headers, body) = answer(requests.fetch_add(1, Ordering::SeqCst));
+                    let mut out = format!(
+                        "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                        body.len()
+                    );
+                    for (name, value) in headers {
+                        out.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                    out.push_str("\r\n");
+                    out.push_str(body);
+                    let _ = socket.write_all(out.as_bytes()).await;
+                });
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn alert_id_arrives_right_after_processing() {
-        let mut server = mockito::Server::new_async().await;
         // Processed 300 ms after the first poll; 404 + RequestNotProcessed until then.
-        let first_poll: Arc<StdMutex<Option<std::time::Instant>>> = Arc::default();
-        let processing = Duration::from_millis(300);
-        let seen = first_poll.clone();
-        let mock = server
-            .mock("GET", "/v2/alerts/requests/req-1")
-            .with_status_code_from_request(move |_| {
-                let mut first = seen.lock().unwrap();
-                let first = *first.get_or_insert_with(std::time::Instant::now);
-                if first.elapsed() >= processing {
-                    200
-                } else {
-                    404
-                }
-            })
-            .with_header("X-Opsgenie-Errortype", "RequestNotProcessed")
-            .with_body(
-                r#"{"data":{"success":true,"isSuccess":true,"action":"Create","status":"Created alert","alertId":"alert-9","alias":"teleport-access-request/abc"},"took":0.02,"requestId":"req-1"}"#,
-            )
-            .expect_at_least(2)
-            .create_async()
-            .await;
-        let (client, _) = client(&config(&server.url()));
-        let started = std::time::Instant::now();
+        let first_poll: Arc<StdMutex<Option<Instant>>> = Arc::default();
+        let (url, requests) = scripted_server(move |_| {
+            let mut first = first_poll.lock().unwrap();
+            if first.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(300) {
+                (
+                    200,
+                    vec![],
+                    r#"{"data":{"success":true,"isSuccess":true,"action":"Create","status":"Created alert","alertId":"alert-9","alias":"teleport-access-request/abc"},"took":0.02,"requestId":"req-1"}"#,
+                )
+            } else {
+                (404, vec![("X-Opsgenie-Errortype", "RequestNotProcessed")], r#"{"message":"Request not processed yet","took":0.0,"requestId":"x"}"#)
+            }
+        })
+        .await;
+        let (client, _) = client(&config(&url));
+        let started = Instant::now();
         let id = client
             .await_alert_id("req-1", Duration::from_secs(10))
             .await;
         assert_eq!(id, Ok("alert-9".into()));
-        // Polls at 0.1, 0.2, 0.4, 0.6 s: done well within a second, not seconds later.
+        // Polls at 0.1, 0.2 and 0.4 s: the answer is taken 100 ms after it was ready, not
+        // seconds later.
         let elapsed = started.elapsed();
-        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
-        mock.assert_async().await;
+        assert!(
+            elapsed >= Duration::from_millis(400) && elapsed < Duration::from_millis(450),
+            "{elapsed:?}"
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
     }
 
     #[actix::test]
@@ -925,23 +980,22 @@ mod tests {
         assert!(!unknown.is_retryable());
     }
 
-    #[actix::test]
+    #[tokio::test(start_paused = true)]
     async fn throttled_call_retries_once_after_the_period() {
-        let mut server = mockito::Server::new_async().await;
-        let throttled = server
-            .mock("POST", "/v2/alerts")
-            .with_status(429)
-            .with_header("X-RateLimit-State", "THROTTLED")
-            .with_header("X-RateLimit-Period-In-Sec", "1")
-            .with_body(
+        let (url, requests) = scripted_server(|n| match n {
+            0 => (
+                429,
+                vec![
+                    ("X-RateLimit-State", "THROTTLED"),
+                    ("X-RateLimit-Period-In-Sec", "1"),
+                ],
                 r#"{"message":"You are making too many requests!","took":0.002,"requestId":"x"}"#,
-            )
-            .expect(1)
-            .create_async()
-            .await;
-        let accepted = accepting_once(server.mock("POST", "/v2/alerts")).await;
-        let (client, recorder) = client(&config(&server.url()));
-        let started = std::time::Instant::now();
+            ),
+            _ => (202, vec![], ACCEPTED),
+        })
+        .await;
+        let (client, recorder) = client(&config(&url));
+        let started = Instant::now();
         let outcome = client.call(Operation::CreateAlert(payload())).await;
         assert_eq!(
             outcome,
@@ -949,9 +1003,13 @@ mod tests {
                 request_id: "req-1".into()
             })
         );
-        assert!(started.elapsed() >= Duration::from_secs(1));
-        throttled.assert_async().await;
-        accepted.assert_async().await;
+        // The domain's pause, and nothing more.
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1050),
+            "{elapsed:?}"
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
         let events = recorder.events();
         assert_eq!(events.len(), 2);
         assert!(events[0].throttled);
