@@ -2,6 +2,7 @@
 //! Compiled only with the `sim` feature; never part of the daemon's own path.
 
 pub mod chaos;
+pub mod jsm;
 pub mod opsgenie;
 pub mod pki;
 pub mod proxy;
