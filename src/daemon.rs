@@ -18,6 +18,7 @@ use crate::actors::gateway::{
 };
 use crate::actors::identity::{IdentityWatcher, Reloads, StopReloading};
 use crate::actors::oncall::OnCallCache;
+use crate::actors::sweeper::{StopSweeping, SweepFn, Sweeper};
 use crate::config::Config;
 use crate::core::render::{web_proxy_url, AlertSettings};
 use crate::http::{Heartbeat, HttpError, Monitor, Probes};
@@ -106,7 +107,7 @@ pub struct Daemon {
     shutdown_timeout: Duration,
     metrics: Arc<Metrics>,
     http: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
-    sweep: Option<tokio::task::JoinHandle<()>>,
+    sweep: Option<Addr<Sweeper>>,
 }
 
 impl Daemon {
@@ -296,7 +297,7 @@ impl Daemon {
             watcher.do_send(StopReloading);
         }
         if let Some(sweep) = &self.sweep {
-            sweep.abort();
+            sweep.do_send(StopSweeping);
         }
         self.shared.drain();
         let finished = tokio::time::timeout(self.shutdown_timeout, self.shared.wait_idle())
@@ -404,32 +405,26 @@ fn heartbeat(gateway: Addr<Gateway>, patience: Duration) -> Heartbeat {
     })
 }
 
-/// Starts the periodic orphan sweep (`daemon.orphan_sweep_interval`, `0s` disables; never in a
-/// dry run, which writes nothing). The first sweep comes one interval after start.
+/// Starts the supervised orphan sweeper (`daemon.orphan_sweep_interval`, `0s` disables; never in
+/// a dry run, which writes nothing). The first sweep comes one interval after start.
 fn start_sweep(
     config: &Config,
     options: &RunOptions,
     teleport: &ClientHandle,
     gateway: &Addr<Gateway>,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Option<Addr<Sweeper>> {
     let every = config.daemon.orphan_sweep_interval;
     let tag = config.opsgenie.tags.first()?.trim().to_owned();
     if every.is_zero() || options.dry_run || tag.is_empty() {
         return None;
     }
     let (teleport, gateway) = (teleport.clone(), gateway.clone());
-    Some(actix_rt::spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            // The client of the moment: the identity may have been renewed since start.
-            let client = teleport.get();
-            if let Err(err) = crate::pipeline::sweep::sweep_once(&client, &gateway, &tag).await {
-                warn!(error = %err, "Orphan sweep failed; trying again at the next interval.");
-            }
-        }
-    }))
+    let sweep: SweepFn = Rc::new(move || {
+        // The client of the moment: the identity may have been renewed since start.
+        let (client, gateway, tag) = (teleport.get(), gateway.clone(), tag.clone());
+        Box::pin(async move { crate::pipeline::sweep::sweep_once(&client, &gateway, &tag).await })
+    });
+    Some(Supervisor::start(move |_| Sweeper::new(sweep, every)))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then shuts down gracefully. A second signal during

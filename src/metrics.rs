@@ -654,7 +654,7 @@ mod tests {
         let m = Metrics::new();
         m.on_call(&CallEvent {
             endpoint: "create_alert",
-            domain: Domain::AlertWrite,
+            domain: Domain::Alert,
             status: Some(429),
             duration: Duration::from_millis(30),
             attempt: 1,
@@ -663,7 +663,7 @@ mod tests {
         });
         m.on_call(&CallEvent {
             endpoint: "create_alert",
-            domain: Domain::AlertWrite,
+            domain: Domain::Alert,
             status: None,
             duration: Duration::from_millis(3),
             attempt: 2,
@@ -672,7 +672,7 @@ mod tests {
         });
         assert_eq!(m.backend_calls.get(&["create_alert", "429"]), 1.0);
         assert_eq!(m.backend_calls.get(&["create_alert", "error"]), 1.0);
-        assert_eq!(m.backend_throttles.get(&[Domain::AlertWrite.as_str()]), 1.0);
+        assert_eq!(m.backend_throttles.get(&[Domain::Alert.as_str()]), 1.0);
         assert_eq!(m.backend_retries.get(&["create_alert"]), 1.0);
         assert_eq!(m.backend_latency.count(&["create_alert"]), 2);
         let text = m.render();

@@ -54,6 +54,12 @@ pub const USER_AGENT: &str = concat!("teleport-opsgenie/", env!("CARGO_PKG_VERSI
 /// How long establishing a connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most of one answer's body the gateway reads: 4 MiB. The largest real answers are a page
+/// of 100 listed alerts or an on-call list, tens of kilobytes; the cap is two orders of
+/// magnitude above that, and low enough that a misbehaving or hostile backend streaming an
+/// endless body cannot take the daemon's memory (its container limit is 256 MiB) with it.
+pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
+
 /// First delay between request-status polls in [`GatewayClient::await_alert_id`].
 pub const POLL_FIRST_DELAY: Duration = Duration::from_millis(100);
 
@@ -330,7 +336,7 @@ impl GatewayClient {
                         }
                     }
                 }
-                Err(e) => (None, transport_verdict(&e, inner.product)),
+                Err(e) => (e.status(), e.verdict(inner.product)),
             };
             let now = Instant::now();
             // Ok(delay before the next attempt) or Err(why no further attempt is made).
@@ -463,10 +469,7 @@ impl GatewayClient {
         .map(|_| ())
     }
 
-    async fn send(
-        &self,
-        request: &HttpRequest,
-    ) -> Result<(u16, HeaderMap, Vec<u8>), reqwest::Error> {
+    async fn send(&self, request: &HttpRequest) -> Result<(u16, HeaderMap, Vec<u8>), SendError> {
         let url = format!("{}{}", self.inner.base_url, request.path_and_query);
         let mut builder = self.inner.http.request(request.method.clone(), url);
         if let Some(body) = &request.body {
@@ -477,11 +480,31 @@ impl GatewayClient {
                 )
                 .body(body.to_string());
         }
-        let response = builder.send().await?;
+        let mut response = builder.send().await?;
         let status = response.status().as_u16();
+        let too_large = SendError::TooLarge {
+            status,
+            limit: MAX_RESPONSE_BODY,
+        };
+        // A declared length over the cap is refused before a byte of the body is read.
+        if response
+            .content_length()
+            .is_some_and(|declared| declared > MAX_RESPONSE_BODY as u64)
+        {
+            return Err(too_large);
+        }
         let headers = response.headers().clone();
-        let body = response.bytes().await?;
-        Ok((status, headers, body.to_vec()))
+        // Chunk by chunk, so an answer without a length (chunked, or a lying peer) is cut off
+        // at the cap: at most one transport chunk beyond what was kept is ever in memory.
+        // Dropping the response then closes the connection instead of draining it.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len().saturating_add(chunk.len()) > MAX_RESPONSE_BODY {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, headers, body))
     }
 
     fn observe(&self, event: CallEvent) {
@@ -529,6 +552,46 @@ fn transport_verdict(e: &reqwest::Error, product: &str) -> Verdict {
     };
     Verdict::Transient {
         reason: format!("{what} talking to {product}: {e}"),
+    }
+}
+
+/// Why one attempt got no usable answer. Both kinds are transient: the attempt is retried.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// No answer: timeout, connection failure, or a request that could not be built.
+    #[error(transparent)]
+    Transport(#[from] reqwest::Error),
+    /// The answer's body was over [`MAX_RESPONSE_BODY`]; it was not read further.
+    #[error(
+        "the answer (HTTP {status}) is larger than the {} MiB limit on backend answers",
+        .limit / (1024 * 1024)
+    )]
+    TooLarge {
+        /// The answer's HTTP status.
+        status: u16,
+        /// The limit, [`MAX_RESPONSE_BODY`].
+        limit: usize,
+    },
+}
+
+impl SendError {
+    /// The HTTP status, when an answer began.
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::Transport(e) => e.status().map(|s| s.as_u16()),
+            Self::TooLarge { status, .. } => Some(*status),
+        }
+    }
+
+    /// What to do about it. An oversized answer is retried like a 5xx: a proxy or a backend
+    /// in trouble may answer properly next time, and the work must not be lost meanwhile.
+    fn verdict(&self, product: &str) -> Verdict {
+        match self {
+            Self::Transport(e) => transport_verdict(e, product),
+            Self::TooLarge { .. } => Verdict::Transient {
+                reason: format!("{product}: {self}"),
+            },
+        }
     }
 }
 
@@ -611,7 +674,7 @@ mod tests {
     use actix::Actor;
     use mockito::Matcher;
     use serde_json::json;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const KEY: &str = "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab";
@@ -778,41 +841,96 @@ mod tests {
         close.assert_async().await;
     }
 
-    #[actix::test]
+    /// One answer of a [`scripted_server`]: status, extra headers, body.
+    type Answer = (u16, Vec<(&'static str, &'static str)>, &'static str);
+
+    /// A loopback HTTP/1.1 server on the test's own runtime, answering the n-th request (from
+    /// 0) with `answer(n)`, one connection per request. Unlike mockito, which serves from a
+    /// thread of its own, it runs on the test's paused clock: an answer that is ready at once
+    /// wakes the runtime before the clock can auto-advance past a client timeout, so virtual
+    /// time moves only where the gateway sleeps. Returns its URL and the request count.
+    async fn scripted_server(
+        answer: impl Fn(usize) -> Answer + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let (requests, answer) = (count.clone(), Arc::new(answer));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (requests, answer) = (requests.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut read = Vec::new();
+                    let end = loop {
+                        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&read[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while read.len() < end + length {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let (status, headers, body) = answer(requests.fetch_add(1, Ordering::SeqCst));
+                    let mut out = format!(
+                        "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                        body.len()
+                    );
+                    for (name, value) in headers {
+                        out.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                    out.push_str("\r\n");
+                    out.push_str(body);
+                    let _ = socket.write_all(out.as_bytes()).await;
+                });
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn alert_id_arrives_right_after_processing() {
-        let mut server = mockito::Server::new_async().await;
         // Processed 300 ms after the first poll; 404 + RequestNotProcessed until then.
-        let first_poll: Arc<StdMutex<Option<std::time::Instant>>> = Arc::default();
-        let processing = Duration::from_millis(300);
-        let seen = first_poll.clone();
-        let mock = server
-            .mock("GET", "/v2/alerts/requests/req-1")
-            .with_status_code_from_request(move |_| {
-                let mut first = seen.lock().unwrap();
-                let first = *first.get_or_insert_with(std::time::Instant::now);
-                if first.elapsed() >= processing {
-                    200
-                } else {
-                    404
-                }
-            })
-            .with_header("X-Opsgenie-Errortype", "RequestNotProcessed")
-            .with_body(
-                r#"{"data":{"success":true,"isSuccess":true,"action":"Create","status":"Created alert","alertId":"alert-9","alias":"teleport-access-request/abc"},"took":0.02,"requestId":"req-1"}"#,
-            )
-            .expect_at_least(2)
-            .create_async()
-            .await;
-        let (client, _) = client(&config(&server.url()));
-        let started = std::time::Instant::now();
+        let first_poll: Arc<StdMutex<Option<Instant>>> = Arc::default();
+        let (url, requests) = scripted_server(move |_| {
+            let mut first = first_poll.lock().unwrap();
+            if first.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(300) {
+                (
+                    200,
+                    vec![],
+                    r#"{"data":{"success":true,"isSuccess":true,"action":"Create","status":"Created alert","alertId":"alert-9","alias":"teleport-access-request/abc"},"took":0.02,"requestId":"req-1"}"#,
+                )
+            } else {
+                (404, vec![("X-Opsgenie-Errortype", "RequestNotProcessed")], r#"{"message":"Request not processed yet","took":0.0,"requestId":"x"}"#)
+            }
+        })
+        .await;
+        let (client, _) = client(&config(&url));
+        let started = Instant::now();
         let id = client
             .await_alert_id("req-1", Duration::from_secs(10))
             .await;
         assert_eq!(id, Ok("alert-9".into()));
-        // Polls at 0.1, 0.2, 0.4, 0.6 s: done well within a second, not seconds later.
+        // Polls at 0.1, 0.2 and 0.4 s: the answer is taken 100 ms after it was ready, not
+        // seconds later.
         let elapsed = started.elapsed();
-        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
-        mock.assert_async().await;
+        assert!(
+            elapsed >= Duration::from_millis(400) && elapsed < Duration::from_millis(450),
+            "{elapsed:?}"
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
     }
 
     #[actix::test]
@@ -862,23 +980,22 @@ mod tests {
         assert!(!unknown.is_retryable());
     }
 
-    #[actix::test]
+    #[tokio::test(start_paused = true)]
     async fn throttled_call_retries_once_after_the_period() {
-        let mut server = mockito::Server::new_async().await;
-        let throttled = server
-            .mock("POST", "/v2/alerts")
-            .with_status(429)
-            .with_header("X-RateLimit-State", "THROTTLED")
-            .with_header("X-RateLimit-Period-In-Sec", "1")
-            .with_body(
+        let (url, requests) = scripted_server(|n| match n {
+            0 => (
+                429,
+                vec![
+                    ("X-RateLimit-State", "THROTTLED"),
+                    ("X-RateLimit-Period-In-Sec", "1"),
+                ],
                 r#"{"message":"You are making too many requests!","took":0.002,"requestId":"x"}"#,
-            )
-            .expect(1)
-            .create_async()
-            .await;
-        let accepted = accepting_once(server.mock("POST", "/v2/alerts")).await;
-        let (client, recorder) = client(&config(&server.url()));
-        let started = std::time::Instant::now();
+            ),
+            _ => (202, vec![], ACCEPTED),
+        })
+        .await;
+        let (client, recorder) = client(&config(&url));
+        let started = Instant::now();
         let outcome = client.call(Operation::CreateAlert(payload())).await;
         assert_eq!(
             outcome,
@@ -886,9 +1003,13 @@ mod tests {
                 request_id: "req-1".into()
             })
         );
-        assert!(started.elapsed() >= Duration::from_secs(1));
-        throttled.assert_async().await;
-        accepted.assert_async().await;
+        // The domain's pause, and nothing more.
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1050),
+            "{elapsed:?}"
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
         let events = recorder.events();
         assert_eq!(events.len(), 2);
         assert!(events[0].throttled);
@@ -1041,6 +1162,142 @@ mod tests {
         assert_eq!(events[0].status, None);
         assert!(events[0].retry_in.is_some());
         assert_eq!(events[1].status, Some(202));
+    }
+
+    /// How a [`flooding_server`] makes its first answers too large.
+    #[derive(Clone, Copy)]
+    enum Flood {
+        /// A chunked 200 body that never ends (no length to refuse it by).
+        Endless,
+        /// A 200 declaring a 1 GiB body, of which it sends nothing.
+        Declared,
+    }
+
+    /// A server whose first `oversized` answers are too large (see [`Flood`]) and whose later
+    /// answers are 202. Returns its URL, the number of connections, and the body bytes it
+    /// managed to write, with a flag set once the endless writer gave up.
+    async fn flooding_server(
+        flood: Flood,
+        oversized: usize,
+    ) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<AtomicBool>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let written = Arc::new(AtomicUsize::new(0));
+        let gave_up = Arc::new(AtomicBool::new(false));
+        let (count, bytes, done) = (connections.clone(), written.clone(), gave_up.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let (bytes, done) = (bytes.clone(), done.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut read = Vec::new();
+                    while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if n >= oversized {
+                        let answer = format!(
+                            "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{ACCEPTED}",
+                            ACCEPTED.len()
+                        );
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                        return;
+                    }
+                    match flood {
+                        Flood::Declared => {
+                            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n";
+                            let _ = socket.write_all(head.as_bytes()).await;
+                            // Hold the connection open until the client drops it.
+                            let _ = socket.read(&mut buf).await;
+                        }
+                        Flood::Endless => {
+                            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                            if socket.write_all(head.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            let mut chunk = b"10000\r\n".to_vec();
+                            chunk.extend(std::iter::repeat_n(b' ', 0x10000));
+                            chunk.extend_from_slice(b"\r\n");
+                            // Stops when the client hangs up; 1 GiB at most, so a client
+                            // that reads without a limit fails the test instead of hanging.
+                            for _ in 0..(1usize << 14) {
+                                if socket.write_all(&chunk).await.is_err() {
+                                    break;
+                                }
+                                bytes.fetch_add(0x10000, Ordering::SeqCst);
+                            }
+                            done.store(true, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        (url, connections, written, gave_up)
+    }
+
+    #[actix::test]
+    async fn an_endless_answer_is_cut_at_the_cap_and_retried() {
+        let (url, connections, written, gave_up) = flooding_server(Flood::Endless, 1).await;
+        let (client, recorder) = client(&config(&url));
+        let outcome = client.call(Operation::CreateAlert(payload())).await;
+        assert_eq!(
+            outcome,
+            Ok(Outcome::Accepted {
+                request_id: "req-1".into()
+            })
+        );
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        let events = recorder.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].status, Some(200));
+        assert!(events[0].retry_in.is_some(), "{events:?}");
+        assert_eq!(events[1].status, Some(202));
+        // The client hung up: the writer stopped long before its 1 GiB. What it wrote is the
+        // cap plus what the kernel's socket buffers absorbed (Linux lets a loopback receive
+        // buffer grow to 32 MiB), far from the 1 GiB a reader without a limit takes.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gave_up.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the flood was never cut off");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let written = written.load(Ordering::SeqCst);
+        assert!(
+            written < MAX_RESPONSE_BODY + 128 * 1024 * 1024,
+            "{written} bytes were taken"
+        );
+    }
+
+    #[actix::test]
+    async fn a_declared_oversized_answer_is_refused_and_named() {
+        let (url, connections, _, _) = flooding_server(Flood::Declared, usize::MAX).await;
+        let recorder = Arc::new(Recorder::default());
+        let client = GatewayClient::with_policy(
+            &config(&url),
+            Secret::new(KEY),
+            RetryPolicy {
+                max_attempts: 2,
+                ..policy()
+            },
+            Some(recorder.clone() as Arc<dyn BackendCallObserver>),
+        )
+        .unwrap();
+        let err = client
+            .call(Operation::CreateAlert(payload()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Exhausted { attempts: 2, .. }),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        let text = err.to_string();
+        assert!(text.contains("larger than the 4 MiB limit"), "{text}");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        assert_eq!(recorder.events().len(), 2);
     }
 
     #[actix::test]

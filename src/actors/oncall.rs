@@ -6,6 +6,15 @@
 //! The lookup itself is a function given at construction, so the cache knows nothing of the
 //! gateway: the daemon passes a closure that sends `backend::Operation::OnCall` through it, and
 //! tests pass a counter.
+//!
+//! Supervision: single flight has a cost. Every asker of a schedule waits on the same lookup, so
+//! a lookup that never finishes would hold every auto-approval decision for that schedule, and
+//! each waiting step keeps its slot in the pipeline. The gateway bounds its retries, so a lookup
+//! still unanswered after [`STUCK_AFTER`] is wedged below us. The cache then stops itself; its
+//! `actix::Supervisor` restarts it with an empty table, the wedged lookups are aborted and
+//! their askers get [`OnCallError::Stopped`] (retryable: their steps try again later, with a
+//! fresh lookup). The address stays the same across restarts, and messages already queued are
+//! answered by the restarted cache.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -13,9 +22,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use futures::future::{AbortHandle, FutureExt, LocalBoxFuture, Shared};
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
+
+/// How long a lookup may stay unanswered before the cache takes it as wedged and restarts. The
+/// gateway stops retrying a call after two minutes (`RetryPolicy::deadline`) plus one request
+/// timeout; five minutes leaves room for waiting in the rate limiter's queue as well, so only a
+/// lookup that has stopped making progress reaches it.
+pub const STUCK_AFTER: Duration = Duration::from_secs(300);
+
+/// How often the cache looks for wedged lookups.
+pub const WATCHDOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Looks up the users on call in a schedule (by name or id); the error is a human-readable
 /// message.
@@ -28,8 +46,9 @@ pub enum OnCallError {
     /// The lookup failed (backend error, throttling, timeout).
     #[error("{0}")]
     Lookup(String),
-    /// The cache stopped before it answered (it is being restarted).
-    #[error("the on-call cache is not running")]
+    /// The cache stopped before it answered: it is not running, or it restarted and dropped
+    /// the lookup (see the module docs).
+    #[error("the on-call cache is not running or restarted before it answered")]
     Stopped,
 }
 
@@ -50,14 +69,22 @@ enum Entry {
     /// An answer, good until `until`.
     Fresh { users: OnCallUsers, until: Instant },
     /// A lookup in flight; every asker awaits the same one.
-    InFlight(Pending),
+    InFlight {
+        /// The shared lookup.
+        pending: Pending,
+        /// When it started, for the watchdog.
+        started: Instant,
+        /// Cuts it short on a restart, so its askers are answered.
+        abort: AbortHandle,
+    },
 }
 
-/// The cache actor.
+/// The cache actor. Start it under `actix::Supervisor` (see the module docs).
 pub struct OnCallCache {
     lookup: Lookup,
     ttl: Duration,
     entries: HashMap<String, Entry>,
+    restarts: u64,
 }
 
 impl OnCallCache {
@@ -67,6 +94,30 @@ impl OnCallCache {
             lookup,
             ttl,
             entries: HashMap::new(),
+            restarts: 0,
+        }
+    }
+
+    /// Stops the cache (for its supervisor to restart) if a lookup has been in flight for
+    /// longer than [`STUCK_AFTER`].
+    fn watchdog(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let wedged = self
+            .entries
+            .iter()
+            .find_map(|(schedule, entry)| match entry {
+                Entry::InFlight { started, .. } if now.duration_since(*started) >= STUCK_AFTER => {
+                    Some(schedule.clone())
+                }
+                _ => None,
+            });
+        if let Some(schedule) = wedged {
+            warn!(
+                schedule,
+                waited_s = STUCK_AFTER.as_secs(),
+                "An on-call lookup has not finished; restarting the on-call cache."
+            );
+            ctx.stop();
         }
     }
 
@@ -79,12 +130,22 @@ impl OnCallCache {
             .retain(|_, e| !matches!(e, Entry::Fresh { until, .. } if *until <= now));
 
         debug!(schedule, "Looking up who is on call.");
-        let pending: Pending = (self.lookup)(schedule.to_owned())
-            .map(|r| r.map(Arc::new).map_err(OnCallError::Lookup))
+        let (lookup, abort) = futures::future::abortable((self.lookup)(schedule.to_owned()));
+        let pending: Pending = lookup
+            .map(|r| match r {
+                Ok(answer) => answer.map(Arc::new).map_err(OnCallError::Lookup),
+                Err(futures::future::Aborted) => Err(OnCallError::Stopped),
+            })
             .boxed_local()
             .shared();
-        self.entries
-            .insert(schedule.to_owned(), Entry::InFlight(pending.clone()));
+        self.entries.insert(
+            schedule.to_owned(),
+            Entry::InFlight {
+                pending: pending.clone(),
+                started: now,
+                abort,
+            },
+        );
 
         // Driven by the actor, so the result is recorded even if every asker gave up.
         let key = schedule.to_owned();
@@ -109,12 +170,37 @@ impl OnCallCache {
 
 impl Actor for OnCallCache {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Also after each restart: the old context's timers are gone.
+        ctx.run_interval(WATCHDOG_EVERY, |act, ctx| act.watchdog(ctx));
+    }
 }
 
 impl Supervised for OnCallCache {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // Lookups in flight died with the old context; their askers see `Stopped`.
+        // Askers of a lookup in flight hold it, not the context: abort it so they are
+        // answered (`Stopped`) instead of waiting on a lookup nobody drives to the cache.
+        for entry in self.entries.values() {
+            if let Entry::InFlight { abort, .. } = entry {
+                abort.abort();
+            }
+        }
         self.entries.clear();
+        self.restarts += 1;
+    }
+}
+
+/// How many times the cache was restarted by its supervisor.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "u64")]
+pub struct Restarts;
+
+impl Handler<Restarts> for OnCallCache {
+    type Result = u64;
+
+    fn handle(&mut self, _: Restarts, _ctx: &mut Context<Self>) -> u64 {
+        self.restarts
     }
 }
 
@@ -129,7 +215,7 @@ impl Handler<WhoIsOnCall> for OnCallCache {
             }
             // A lookup that failed but whose result the actor has not processed yet must not
             // answer newcomers: failures are not cached.
-            Some(Entry::InFlight(pending)) if !matches!(pending.peek(), Some(Err(_))) => {
+            Some(Entry::InFlight { pending, .. }) if !matches!(pending.peek(), Some(Err(_))) => {
                 pending.clone()
             }
             _ => self.start_lookup(&msg.schedule, ctx),
@@ -236,6 +322,52 @@ mod tests {
         let next = who_is_on_call(&cache, "Primary").await.expect("retry");
         assert_eq!(calls.get(), 2);
         assert_eq!(*next, users(&["alice"]));
+    }
+
+    #[actix_rt::test]
+    async fn a_wedged_lookup_restarts_the_cache_which_then_answers() {
+        tokio::time::pause();
+        // Lookups of "Stuck" never finish; the others answer at once.
+        let calls = Rc::new(Cell::new(0));
+        let c = Rc::clone(&calls);
+        let lookup: Lookup = Rc::new(move |schedule: String| {
+            c.set(c.get() + 1);
+            if schedule == "Stuck" {
+                futures::future::pending().boxed_local()
+            } else {
+                async { Ok(users(&["alice"])) }.boxed_local()
+            }
+        });
+        let cache = Supervisor::start(move |_| OnCallCache::new(lookup, Duration::from_secs(30)));
+        let start = Instant::now();
+
+        let stuck =
+            futures::future::join_all((0..5).map(|_| who_is_on_call(&cache, "Stuck"))).await;
+        // Answered, not left waiting: by the restart, once the watchdog saw the lookup wedged.
+        for answer in stuck {
+            assert_eq!(answer, Err(OnCallError::Stopped));
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited >= STUCK_AFTER && waited <= STUCK_AFTER + WATCHDOG_EVERY,
+            "{waited:?}"
+        );
+        assert_eq!(calls.get(), 1);
+        assert_eq!(cache.send(Restarts).await.expect("running"), 1);
+
+        // The same address answers after the restart.
+        let answer = who_is_on_call(&cache, "Primary").await.expect("restarted");
+        assert_eq!(*answer, users(&["alice"]));
+        assert_eq!(calls.get(), 2);
+
+        // The restarted cache watches again, with an emptied table: "Stuck" is looked up
+        // afresh, wedges, and is cut short by a second restart.
+        assert_eq!(
+            who_is_on_call(&cache, "Stuck").await,
+            Err(OnCallError::Stopped)
+        );
+        assert_eq!(calls.get(), 3);
+        assert_eq!(cache.send(Restarts).await.expect("running"), 2);
     }
 
     #[actix_rt::test]

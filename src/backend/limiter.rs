@@ -1,5 +1,7 @@
 //! Client-side rate limits, one pair of buckets per API domain (per second and per minute), as
-//! Opsgenie enforces them (opsgenie-api.md §8).
+//! Opsgenie enforces them (opsgenie-api.md §8): `Alert` (every alert endpoint, request status
+//! included), `Search` (listing alerts), `Schedule-oncalls` and `Heartbeat`, each configured
+//! under `opsgenie.rate_limits` by the key [`Domain::as_str`] names.
 //!
 //! Opsgenie tracks its buckets as rolling windows, so a classic refilling token bucket (which
 //! allows a full burst plus the refill within one second) could still trip its limits. Each
@@ -163,8 +165,8 @@ impl Limiter {
     /// Limits from the configuration.
     pub fn new(limits: &RateLimits) -> Self {
         let domains = [
-            (Domain::AlertWrite, limits.alert_write),
-            (Domain::AlertRead, limits.alert_read),
+            (Domain::Alert, limits.alert_write),
+            (Domain::Search, limits.alert_read),
             (Domain::ScheduleOnCalls, limits.schedule_oncalls),
             (Domain::Heartbeat, limits.heartbeat),
         ]
@@ -281,7 +283,7 @@ mod tests {
             let limiter = limiter.clone();
             let order = order.clone();
             handles.push(tokio::spawn(async move {
-                limiter.acquire(Domain::AlertWrite).await;
+                limiter.acquire(Domain::Alert).await;
                 order.lock().unwrap().push(i);
             }));
             // Let the task enqueue itself so spawn order is queue order.
@@ -299,15 +301,89 @@ mod tests {
     async fn pause_until_holds_the_domain_only() {
         let limiter = Limiter::unlimited();
         let start = Instant::now();
-        limiter.pause_until(Domain::AlertWrite, start + Duration::from_secs(2));
-        limiter.acquire(Domain::AlertRead).await;
+        limiter.pause_until(Domain::Alert, start + Duration::from_secs(2));
+        limiter.acquire(Domain::Search).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
-        limiter.acquire(Domain::AlertWrite).await;
+        limiter.acquire(Domain::Alert).await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));
         // Shorter pauses never shorten a longer one.
-        limiter.pause_until(Domain::AlertWrite, start + Duration::from_secs(10));
-        limiter.pause_until(Domain::AlertWrite, start + Duration::from_secs(3));
-        limiter.acquire(Domain::AlertWrite).await;
+        limiter.pause_until(Domain::Alert, start + Duration::from_secs(10));
+        limiter.pause_until(Domain::Alert, start + Duration::from_secs(3));
+        limiter.acquire(Domain::Alert).await;
         assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    fn ops() -> Vec<crate::backend::Operation> {
+        use crate::backend::{AlertPayload, Operation};
+        let alias = "teleport-access-request/abc".to_owned();
+        vec![
+            Operation::CreateAlert(AlertPayload {
+                message: "m".into(),
+                alias: alias.clone(),
+                description: String::new(),
+                responders: vec![],
+                tags: vec![],
+                details: Default::default(),
+                entity: String::new(),
+                source: String::new(),
+                priority: String::new(),
+            }),
+            Operation::AddNote {
+                alias: alias.clone(),
+                note: "n".into(),
+            },
+            Operation::CloseAlert {
+                alias,
+                note: "n".into(),
+            },
+            Operation::RequestStatus {
+                request_id: "r".into(),
+            },
+            Operation::ListOpenAlerts {
+                tag: "t".into(),
+                offset: 0,
+            },
+            Operation::OnCall {
+                schedule: "s".into(),
+            },
+            Operation::Heartbeat { name: "h".into() },
+        ]
+    }
+
+    #[test]
+    fn operations_count_in_their_documented_domains() {
+        let domains: Vec<(&str, &str)> = ops()
+            .iter()
+            .map(|op| (op.endpoint(), op.domain().as_str()))
+            .collect();
+        assert_eq!(
+            domains,
+            [
+                ("create_alert", "alert"),
+                ("add_note", "alert"),
+                ("close_alert", "alert"),
+                ("request_status", "alert"),
+                ("list_alerts", "search"),
+                ("on_call", "schedule_oncalls"),
+                ("heartbeat", "heartbeat"),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_status_waits_behind_creates_and_listing_does_not() {
+        let one = Limit::new(1, 0);
+        let limiter = Limiter::new(&RateLimits {
+            alert_write: one,
+            alert_read: one,
+            ..RateLimits::default()
+        });
+        let ops = ops();
+        let start = Instant::now();
+        limiter.acquire(ops[0].domain()).await; // create
+        limiter.acquire(ops[4].domain()).await; // list: its own bucket
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        limiter.acquire(ops[3].domain()).await; // request status: the create's bucket
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 }

@@ -55,25 +55,29 @@ pub enum Operation {
     },
 }
 
-/// The API domain a call counts against; each has its own rate limits.
+/// The API domain a call counts against; each has its own rate limits. These are Opsgenie's
+/// documented request domains (opsgenie-api.md §8), so a domain here trips exactly when the
+/// backend's bucket of the same name would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Domain {
-    /// Alert create, note, close.
-    AlertWrite,
-    /// Request status, get and list alerts.
-    AlertRead,
-    /// Who-is-on-call lookups.
+    /// Opsgenie's `Alert` domain: every alert endpoint, reads included: create, note, close,
+    /// request status, get alert.
+    Alert,
+    /// Opsgenie's `Search` domain: listing alerts (the orphan sweep).
+    Search,
+    /// Opsgenie's `Schedule-oncalls` domain: who-is-on-call lookups.
     ScheduleOnCalls,
-    /// Heartbeat pings.
+    /// Opsgenie's `Heartbeat` domain: heartbeat pings.
     Heartbeat,
 }
 
 impl Domain {
-    /// A short label for logs and metrics.
+    /// A short label for logs and metrics; also the domain's key under
+    /// `opsgenie.rate_limits`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::AlertWrite => "alert_write",
-            Self::AlertRead => "alert_read",
+            Self::Alert => "alert",
+            Self::Search => "search",
             Self::ScheduleOnCalls => "schedule_oncalls",
             Self::Heartbeat => "heartbeat",
         }
@@ -84,10 +88,11 @@ impl Operation {
     /// The domain this call counts against.
     pub fn domain(&self) -> Domain {
         match self {
-            Self::CreateAlert(_) | Self::AddNote { .. } | Self::CloseAlert { .. } => {
-                Domain::AlertWrite
-            }
-            Self::RequestStatus { .. } | Self::ListOpenAlerts { .. } => Domain::AlertRead,
+            Self::CreateAlert(_)
+            | Self::AddNote { .. }
+            | Self::CloseAlert { .. }
+            | Self::RequestStatus { .. } => Domain::Alert,
+            Self::ListOpenAlerts { .. } => Domain::Search,
             Self::OnCall { .. } => Domain::ScheduleOnCalls,
             Self::Heartbeat { .. } => Domain::Heartbeat,
         }

@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod fixtures;
+pub mod jsm;
 pub mod opsgenie;
 pub mod pki;
 pub mod proxy;
