@@ -4,7 +4,18 @@
 //! `TELEPORT_OPSGENIE__SECTION__KEY`. Unknown keys are errors. Loading and validation live in
 //! [`mod@load`]; this file is the schema and its documentation.
 
+mod env;
+mod files;
+mod formats;
 pub mod load;
+mod problem;
+mod suggest;
+mod tree;
+mod validate;
+mod walk;
+
+#[cfg(test)]
+mod tests;
 
 pub use load::{
     load, load_for_check, validate, ConfigError, ConfigProblem, Sources, DEFAULT_CONFIG_PATH,
