@@ -2,53 +2,60 @@
 //!
 //! # Layers
 //!
-//! Later layers win:
+//! Later layers win; the `config` crate merges them ([`mod@super::layers`]):
 //!
 //! 1. the schema's defaults ([`Config::default`]);
-//! 2. a file, YAML (`.yaml`, `.yml`) or TOML (`.toml`) chosen by its extension;
-//! 3. environment variables `TELEPORT_OPSGENIE__SECTION__KEY`: the prefix, then the key path with
+//! 2. each file given with `-c`, in order (or [`DEFAULT_CONFIG_PATH`], which may be absent),
+//!    YAML (`.yaml`, `.yml`) or TOML (`.toml`) chosen by its extension;
+//! 3. the drop-in folder ([`DEFAULT_CONFIG_DIR`] or `--config-dir`): its `*.yaml`, `*.yml` and
+//!    `*.toml` files in name order, the way systemd and Teleport operators layer site and host
+//!    settings; read only when it exists;
+//! 4. environment variables `TELEPORT_OPSGENIE__SECTION__KEY`: the prefix, then the key path with
 //!    `__` between levels, e.g. `TELEPORT_OPSGENIE__OPSGENIE__API_KEY_FILE` or
-//!    `TELEPORT_OPSGENIE__OPSGENIE__RATE_LIMITS__ALERT_WRITE__PER_SECOND`. Names are
+//!    `TELEPORT_OPSGENIE__OPSGENIE__RATE_LIMITS__ALERT__PER_SECOND`. Names are
 //!    case-insensitive (keys are lower-cased), values are strings converted to the key's type:
 //!    numbers and booleans are parsed, lists are comma-separated, an empty value clears an
 //!    optional key, and `auto_approval.users` takes `alice=alice@example.com,bob=bob@example.com`
 //!    or one variable per user (`..__AUTO_APPROVAL__USERS__ALICE`, lower-cased).
 //!
-//! The layering is done here on `serde_json::Value` trees rather than with the `config` crate:
-//! walking the tree ourselves lets us name every unknown key and every type error with its path,
-//! instead of stopping at the first one as `try_deserialize` does.
+//! The `config` crate only layers, into an untyped tree; parsing is ours (secret-safe errors,
+//! limits on size and depth), and so is the schema walk, which names every unknown key and
+//! every type error with its path, instead of stopping at the first as `try_deserialize` does.
 //!
 //! # Checks, all collected before anything is returned
 //!
+//! * the files: missing (when named), unreadable, too large, unparsable. A file that does not
+//!   parse stops here, with every such file named: the rest would be checked against a
+//!   half-read configuration and only yield errors that are not there;
 //! * unknown keys, anywhere (with a "did you mean" hint), including environment variables that
 //!   carry the prefix but name no key;
 //! * type errors, one per key: each value is tried on its own against the defaults, so one bad
 //!   value does not hide the next;
-//! * the meaning of the values ([`validate`]): credentials, referenced files, URLs, limits.
+//! * the meaning of the values ([`validate`]): credentials, referenced files, URLs, ranges.
 //!
-//! Secrets never appear in messages. After validation `opsgenie.api_key_file` has been read into
+//! Each problem names the file or variable its value came from. Secrets never appear in
+//! messages ([`mod@super::safe`]). After validation `opsgenie.api_key_file` has been read into
 //! `opsgenie.api_key`, so the rest of the program only reads `api_key`.
 //!
 //! Relative paths in the configuration are relative to the working directory of the process.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde_json::{Map, Value};
-
-use super::formats::{parse_toml, parse_yaml};
+use super::layers::layer;
 use super::validate::check_semantics;
-use super::walk::{describe_kind, related, Loader};
+use super::walk::{related, Loader};
 use super::Config;
 
-use super::env::env_vars;
-pub use super::problem::{ConfigError, ConfigProblem};
+pub use super::layers::MAX_FILE_BYTES;
+pub use super::problem::{ConfigError, ConfigProblem, Level, Warning};
 pub use super::validate::LOG_LEVELS;
 
-/// Where the daemon looks for its file when no `--config` is given; it may be absent.
+/// Where the daemon looks for its file when no `-c` is given; it may be absent.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/teleport-opsgenie.yaml";
+
+/// The drop-in folder read after the files when no `--config-dir` is given; it may be absent.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/teleport-opsgenie.d";
 
 /// Prefix of the environment variables that override the file, including the separator.
 pub const ENV_PREFIX: &str = "TELEPORT_OPSGENIE__";
@@ -62,74 +69,119 @@ pub const SAMPLE_TOML: &str = include_str!("../../config/teleport-opsgenie.toml"
 /// Where the configuration comes from.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
-    /// The file to read, if any.
-    pub file: Option<PathBuf>,
+    /// The files to read, in order; later wins.
+    pub files: Vec<PathBuf>,
+    /// Whether a missing file is an error (true when the user named them explicitly).
+    pub require_files: bool,
+    /// The drop-in folder, read after the files.
+    pub dir: Option<PathBuf>,
+    /// Whether a missing folder is an error (true when the user named it explicitly).
+    pub require_dir: bool,
     /// The environment; `None` reads the process environment. Tests pass a map here instead of
     /// changing the process environment.
     pub env: Option<HashMap<String, String>>,
-    /// Whether a missing `file` is an error (true when the user named it explicitly).
-    pub require_file: bool,
 }
 
 impl Sources {
-    /// The sources for the command line: the file given with `--config` (which must exist), or
-    /// [`DEFAULT_CONFIG_PATH`] (which may be absent), and the process environment.
-    pub fn from_cli(config: Option<PathBuf>) -> Self {
-        match config {
-            Some(path) => Self {
-                file: Some(path),
-                env: None,
-                require_file: true,
-            },
-            None => Self {
-                file: Some(PathBuf::from(DEFAULT_CONFIG_PATH)),
-                env: None,
-                require_file: false,
-            },
+    /// The sources for the command line: the files given with `-c` (which must exist), or
+    /// [`DEFAULT_CONFIG_PATH`] (which may be absent); the folder given with `--config-dir`
+    /// (which must exist), or [`DEFAULT_CONFIG_DIR`] (which may be absent); and the process
+    /// environment.
+    pub fn from_cli(files: Vec<PathBuf>, dir: Option<PathBuf>) -> Self {
+        let require_files = !files.is_empty();
+        let files = if files.is_empty() {
+            vec![PathBuf::from(DEFAULT_CONFIG_PATH)]
+        } else {
+            files
+        };
+        Self {
+            files,
+            require_files,
+            require_dir: dir.is_some(),
+            dir: Some(dir.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_DIR))),
+            env: None,
         }
     }
+
+    /// One file, which must exist, and the given environment instead of the process's.
+    pub fn file(path: impl Into<PathBuf>, env: HashMap<String, String>) -> Self {
+        Self {
+            files: vec![path.into()],
+            require_files: true,
+            env: Some(env),
+            ..Self::default()
+        }
+    }
+}
+
+/// A configuration that loaded, and what `check` and `start` must tell the operator about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: Config,
+    /// Problems with the files the configuration names (identity, keys, API key file); only
+    /// [`load_for_check`] lets these through, to report them with everything else.
+    pub file_problems: Vec<ConfigProblem>,
+    /// Deprecated keys, ignored variables, the default file not found, …
+    pub warnings: Vec<Warning>,
 }
 
 /// Loads the configuration from `sources`, validates it, and reads `opsgenie.api_key_file`
-/// into `opsgenie.api_key`.
+/// into `opsgenie.api_key`. Warnings are dropped; `start` uses [`load_with_warnings`].
 pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+    load_with_warnings(sources).map(|loaded| loaded.config)
+}
+
+/// Like [`load`], with the warnings found on the way.
+pub fn load_with_warnings(sources: &Sources) -> Result<Loaded, ConfigError> {
     match load_with_problems(sources)? {
-        (config, problems) if problems.is_empty() => Ok(config),
-        (_, problems) => Err(ConfigError { problems }),
+        (config, problems, warnings) if problems.is_empty() => Ok(Loaded {
+            config,
+            file_problems: Vec::new(),
+            warnings,
+        }),
+        (_, problems, warnings) => Err(ConfigError { problems, warnings }),
     }
 }
 
-/// For `check`: like [`load`], but problems with the files the configuration names (identity,
-/// keys, API key file) do not stop it; they are returned beside the configuration so that they
-/// can be reported with everything else that is wrong.
-pub fn load_for_check(sources: &Sources) -> Result<(Config, Vec<ConfigProblem>), ConfigError> {
-    let (config, problems) = load_with_problems(sources)?;
+/// For `check`: like [`load_with_warnings`], but problems with the files the configuration
+/// names (identity, keys, API key file) do not stop it; they are returned beside the
+/// configuration so that they can be reported with everything else that is wrong.
+pub fn load_for_check(sources: &Sources) -> Result<Loaded, ConfigError> {
+    let (config, problems, warnings) = load_with_problems(sources)?;
     if problems.iter().all(|p| p.about_a_file) {
-        Ok((config, problems))
+        Ok(Loaded {
+            config,
+            file_problems: problems,
+            warnings,
+        })
     } else {
-        Err(ConfigError { problems })
+        Err(ConfigError { problems, warnings })
     }
 }
+
+type WithProblems = (Config, Vec<ConfigProblem>, Vec<Warning>);
 
 /// The assembled configuration and every problem found, or an error when it cannot even be
 /// assembled.
-fn load_with_problems(sources: &Sources) -> Result<(Config, Vec<ConfigProblem>), ConfigError> {
+fn load_with_problems(sources: &Sources) -> Result<WithProblems, ConfigError> {
     let mut loader = Loader::new()?;
+    let mut warnings = Vec::new();
 
-    let mut tree = Value::Object(Map::new());
-    if let Some(path) = &sources.file {
-        match read_file(path, sources.require_file) {
-            Ok(Some(value)) => tree = value,
-            Ok(None) => {}
-            Err(problem) => loader.problems.push(problem),
-        }
-    }
+    let Some(layered) = layer(
+        sources,
+        &loader.defaults,
+        &mut loader.problems,
+        &mut warnings,
+    ) else {
+        return Err(ConfigError {
+            problems: loader.problems,
+            warnings,
+        });
+    };
+    loader.origins = layered.origins;
 
-    for (name, value) in env_vars(sources.env.as_ref(), &mut loader.problems) {
-        loader.apply_env(&mut tree, &name, value);
-    }
-
-    let clean = loader.check_tree(&tree);
+    let clean = loader.check_tree(&layered.tree);
     let config = match serde_json::from_value::<Config>(clean) {
         Ok(config) => config,
         Err(e) => {
@@ -141,18 +193,27 @@ fn load_with_problems(sources: &Sources) -> Result<(Config, Vec<ConfigProblem>),
             ));
             return Err(ConfigError {
                 problems: loader.problems,
+                warnings,
             });
         }
     };
 
     let (config, semantic) = check_semantics(config);
     let bad = &loader.bad_paths;
-    loader.problems.extend(
-        semantic
-            .into_iter()
-            .filter(|p| !related(&p.path).any(|path| bad.contains(path))),
-    );
-    Ok((config, loader.problems))
+    let semantic: Vec<ConfigProblem> = semantic
+        .into_iter()
+        .filter(|p| !related(&p.path).any(|path| bad.contains(path)))
+        .map(|mut p| {
+            // Only a value set at exactly this path is "the" source: a problem with a whole
+            // section or with two keys together has none.
+            if p.origin.is_none() {
+                p.origin = loader.origins.get(&p.path).cloned();
+            }
+            p
+        })
+        .collect();
+    loader.problems.extend(semantic);
+    Ok((config, loader.problems, warnings))
 }
 
 /// Validates a configuration built in code (tests, examples) and resolves
@@ -162,65 +223,6 @@ pub fn validate(config: Config) -> Result<Config, ConfigError> {
     if problems.is_empty() {
         Ok(config)
     } else {
-        Err(ConfigError { problems })
+        Err(ConfigError::of(problems))
     }
-}
-
-/// Reads and parses the configuration file; `Ok(None)` when it is optional and absent.
-fn read_file(path: &Path, required: bool) -> Result<Option<Value>, ConfigProblem> {
-    let shown = path.display().to_string();
-    let format = match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("yaml" | "yml") => Format::Yaml,
-        Some("toml") => Format::Toml,
-        _ => {
-            return Err(
-                ConfigProblem::new(shown, "unsupported configuration file type")
-                    .hint("name it *.yaml, *.yml or *.toml"),
-            )
-        }
-    };
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !required => return Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(
-                ConfigProblem::new(shown.clone(), "configuration file not found").hint(format!(
-                    "write a sample with `teleport-opsgenie configure > {shown}`"
-                )),
-            )
-        }
-        Err(e) => {
-            return Err(ConfigProblem::new(
-                shown,
-                format!("cannot read the configuration file: {e}"),
-            ))
-        }
-    };
-    let value = match format {
-        Format::Yaml => parse_yaml(&text),
-        Format::Toml => parse_toml(&text),
-    }
-    .map_err(|message| ConfigProblem::new(shown.clone(), message))?;
-    match value {
-        Value::Object(_) => Ok(Some(value)),
-        // An empty file, or one holding only comments.
-        Value::Null => Ok(Some(Value::Object(Map::new()))),
-        other => Err(ConfigProblem::new(
-            shown,
-            format!(
-                "expected a mapping of sections at the top level, got {}",
-                describe_kind(&other)
-            ),
-        )),
-    }
-}
-
-enum Format {
-    Yaml,
-    Toml,
 }

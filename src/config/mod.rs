@@ -1,14 +1,16 @@
 //! Settings: the schema, with a default for every field.
 //!
-//! Layers, later wins: built-in defaults, a YAML or TOML file, then environment variables
-//! `TELEPORT_OPSGENIE__SECTION__KEY`. Unknown keys are errors. Loading and validation live in
+//! Layers, later wins: built-in defaults, YAML or TOML files (each `-c`, then the drop-in
+//! folder), then environment variables `TELEPORT_OPSGENIE__SECTION__KEY`. Unknown keys are errors. Loading and validation live in
 //! [`mod@load`]; this file is the schema and its documentation.
 
 mod env;
 mod files;
 mod formats;
+mod layers;
 pub mod load;
 mod problem;
+mod safe;
 mod suggest;
 mod tree;
 mod validate;
@@ -18,8 +20,8 @@ mod walk;
 mod tests;
 
 pub use load::{
-    load, load_for_check, validate, ConfigError, ConfigProblem, Sources, DEFAULT_CONFIG_PATH,
-    SAMPLE_TOML, SAMPLE_YAML,
+    load, load_for_check, load_with_warnings, validate, ConfigError, ConfigProblem, Level, Loaded,
+    Sources, Warning, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_PATH, SAMPLE_TOML, SAMPLE_YAML,
 };
 
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::Value;
 
 use super::problem::{ConfigError, ConfigProblem};
+use super::safe;
 use super::suggest::suggest_key;
 use super::tree::{get_at, set_at};
 use super::Config;
@@ -46,24 +47,24 @@ pub(super) struct Loader {
     /// The defaults as a JSON tree: the schema that keys and types are checked against.
     pub(super) defaults: Value,
     pub(super) problems: Vec<ConfigProblem>,
-    /// Dotted paths set from the environment, and the variable that set each.
-    pub(super) env_origin: HashMap<String, String>,
+    /// Dotted path → where its value was written (`file \`…\`` or `environment variable …`).
+    pub(super) origins: HashMap<String, String>,
     /// Paths with a type error: their later semantic problems would only repeat it.
     pub(super) bad_paths: BTreeSet<String>,
 }
 
 impl Loader {
     pub(super) fn new() -> Result<Self, ConfigError> {
-        let defaults = serde_json::to_value(Config::default()).map_err(|e| ConfigError {
-            problems: vec![ConfigProblem::new(
+        let defaults = serde_json::to_value(Config::default()).map_err(|e| {
+            ConfigError::of(vec![ConfigProblem::new(
                 "(defaults)",
                 format!("cannot be serialised: {e}"),
-            )],
+            )])
         })?;
         Ok(Self {
             defaults,
             problems: Vec::new(),
-            env_origin: HashMap::new(),
+            origins: HashMap::new(),
             bad_paths: BTreeSet::new(),
         })
     }
@@ -98,8 +99,9 @@ impl Loader {
                 None => {
                     let parent = path[..path.len() - 1].join(".");
                     let hint = suggest_key(&self.defaults, &parent, key);
-                    self.problems
-                        .push(ConfigProblem::new(dotted, "unknown key").maybe_hint(hint));
+                    let mut problem = ConfigProblem::new(dotted, "unknown key").maybe_hint(hint);
+                    problem.origin = self.origin_of(&problem.path);
+                    self.problems.push(problem);
                 }
                 Some(Value::Object(_)) if FREE_MAPS.contains(&dotted.as_str()) => match value {
                     Value::Object(entries) => {
@@ -153,16 +155,24 @@ impl Loader {
         }
     }
 
-    /// Records a type error at `dotted`, with `hints` and, if the environment set the key, the
-    /// variable that did.
-    pub(super) fn type_problem(&mut self, dotted: String, message: String, mut hints: Vec<String>) {
-        if let Some(var) = self.env_origin.get(&dotted) {
-            hints.push(format!("set by environment variable {var}"));
-        }
+    /// Records a type error at `dotted`, with `hints` and where the value was written.
+    pub(super) fn type_problem(&mut self, dotted: String, message: String, hints: Vec<String>) {
         let hint = (!hints.is_empty()).then(|| hints.join("; "));
         self.bad_paths.insert(dotted.clone());
-        self.problems
-            .push(ConfigProblem::new(dotted, message).maybe_hint(hint));
+        let mut problem = ConfigProblem::new(dotted, message).maybe_hint(hint);
+        problem.origin = self.origin_of(&problem.path);
+        self.problems.push(problem);
+    }
+
+    /// Where the value at `dotted` (or, for a key that is not there, its section) was written.
+    pub(super) fn origin_of(&self, dotted: &str) -> Option<String> {
+        let mut path = dotted;
+        loop {
+            if let Some(origin) = self.origins.get(path) {
+                return Some(origin.clone());
+            }
+            path = path.rsplit_once('.')?.0;
+        }
     }
 
     pub(super) fn is_duration_key(&self, dotted: &str) -> bool {
@@ -190,10 +200,12 @@ pub(super) fn type_message(path: &str, value: &Value, serde_message: &str) -> St
         let expected = friendly_expected(&serde_message[idx + 2..]);
         return format!("{expected}, got {got}");
     }
-    if secret {
+    // The rest of a serde message may quote the value (a duration parser names the bad unit):
+    // it is shown only cut, and not at all when it looks like it holds a key.
+    if secret || safe::looks_secret(serde_message) {
         format!("invalid value ({got})")
     } else {
-        format!("invalid value {got}: {serde_message}")
+        format!("invalid value {got}: {}", safe::cut(serde_message, 120))
     }
 }
 
@@ -212,13 +224,7 @@ pub(super) fn friendly_expected(expected: &str) -> String {
 /// A short, quoted rendering of a value for messages.
 pub(super) fn describe(value: &Value) -> String {
     match value {
-        Value::String(s) => {
-            let mut shown: String = s.chars().take(40).collect();
-            if shown.len() < s.len() {
-                shown.push('…');
-            }
-            format!("{shown:?}")
-        }
+        Value::String(s) => safe::show(s),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         other => describe_kind(other).to_owned(),
