@@ -590,3 +590,104 @@ thread_local! {
     static PKI: Pki = pki();
     static IDENTITY: String = PKI.with(|p| p.identity_file("access-plugin", DAY, KeyKind::EcdsaP256)).expect("identity");
 }
+
+// ----- configurations: ranges, hostile values and structure (the config helper's block) -----
+
+/// Runs `command -c <yaml>` (`check` or `start`); returns the exit code (`None` when killed by
+/// a signal, e.g. an abort) and stderr.
+fn run_config(dir: &Path, command: &str, yaml: &str) -> (Option<i32>, String) {
+    let path = dir.join(format!("{command}.yaml"));
+    std::fs::write(&path, yaml).expect("write config");
+    let out = Command::new(bin())
+        .args([command, "-c"])
+        .arg(&path)
+        .arg("--config-dir")
+        .arg(dir.join("no-drop-ins.d"))
+        .output()
+        .expect("run the binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A valid configuration in `dir` (real identity, API key file, loopback addresses only).
+fn good_config(dir: &Path) -> String {
+    let pki = pki();
+    let identity = dir.join("identity");
+    pki.write_identity_file(&identity, "access-plugin", DAY, KeyKind::EcdsaP256)
+        .expect("identity");
+    let key = dir.join("api-key");
+    std::fs::write(&key, "0123").expect("key");
+    std::fs::create_dir_all(dir.join("no-drop-ins.d")).expect("drop-in dir");
+    format!(
+        "teleport:\n  addr: 127.0.0.1:1\n  identity: {}\nopsgenie:\n  api_url: http://127.0.0.1:1\n  api_key_file: {}\n",
+        identity.display(),
+        key.display()
+    )
+}
+
+#[test]
+fn out_of_range_durations_and_counts_exit_78_naming_the_key_and_range() {
+    let dir = temp_dir("ranges");
+    let good = good_config(&dir);
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "daemon",
+            "claim_ttl",
+            "500000000000y",
+            "Range: 10ms to 1day.",
+        ),
+        (
+            "daemon",
+            "orphan_sweep_interval",
+            "500000000000y",
+            "Range: 0s (off), or 10ms to 7days.",
+        ),
+        (
+            "auto_approval",
+            "cache_ttl",
+            "500000000000y",
+            "Range: 0s (off), or 1ms to 1day.",
+        ),
+        (
+            "daemon",
+            "shutdown_timeout",
+            "500000000000y",
+            "Range: 0s (off), or 1ms to 1h.",
+        ),
+        ("opsgenie", "request_timeout", "0s", "Range: 1ms to 1h."),
+        (
+            "opsgenie",
+            "max_concurrency",
+            "4611686018427387904",
+            "Range: 1 to 1024.",
+        ),
+        (
+            "auto_approval",
+            "lookup_retries",
+            "4000000000",
+            "Range: 0 to 100.",
+        ),
+    ];
+    for (section, key, value, range) in cases {
+        let yaml = if good.contains(&format!("{section}:\n")) {
+            good.replace(
+                &format!("{section}:\n"),
+                &format!("{section}:\n  {key}: {value}\n"),
+            )
+        } else {
+            format!("{good}{section}:\n  {key}: {value}\n")
+        };
+        for command in ["check", "start"] {
+            let (code, stderr) = run_config(&dir, command, &yaml);
+            assert_eq!(code, Some(78), "{command} {section}.{key}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{section}.{key}: ")) && stderr.contains(range),
+                "{command} {section}.{key}: key or range not named in: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::files::{check_readable, read_api_key_file};
 use super::problem::ConfigProblem;
+use super::ranges::check_ranges;
 use super::{Config, Secret};
 
 /// Opsgenie's limits on alert tags.
@@ -22,6 +23,8 @@ pub(super) fn check_semantics(mut config: Config) -> (Config, Vec<ConfigProblem>
     check_opsgenie(&mut config, &mut problems);
     check_auto_approval(&config, &mut problems);
     check_log_and_daemon(&config, &mut problems);
+    // Every duration and count against its range (ranges.rs), including those above.
+    check_ranges(&config, &mut problems);
     (config, problems)
 }
 
@@ -91,11 +94,6 @@ pub(super) fn check_teleport(config: &Config, problems: &mut Vec<ConfigProblem>)
             check_readable(key, path, problems);
         }
     }
-    // With the key/cert/CAs trio there is nothing to refresh and `refresh_identity` is ignored;
-    // its default is true, so erroring like Teleport's plugins do would punish the default.
-    if t.identity.is_some() && t.refresh_identity && t.refresh_identity_interval.is_zero() {
-        problems.push(positive_duration("teleport.refresh_identity_interval"));
-    }
     if t.cluster_name
         .as_deref()
         .is_some_and(|c| c.trim().is_empty())
@@ -117,14 +115,6 @@ pub(super) fn check_teleport(config: &Config, problems: &mut Vec<ConfigProblem>)
             "teleport.plugin_name",
             "must not contain whitespace",
         ));
-    }
-    for (key, value) in [
-        ("teleport.dial_timeout", t.dial_timeout),
-        ("teleport.call_timeout", t.call_timeout),
-    ] {
-        if value.is_zero() {
-            problems.push(positive_duration(key));
-        }
     }
 }
 
@@ -304,15 +294,6 @@ pub(super) fn check_opsgenie(config: &mut Config, problems: &mut Vec<ConfigProbl
     if o.heartbeat_name.trim().is_empty() {
         problems.push(ConfigProblem::new("opsgenie.heartbeat_name", "is empty"));
     }
-    if o.request_timeout.is_zero() {
-        problems.push(positive_duration("opsgenie.request_timeout"));
-    }
-    if o.max_concurrency == 0 {
-        problems.push(ConfigProblem::new(
-            "opsgenie.max_concurrency",
-            "must be at least 1",
-        ));
-    }
 }
 
 pub(super) fn check_auto_approval(config: &Config, problems: &mut Vec<ConfigProblem>) {
@@ -366,12 +347,6 @@ pub(super) fn check_auto_approval(config: &Config, problems: &mut Vec<ConfigProb
     ] {
         problems.extend(blank_entry(key, items, what));
     }
-    if a.max_duration.is_some_and(|d| d.is_zero()) {
-        problems.push(
-            positive_duration("auto_approval.max_duration")
-                .hint("remove it for no limit; 0s would approve nothing"),
-        );
-    }
 }
 
 pub(super) fn check_log_and_daemon(config: &Config, problems: &mut Vec<ConfigProblem>) {
@@ -390,15 +365,6 @@ pub(super) fn check_log_and_daemon(config: &Config, problems: &mut Vec<ConfigPro
         );
     }
     let d = &config.daemon;
-    for (key, value) in [
-        ("daemon.claim_ttl", d.claim_ttl),
-        ("daemon.retry_min_delay", d.retry_min_delay),
-        ("daemon.retry_max_delay", d.retry_max_delay),
-    ] {
-        if value.is_zero() {
-            problems.push(positive_duration(key));
-        }
-    }
     if !d.retry_min_delay.is_zero() && d.retry_max_delay < d.retry_min_delay {
         problems.push(ConfigProblem::new(
             "daemon.retry_max_delay",
@@ -417,10 +383,6 @@ pub(super) fn blank_entry(key: &str, items: &[String], what: &str) -> Option<Con
         .iter()
         .any(|item| item.trim().is_empty())
         .then(|| ConfigProblem::new(key, format!("contains an empty {what}")))
-}
-
-pub(super) fn positive_duration(key: &str) -> ConfigProblem {
-    ConfigProblem::new(key, "must be longer than 0s")
 }
 
 pub(super) fn fmt_duration(d: Duration) -> String {
