@@ -691,3 +691,95 @@ fn out_of_range_durations_and_counts_exit_78_naming_the_key_and_range() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn config_errors_cut_long_values_escape_control_characters_and_never_echo_keys() {
+    let dir = temp_dir("safe-errors");
+    let good = good_config(&dir);
+    let genie_key = "6f1c2f4e-8a3b-4c2d-9e1f-0a1b2c3d4e5f";
+    let pem = "-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIBzNSuDYXx1Ncwl3mWbBY4pM4S4p0RpIgSa5Lq6TqD5m\\n-----END PRIVATE KEY-----";
+    // Files are refused past 1 MiB, and the environment holds at most 128 KiB per variable, so
+    // this is about the longest value that can reach validation.
+    let huge = "x".repeat(900_000);
+    let cases: Vec<(String, &str, Vec<&str>)> = vec![
+        // A key pasted where a path belongs.
+        (
+            good.replace(
+                "api_key_file: ",
+                &format!("api_key_file: {genie_key}\n  x_was: "),
+            ),
+            "opsgenie.api_key_file",
+            vec![genie_key],
+        ),
+        (
+            good.replace("  identity: ", &format!("  identity: \"{pem}\"\n  x_was: ")),
+            "teleport.identity",
+            vec![
+                "MC4CAQAwBQYDK2VwBCIEIBzNSuDYXx1Ncwl3mWbBY4pM4S4p0RpIgSa5Lq6TqD5m",
+                "PRIVATE KEY-----",
+            ],
+        ),
+        // A key in a field that is no secret, and as a key name.
+        (
+            good.replace(
+                "opsgenie:\n",
+                &format!("opsgenie:\n  priority: {genie_key}\n"),
+            ),
+            "opsgenie.priority",
+            vec![genie_key],
+        ),
+        (
+            format!("{good}\"{genie_key}\": 1\n"),
+            "<hidden>",
+            vec![genie_key],
+        ),
+        // Control and bidi characters in a key name.
+        (
+            format!("{good}\"te\\u001b[31mst\\u202e\": 1\n"),
+            "te\\u{1b}[31mst\\u{202e}",
+            vec!["\u{1b}", "\u{202e}"],
+        ),
+        // A 900,000-character value is cut, with its length.
+        (
+            good.replace("opsgenie:\n", &format!("opsgenie:\n  priority: {huge}\n")),
+            "(900000 characters)",
+            vec![&huge[..100]],
+        ),
+    ];
+    for (yaml, named, never) in &cases {
+        for command in ["check", "start"] {
+            let (code, stderr) = run_config(&dir, command, yaml);
+            let out = stderr;
+            assert!(
+                matches!(code, Some(69 | 78)),
+                "{command} {named}: exit {code:?}: {}",
+                &out[..out.len().min(2000)]
+            );
+            assert!(out.contains(named), "{command}: {named} not in {out}");
+            for secret in never {
+                assert!(!out.contains(secret), "{command} {named}: echoed in {out}");
+            }
+            assert!(
+                out.len() < 4096,
+                "{command} {named}: {} bytes of errors",
+                out.len()
+            );
+            assert!(!out.contains("panicked"), "{out}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hostile_structure_exits_78_naming_the_file() {
+    let dir = temp_dir("structure");
+    std::fs::create_dir_all(dir.join("no-drop-ins.d")).expect("drop-in dir");
+    let deep = format!("teleport: {}\n", "[".repeat(100_000));
+    for command in ["check", "start"] {
+        let (code, stderr) = run_config(&dir, command, &deep);
+        assert_eq!(code, Some(78), "{command}: {stderr}");
+        assert!(stderr.contains(&format!("{command}.yaml")), "{stderr}");
+        assert!(stderr.contains("nested deeper than 32 levels"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -57,7 +57,7 @@ impl fmt::Display for ConfigProblem {
         write!(
             f,
             "{}: {}",
-            safe::escape(&self.path),
+            safe::key_path(&self.path),
             safe::escape(&self.message)
         )?;
         match (&self.hint, &self.origin) {
@@ -169,6 +169,6 @@ impl Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", safe::escape(&self.path), self.text())
+        write!(f, "{}: {}", safe::key_path(&self.path), self.text())
     }
 }

@@ -12,18 +12,46 @@ pub(crate) const SHOWN_CHARS: usize = 40;
 
 /// `value` quoted for a message: escaped, cut, or replaced when it looks like a secret.
 pub(crate) fn show(value: &str) -> String {
+    show_at_most(value, SHOWN_CHARS)
+}
+
+/// Most characters of a path shown in a message: paths are what the operator must find.
+pub(crate) const SHOWN_PATH_CHARS: usize = 200;
+
+fn show_at_most(value: &str, max: usize) -> String {
     let chars = value.chars().count();
     // Only the head is ever shown, so only a secret reaching into the head matters; looking no
     // further keeps a 10 MB value cheap.
-    let probe: String = value.chars().take(SHOWN_CHARS + 64).collect();
+    let probe: String = value.chars().take(max + 64).collect();
     if looks_secret(&probe) {
         return format!("<a value that looks like a key or token, not shown ({chars} characters)>");
     }
-    if chars <= SHOWN_CHARS {
+    if chars <= max {
         return format!("\"{}\"", escape(value));
     }
-    let head: String = value.chars().take(SHOWN_CHARS).collect();
+    let head: String = value.chars().take(max).collect();
     format!("\"{}…\" ({chars} characters)", escape(&head))
+}
+
+/// A path for a message, with the same care as [`show`]: a key pasted into a path setting must
+/// not be echoed back as "file … does not exist".
+pub(crate) fn show_path(path: &std::path::Path) -> String {
+    show_at_most(&path.to_string_lossy(), SHOWN_PATH_CHARS)
+}
+
+/// A dotted key path for a message. Its parts are the operator's keys, which may be anything:
+/// each is escaped and cut, and one that looks like a key or token is not shown.
+pub(crate) fn key_path(path: &str) -> String {
+    path.split('.')
+        .map(|part| {
+            if looks_secret(part) {
+                "<hidden>".to_owned()
+            } else {
+                cut(part, SHOWN_PATH_CHARS)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// `text` with control and bidirectional-formatting characters written as `\u{…}` escapes.

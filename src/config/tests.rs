@@ -689,3 +689,47 @@ fn validate_resolves_the_key_file_for_configs_built_in_code() {
         Some("s3cr3t-key-value")
     );
 }
+
+#[test]
+fn hostile_structure_fails_fast_with_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    let deep = 100_000;
+    let cases = [
+        ("flow.yaml", format!("teleport: {}", "[".repeat(deep))),
+        ("maps.yaml", format!("teleport: {}", "{a: ".repeat(deep))),
+        (
+            "dashes.yaml",
+            format!("teleport:\n  {}x\n", "- ".repeat(deep)),
+        ),
+        (
+            "flow.toml",
+            format!("[teleport]\naddr = {}", "[".repeat(deep)),
+        ),
+        ("keys.toml", format!("[{}]\n", vec!["a"; deep].join("."))),
+        ("anchors.yaml", {
+            // A billion laughs: each alias doubles the size.
+            let mut text = String::from("a0: &a0 [x, x]\n");
+            for i in 1..40 {
+                text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}]\n", p = i - 1));
+            }
+            text
+        }),
+    ];
+    for (name, text) in cases {
+        let file = dir.write(name, &text);
+        let started = std::time::Instant::now();
+        let err = load_with(Some(file), HashMap::new()).unwrap_err();
+        let took = started.elapsed();
+        // It took 68 s (quadratic) before the depth limit; now a few milliseconds. The bound is
+        // loose so that a loaded machine does not fail the test.
+        assert!(took < Duration::from_secs(5), "{name} took {took:?}");
+        assert_eq!(err.problems.len(), 1, "{name}: {err}");
+        let message = &err.problems[0].message;
+        assert!(
+            message.contains("nested deeper than")
+                || message.contains("more than")
+                || message.contains("limit exceeded"),
+            "{name}: {message}"
+        );
+    }
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::files::{check_readable, read_api_key_file};
 use super::problem::ConfigProblem;
 use super::ranges::check_ranges;
+use super::safe;
 use super::{Config, Secret};
 
 /// Opsgenie's limits on alert tags.
@@ -124,32 +125,45 @@ pub(super) fn check_host_port(key: &str, addr: &str) -> Option<ConfigProblem> {
         "e.g. teleport.example.com:443 for the Proxy or auth.example.com:3025 for the Auth Service";
     if addr.contains("://") {
         return Some(
-            ConfigProblem::new(key, format!("expected host:port, not a URL: {addr:?}"))
-                .hint("drop the scheme, e.g. teleport.example.com:443"),
+            ConfigProblem::new(
+                key,
+                format!("expected host:port, not a URL: {}", safe::show(addr)),
+            )
+            .hint("drop the scheme, e.g. teleport.example.com:443"),
         );
     }
     let Some((host, port)) = addr.rsplit_once(':') else {
         return Some(
-            ConfigProblem::new(key, format!("{addr:?} has no port"))
+            ConfigProblem::new(key, format!("{} has no port", safe::show(addr)))
                 .hint("the Auth Service listens on 3025, the Proxy on 443 or 3080"),
         );
     };
     if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
         return Some(
-            ConfigProblem::new(key, format!("{addr:?} has no valid host before the port"))
-                .hint(hint),
+            ConfigProblem::new(
+                key,
+                format!("{} has no valid host before the port", safe::show(addr)),
+            )
+            .hint(hint),
         );
     }
     if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
         return Some(
-            ConfigProblem::new(key, format!("{addr:?}: an IPv6 address needs brackets"))
-                .hint("e.g. [::1]:3025"),
+            ConfigProblem::new(
+                key,
+                format!("{}: an IPv6 address needs brackets", safe::show(addr)),
+            )
+            .hint("e.g. [::1]:3025"),
         );
     }
     match port.parse::<u16>() {
         Ok(p) if p != 0 => None,
         _ => Some(
-            ConfigProblem::new(key, format!("{addr:?} has no valid port (1 to 65535)")).hint(hint),
+            ConfigProblem::new(
+                key,
+                format!("{} has no valid port (1 to 65535)", safe::show(addr)),
+            )
+            .hint(hint),
         ),
     }
 }
@@ -234,7 +248,10 @@ pub(super) fn check_opsgenie(config: &mut Config, problems: &mut Vec<ConfigProbl
     if !matches!(o.priority.as_str(), "P1" | "P2" | "P3" | "P4" | "P5") {
         let problem = ConfigProblem::new(
             "opsgenie.priority",
-            format!("expected one of P1, P2, P3, P4, P5, got {:?}", o.priority),
+            format!(
+                "expected one of P1, P2, P3, P4, P5, got {}",
+                safe::show(&o.priority)
+            ),
         );
         let upper = o.priority.trim().to_ascii_uppercase();
         problems.push(
@@ -262,7 +279,8 @@ pub(super) fn check_opsgenie(config: &mut Config, problems: &mut Vec<ConfigProbl
             problems.push(ConfigProblem::new(
                 "opsgenie.tags",
                 format!(
-                    "tag {tag:?} has {} characters; Opsgenie allows at most {MAX_TAG_CHARS}",
+                    "tag {} has {} characters; Opsgenie allows at most {MAX_TAG_CHARS}",
+                    safe::show(tag),
                     tag.chars().count()
                 ),
             ));
@@ -305,8 +323,8 @@ pub(super) fn check_auto_approval(config: &Config, problems: &mut Vec<ConfigProb
             problems.push(
                 ConfigProblem::new("auto_approval.user_domain", "must not contain '@'").hint(
                     format!(
-                        "write {:?}; the '@' is added",
-                        domain.trim_start_matches('@')
+                        "write {}; the '@' is added",
+                        safe::show(domain.trim_start_matches('@'))
                     ),
                 ),
             );
@@ -323,8 +341,11 @@ pub(super) fn check_auto_approval(config: &Config, problems: &mut Vec<ConfigProb
             problems.push(ConfigProblem::new(key, "has an empty Teleport user name"));
         } else if !email.contains('@') {
             problems.push(
-                ConfigProblem::new(key, format!("{email:?} is not an e-mail address"))
-                    .hint("Opsgenie identifies users by their e-mail address"),
+                ConfigProblem::new(
+                    key,
+                    format!("{} is not an e-mail address", safe::show(email)),
+                )
+                .hint("Opsgenie identifies users by their e-mail address"),
             );
         }
     }
@@ -356,9 +377,9 @@ pub(super) fn check_log_and_daemon(config: &Config, problems: &mut Vec<ConfigPro
             ConfigProblem::new(
                 "log.level",
                 format!(
-                    "expected one of {}, got {:?}",
+                    "expected one of {}, got {}",
                     LOG_LEVELS.join(", "),
-                    config.log.level
+                    safe::show(&config.log.level)
                 ),
             )
             .hint("RUST_LOG takes full filter directives and overrides log.level"),
