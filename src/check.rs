@@ -69,6 +69,12 @@ async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Findin
         ));
     }
     let unreadable = |section: &str| file_problems.iter().any(|p| p.path.starts_with(section));
+    // Warnings, not failures: the daemon works, but the secret is exposed.
+    findings.extend(
+        crate::file_mode::loose_files(config)
+            .iter()
+            .map(|f| Finding::ok("file permissions", format!("WARNING: {f}"))),
+    );
 
     if unreadable("teleport.") {
         findings.push(Finding::failed(

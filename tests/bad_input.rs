@@ -658,3 +658,44 @@ async fn identities_dated_before_1970_exit_78_naming_the_file_in_check_and_start
         }
     }
 }
+
+#[cfg(unix)]
+#[actix_rt::test]
+async fn secret_files_readable_by_others_are_warned_about_once_with_the_chmod() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = common::world().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let identity = tmp.path().join("identity");
+    std::fs::copy(&world.plugin_identity, &identity).expect("copy identity");
+    let key = tmp.path().join("api-key");
+    std::fs::write(&key, world.opsgenie.api_key()).expect("key");
+    for (path, mode) in [(&identity, 0o644), (&key, 0o640)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let config = tmp.path().join("config.yaml");
+    // Teleport unreachable: `start` warns, then stops at the connection.
+    std::fs::write(
+        &config,
+        format!(
+            "teleport:\n  addr: 127.0.0.1:1\n  identity: {}\nopsgenie:\n  api_url: {}\n  api_key_file: {}\n",
+            identity.display(),
+            world.opsgenie.url(),
+            key.display(),
+        ),
+    )
+    .expect("config");
+    for command in ["check", "start"] {
+        let path = config.clone();
+        let (code, stdout, stderr) =
+            tokio::task::spawn_blocking(move || run_with(&[command, "-c"], &path))
+                .await
+                .expect("joined");
+        // Not a failure of its own: the unreachable Teleport decides the code.
+        assert_eq!(code, Some(69), "{command}: {stdout}{stderr}");
+        let out = format!("{stdout}{stderr}");
+        for file in [&identity, &key] {
+            let fix = format!("chmod 600 {}", file.display());
+            assert_eq!(out.matches(&fix).count(), 1, "{command}: {fix} in {out}");
+        }
+    }
+}
