@@ -11,6 +11,7 @@ use crate::core::render::timestamp;
 use crate::daemon::exit;
 use crate::teleport::client::TeleportClient;
 use crate::teleport::identity::Identity;
+use crate::teleport::own_roles;
 
 /// One line of the report: what was checked, and what was found (or what failed, with the exit
 /// code the failure calls for).
@@ -159,6 +160,12 @@ async fn check_teleport(config: &Config, identity: &Identity, findings: &mut Vec
         findings.push(match result {
             Ok(()) => Finding::ok(what, "permitted"),
             Err(err) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
+        });
+    }
+    for (what, result) in own_roles::check(&client, config.auto_approval.enabled).await {
+        findings.push(match result {
+            Ok(text) => Finding::ok(what, text),
+            Err(p) => Finding::failed(what, p.text, code_of(p.retryable)),
         });
     }
 }

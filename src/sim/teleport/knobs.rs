@@ -38,6 +38,12 @@ impl FakeTeleport {
         self.inner.mfa_required.store(required, Ordering::SeqCst);
     }
 
+    /// Paces `GetAccessRequestsV2` streams like a slow server: `gap` before each item (tokio
+    /// time), and after `stall_after` items (if set) nothing more, with the stream left open.
+    pub fn set_list_stream_pacing(&self, gap: Duration, stall_after: Option<usize>) {
+        *lock(&self.inner.list_stream) = (gap, stall_after);
+    }
+
     /// Switches `ListAccessRequests` between served and UNIMPLEMENTED.
     pub fn set_list_access_requests_implemented(&self, implemented: bool) {
         self.inner

@@ -23,6 +23,7 @@
 
 mod admin;
 mod knobs;
+pub mod requester;
 mod roles;
 mod service;
 mod store;
@@ -193,6 +194,9 @@ pub(crate) struct Inner {
     latency: Mutex<Duration>,
     mfa_required: AtomicBool,
     list_implemented: AtomicBool,
+    /// `GetAccessRequestsV2` pacing: the gap before each item, and after how many items the
+    /// stream stalls (stays open, sends nothing more).
+    list_stream: Mutex<(Duration, Option<usize>)>,
     calls: Mutex<Vec<CallRecord>>,
     call_counts: Mutex<HashMap<&'static str, usize>>,
 }
@@ -275,6 +279,7 @@ impl FakeTeleport {
             latency: Mutex::new(Duration::ZERO),
             mfa_required: AtomicBool::new(opts.mfa_required_for_reviews),
             list_implemented: AtomicBool::new(opts.list_access_requests_implemented),
+            list_stream: Mutex::new((Duration::ZERO, None)),
             calls: Mutex::new(Vec::new()),
             call_counts: Mutex::new(HashMap::new()),
         });
