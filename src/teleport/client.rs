@@ -221,7 +221,8 @@ impl TeleportClient {
             .keep_alive_while_idle(true);
         debug!(addr = %cfg.addr, route = label, "connecting to Teleport");
         let channel = match tokio::time::timeout(
-            cfg.dial_timeout + Duration::from_secs(1),
+            // Saturating: an absurd configured timeout must not overflow.
+            cfg.dial_timeout.saturating_add(Duration::from_secs(1)),
             endpoint.connect_with_connector(connector),
         )
         .await

@@ -396,7 +396,8 @@ impl FakeTeleport {
     where
         F: FnMut(&FakeTeleport) -> bool,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // Far enough for any test, and no overflow for an absurd timeout.
+        let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(86_400 * 365));
         loop {
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);

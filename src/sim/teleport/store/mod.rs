@@ -83,6 +83,14 @@ pub(crate) fn ts(t: SystemTime) -> Timestamp {
     }
 }
 
+/// `now + d`, saturating (at 9999-12-31) instead of panicking on an absurd option.
+fn later(now: SystemTime, d: Duration) -> SystemTime {
+    use crate::teleport::identity::MAX_UNIX_SECONDS;
+    now.checked_add(d)
+        .filter(|t| ts(*t).seconds <= MAX_UNIX_SECONDS)
+        .unwrap_or(UNIX_EPOCH + Duration::from_secs(MAX_UNIX_SECONDS.unsigned_abs()))
+}
+
 fn ts_nanos(t: &Timestamp) -> i128 {
     i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
 }
@@ -296,8 +304,8 @@ impl Store {
         let access_expiry = meaningful(spec.expires.as_ref())
             .filter(|t| ts_nanos(t) > ts_nanos(&now_ts))
             .cloned()
-            .unwrap_or_else(|| ts(now + self.limits.access_ttl));
-        let mut pending_expiry = ts(now + self.limits.pending_ttl);
+            .unwrap_or_else(|| ts(later(now, self.limits.access_ttl)));
+        let mut pending_expiry = ts(later(now, self.limits.pending_ttl));
         if let Some(re) = meaningful(spec.resource_expiry.as_ref()) {
             if ts_nanos(re) < ts_nanos(&pending_expiry) {
                 pending_expiry = *re;
