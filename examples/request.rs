@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use teleport_opsgenie::config::{ConnectMode, TeleportConfig};
 use teleport_opsgenie::core::model::RequestState;
+use teleport_opsgenie::sim::teleport::requester::Requester;
 use teleport_opsgenie::teleport::client::TeleportClient;
 use teleport_opsgenie::teleport::identity::Identity;
 
@@ -76,6 +77,7 @@ async fn run(
     };
     let identity = Identity::load(&config)?;
     let (client, _) = TeleportClient::connect(&config, &identity).await?;
+    let requester = Requester(client.clone());
     let reason = flag(args, "reason").unwrap_or_default();
     match (command, args.first()) {
         ("create", Some(user)) => {
@@ -83,7 +85,7 @@ async fn run(
                 return Ok(Some(usage()));
             };
             let roles: Vec<String> = roles.split(',').map(str::to_owned).collect();
-            let request = client.create_access_request(user, &roles, &reason).await?;
+            let request = requester.create(user, &roles, &reason).await?;
             println!("{}", request.id);
         }
         ("list", _) => {
@@ -98,16 +100,16 @@ async fn run(
             }
         }
         ("approve", Some(id)) => {
-            client
-                .set_access_request_state(id, RequestState::Approved, &reason)
+            requester
+                .set_state(id, RequestState::Approved, &reason)
                 .await?;
         }
         ("deny", Some(id)) => {
-            client
-                .set_access_request_state(id, RequestState::Denied, &reason)
+            requester
+                .set_state(id, RequestState::Denied, &reason)
                 .await?;
         }
-        ("delete", Some(id)) => client.delete_access_request(id).await?,
+        ("delete", Some(id)) => requester.delete(id).await?,
         _ => return Ok(Some(usage())),
     }
     Ok(None)

@@ -11,6 +11,7 @@ use crate::core::render::timestamp;
 use crate::daemon::exit;
 use crate::teleport::client::TeleportClient;
 use crate::teleport::identity::Identity;
+use crate::teleport::own_roles;
 
 /// One line of the report: what was checked, and what was found (or what failed, with the exit
 /// code the failure calls for).
@@ -69,6 +70,12 @@ async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Findin
         ));
     }
     let unreadable = |section: &str| file_problems.iter().any(|p| p.path.starts_with(section));
+    // Warnings, not failures: the daemon works, but the secret is exposed.
+    findings.extend(
+        crate::file_mode::loose_files(config)
+            .iter()
+            .map(|f| Finding::ok("file permissions", format!("WARNING: {f}"))),
+    );
 
     if unreadable("teleport.") {
         findings.push(Finding::failed(
@@ -153,6 +160,12 @@ async fn check_teleport(config: &Config, identity: &Identity, findings: &mut Vec
         findings.push(match result {
             Ok(()) => Finding::ok(what, "permitted"),
             Err(err) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
+        });
+    }
+    for (what, result) in own_roles::check(&client, config.auto_approval.enabled).await {
+        findings.push(match result {
+            Ok(text) => Finding::ok(what, text),
+            Err(p) => Finding::failed(what, p.text, code_of(p.retryable)),
         });
     }
 }

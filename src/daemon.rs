@@ -113,6 +113,7 @@ pub struct Daemon {
 impl Daemon {
     /// Connects and starts every actor. Must run inside an actix `System`.
     pub async fn start(config: Config, options: RunOptions) -> Result<Daemon, StartError> {
+        crate::file_mode::warn_loose_files(&config);
         // Read before loading, so a rewrite racing with start is still seen as a change.
         let identity_text = config
             .teleport

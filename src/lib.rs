@@ -25,6 +25,7 @@ pub mod check;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod file_mode;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

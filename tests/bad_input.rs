@@ -770,3 +770,112 @@ fn hostile_structure_exits_78_naming_the_file() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ----- identity dates and file modes (the Teleport side's cases) -----
+
+/// Runs the binary with `args` and the config file `path`; the exit code, stdout and stderr.
+/// A child killed by a signal (an abort) has no code, which fails every assertion below.
+fn run_with(args: &[&str], path: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("run the binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[actix_rt::test]
+async fn identities_dated_before_1970_exit_78_naming_the_file_in_check_and_start() {
+    // A real (fake) backend, so that the identity is the only thing that fails.
+    let world = common::world().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let pki = pki();
+    let year = 365 * DAY;
+    let now = SystemTime::now();
+    let cases = [
+        (
+            "all-before-1970",
+            UNIX_EPOCH - 10 * year,
+            UNIX_EPOCH - 5 * year,
+        ),
+        ("starts-before-1970", UNIX_EPOCH - 10 * year, now + DAY),
+    ];
+    for (name, from, to) in cases {
+        let (cert, private) = pki
+            .client_cert("access-plugin", from, to, KeyKind::EcdsaP256)
+            .expect("cert");
+        let identity = dir.join(format!("identity-{name}"));
+        std::fs::write(&identity, format!("{private}{cert}{}", pki.ca_pem())).expect("write");
+        let config = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "teleport:\n  addr: 127.0.0.1:1\n  identity: {}\nopsgenie:\n  api_url: {}\n  api_key: {}\n",
+                identity.display(),
+                world.opsgenie.url(),
+                world.opsgenie.api_key(),
+            ),
+        )
+        .expect("config");
+        let shown = identity.display().to_string();
+        for command in ["check", "start"] {
+            // On the blocking pool: the fakes share this test's thread and must keep answering.
+            let path = config.clone();
+            let (code, stdout, stderr) =
+                tokio::task::spawn_blocking(move || run_with(&[command, "-c"], &path))
+                    .await
+                    .expect("joined");
+            assert_eq!(code, Some(78), "{command} {name}: {stdout}{stderr}");
+            let out = if command == "check" { &stdout } else { &stderr };
+            assert!(out.contains(&shown), "{command} {name}: {out}");
+            assert!(out.contains("1970..9999"), "{command} {name}: {out}");
+            assert!(!stdout.contains("panicked") && !stderr.contains("panicked"));
+        }
+    }
+}
+
+#[cfg(unix)]
+#[actix_rt::test]
+async fn secret_files_readable_by_others_are_warned_about_once_with_the_chmod() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = common::world().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let identity = tmp.path().join("identity");
+    std::fs::copy(&world.plugin_identity, &identity).expect("copy identity");
+    let key = tmp.path().join("api-key");
+    std::fs::write(&key, world.opsgenie.api_key()).expect("key");
+    for (path, mode) in [(&identity, 0o644), (&key, 0o640)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let config = tmp.path().join("config.yaml");
+    // Teleport unreachable: `start` warns, then stops at the connection.
+    std::fs::write(
+        &config,
+        format!(
+            "teleport:\n  addr: 127.0.0.1:1\n  identity: {}\nopsgenie:\n  api_url: {}\n  api_key_file: {}\n",
+            identity.display(),
+            world.opsgenie.url(),
+            key.display(),
+        ),
+    )
+    .expect("config");
+    for command in ["check", "start"] {
+        let path = config.clone();
+        let (code, stdout, stderr) =
+            tokio::task::spawn_blocking(move || run_with(&[command, "-c"], &path))
+                .await
+                .expect("joined");
+        // Not a failure of its own: the unreachable Teleport decides the code.
+        assert_eq!(code, Some(69), "{command}: {stdout}{stderr}");
+        let out = format!("{stdout}{stderr}");
+        for file in [&identity, &key] {
+            let fix = format!("chmod 600 {}", file.display());
+            assert_eq!(out.matches(&fix).count(), 1, "{command}: {fix} in {out}");
+        }
+    }
+}

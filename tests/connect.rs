@@ -370,3 +370,67 @@ async fn a_silent_watch_is_reopened_and_nothing_is_missed() {
     assert_eq!(creates(&world), 1);
     daemon.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn check_reads_the_review_and_lock_rules_from_the_identitys_own_roles() {
+    let world = world().await;
+    let mut config = world.config();
+    config.auto_approval.enabled = true;
+    // The guide's plugin user may review `editor` requests, and has no lock rule.
+    let (report, code) = check::report(&config).await;
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("[ok  ] review rule            may review requests for `editor`"),
+        "{report}"
+    );
+    assert!(report.contains("[ok  ] lock rule"), "{report}");
+    assert!(report.contains("shift_end: revoke"), "{report}");
+
+    // Without `review_requests`, auto-approval would decline everything: a failure, with the
+    // fix; the lock rule, present here, is reported as such.
+    world
+        .teleport
+        .add_role_yaml(
+            r#"
+kind: role
+version: v7
+metadata:
+  name: plugin-without-review
+spec:
+  allow:
+    rules:
+      - resources: ['access_request']
+        verbs: ['list', 'read']
+      - resources: ['access_plugin_data']
+        verbs: ['update']
+      - resources: ['lock']
+        verbs: ['create', 'update']
+"#,
+        )
+        .expect("role");
+    world
+        .teleport
+        .add_user("no-review-plugin", ["plugin-without-review"]);
+    world
+        .teleport
+        .write_identity(&world.plugin_identity, "no-review-plugin")
+        .expect("identity");
+    let (report, code) = check::report(&config).await;
+    assert_eq!(code, 78, "{report}");
+    assert!(report.contains("[FAIL] review rule"), "{report}");
+    assert!(report.contains("config/access-plugin.yaml"), "{report}");
+    assert!(
+        report.contains("[ok  ] lock rule              may create and update locks"),
+        "{report}"
+    );
+    // Off, the missing rule is only information.
+    config.auto_approval.enabled = false;
+    let (report, code) = check::report(&config).await;
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("not needed while auto-approval is off"),
+        "{report}"
+    );
+    // Nothing was created to find out.
+    assert_eq!(world.teleport.request_count(), 0);
+}

@@ -35,6 +35,8 @@ pub struct IdentityWatcher {
     /// The content last acted on (loaded, or refused for good).
     seen: Option<u64>,
     reloads: u64,
+    /// Changed files that could not be used (each is logged once).
+    refused: u64,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -54,6 +56,7 @@ impl IdentityWatcher {
             stream,
             seen: initial.map(fingerprint),
             reloads: 0,
+            refused: 0,
             metrics: None,
         }
     }
@@ -83,7 +86,10 @@ impl IdentityWatcher {
         let identity = match Identity::load(&self.cfg) {
             Ok(identity) => identity,
             Err(error) => {
+                // Includes certificates dated outside 1970..9999: the parser refuses them, so a
+                // bad renewal can never take the process down.
                 self.seen = Some(print);
+                self.refused += 1;
                 warn!(%error, "The identity file changed but cannot be used; keeping the current connection.");
                 return;
             }
@@ -139,6 +145,19 @@ impl Handler<Reloads> for IdentityWatcher {
     }
 }
 
+/// Asks how many changed identity files were refused (tests).
+#[derive(Debug, Message)]
+#[rtype(result = "u64")]
+pub struct Refusals;
+
+impl Handler<Refusals> for IdentityWatcher {
+    type Result = u64;
+
+    fn handle(&mut self, _: Refusals, _: &mut Self::Context) -> u64 {
+        self.refused
+    }
+}
+
 /// Stops watching the file (shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -151,3 +170,7 @@ impl Handler<StopReloading> for IdentityWatcher {
         ctx.stop();
     }
 }
+
+#[cfg(all(test, feature = "sim"))]
+#[path = "identity_tests.rs"]
+mod tests;

@@ -200,7 +200,9 @@ impl Pki {
         let (cert_pem, key_pem) = self.client_cert(
             user,
             now - Duration::from_secs(60),
-            now + validity,
+            // Saturating: X.509 cannot go past 9999 anyway.
+            now.checked_add(validity)
+                .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)),
             key_kind,
         )?;
         let mut out = String::with_capacity(4096);
@@ -373,14 +375,11 @@ fn sec1_p256(scalar: &[u8], public: &[u8]) -> Vec<u8> {
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = base64(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    let _ = writeln!(out, "-----END {label}-----");
-    out
+    // LF line ends, as `tctl` writes them.
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// SSH wire-format strings (u32 length + bytes), used to make placeholder blobs that at least
@@ -394,26 +393,10 @@ fn ssh_string_blob(parts: &[&str]) -> Vec<u8> {
     out
 }
 
-/// Standard base64 with padding; small enough not to justify a dependency.
+/// Standard base64 with padding, as OpenSSH writes its blobs.
 fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 #[cfg(test)]
@@ -421,53 +404,11 @@ mod tests {
     use super::*;
 
     fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
-        let mut blocks = Vec::new();
-        let mut label = None;
-        let mut body = String::new();
-        for line in text.lines().map(str::trim) {
-            if let Some(l) = line.strip_prefix("-----BEGIN ") {
-                label = Some(l.trim_end_matches('-').to_owned());
-                body.clear();
-            } else if line.starts_with("-----END ") {
-                if let Some(l) = label.take() {
-                    blocks.push((l, decode_b64(&body)));
-                }
-            } else if label.is_some() {
-                body.push_str(line);
-            }
-        }
-        blocks
-    }
-
-    fn decode_b64(s: &str) -> Vec<u8> {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let vals: Vec<u32> = s
-            .bytes()
-            .filter(|&c| c != b'=')
-            .map(|c| ALPHABET.iter().position(|&a| a == c).unwrap() as u32)
-            .collect();
-        let mut out = Vec::new();
-        for chunk in vals.chunks(4) {
-            let mut n = 0u32;
-            for (i, v) in chunk.iter().enumerate() {
-                n |= v << (18 - 6 * i);
-            }
-            for i in 0..chunk.len().saturating_sub(1) {
-                out.push((n >> (16 - 8 * i)) as u8);
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn base64_matches_known_vectors() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(decode_b64("Zm9vYmE="), b"fooba");
+        pem::parse_many(text)
+            .expect("PEM")
+            .into_iter()
+            .map(|p| (p.tag().to_owned(), p.into_contents()))
+            .collect()
     }
 
     #[test]

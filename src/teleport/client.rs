@@ -1,6 +1,7 @@
 //! The gRPC client for the parts of Teleport's Auth API the daemon uses: ping, watching and
-//! listing access requests, plugin data, reviews (and, for tests and demos, creating,
-//! resolving and deleting requests).
+//! listing access requests, plugin data, reviews, and (for `check`) its own roles. What a
+//! person does by hand (creating, resolving, deleting requests) lives with the fakes, in
+//! `sim::teleport::requester`.
 //!
 //! Every unary call is bounded by the configured call timeout; statuses are classified into
 //! [`TeleportError`]. Clones share one HTTP/2 connection.
@@ -17,18 +18,23 @@ use tracing::{debug, info, warn};
 use super::convert::{self, ACCESS_REQUEST_KIND};
 use super::error::{ConnectFailure, Operation, TeleportError};
 use super::identity::Identity;
+use super::rbac::OwnRoles;
 use super::tls::{self, Route};
 use crate::config::{ConnectMode, TeleportConfig};
 use crate::core::model::{AccessRequest, RequestState};
 use crate::pb;
 use crate::pb::proto::auth_service_client::AuthServiceClient;
 
-/// The oldest Teleport this daemon supports (ListAccessRequests and CreateAccessRequestV2).
-pub const MIN_SERVER_VERSION: &str = "14.0.0";
+pub use super::version::{version_at_least, MIN_SERVER_VERSION};
 
-/// HTTP/2 ping interval. Teleport enforces a minimum of 60 s between client pings and answers
-/// more frequent ones with GOAWAY `too_many_pings`, so never go below this.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// HTTP/2 ping interval. Teleport's Auth server enforces at least 60 s between client pings: a
+/// ping that arrives even a few milliseconds early (timer slack, a ping sent after the server's
+/// clock started counting) is a strike, and two strikes get GOAWAY `too_many_pings`. So the
+/// interval keeps a clear margin above 60 s, and stays well below the 350 s idle timeout of
+/// the load balancers usually in front of Teleport.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(75);
+/// Teleport's minimum interval between client pings (teleport-wire.md §5).
+pub const TELEPORT_MIN_PING_INTERVAL: Duration = Duration::from_secs(60);
 /// How long to wait for a ping's answer before declaring the connection dead.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest message accepted; pages of access requests can exceed gRPC's 4 MiB default.
@@ -37,6 +43,10 @@ pub const MAX_DECODING_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
 pub const LIST_PAGE_LIMIT: i32 = 500;
 /// A guard against a server that never ends pagination.
 const MAX_LIST_PAGES: usize = 10_000;
+/// Most roles read by [`TeleportClient::own_roles`].
+const MAX_OWN_ROLES: usize = 1_000;
+/// The same guard for the streamed listing, in items.
+const MAX_LISTED: usize = MAX_LIST_PAGES * LIST_PAGE_LIMIT as usize;
 
 /// What `Ping` says about the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,30 +94,6 @@ fn route_label(route: &Route) -> &'static str {
         Route::Direct => "direct",
         Route::ProxyRouting { .. } => "proxy routing",
     }
-}
-
-/// Parses `major.minor.patch`, tolerating a leading `v`, missing parts and suffixes such as
-/// `-dev` or `+build`.
-fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
-    let v = version.trim();
-    let v = v.strip_prefix('v').unwrap_or(v);
-    let core = v.split(['-', '+', ' ']).next().unwrap_or_default();
-    let mut parts = core.split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor = match parts.next() {
-        Some(p) => p.parse().ok()?,
-        None => 0,
-    };
-    let patch = match parts.next() {
-        Some(p) => p.parse().ok()?,
-        None => 0,
-    };
-    Some((major, minor, patch))
-}
-
-/// Whether `version` is at least `min`; `None` when either cannot be parsed.
-pub fn version_at_least(version: &str, min: &str) -> Option<bool> {
-    Some(parse_version(version)? >= parse_version(min)?)
 }
 
 /// Whether trying TLS routing may help after this failure of the direct attempt.
@@ -235,7 +221,8 @@ impl TeleportClient {
             .keep_alive_while_idle(true);
         debug!(addr = %cfg.addr, route = label, "connecting to Teleport");
         let channel = match tokio::time::timeout(
-            cfg.dial_timeout + Duration::from_secs(1),
+            // Saturating: an absurd configured timeout must not overflow.
+            cfg.dial_timeout.saturating_add(Duration::from_secs(1)),
             endpoint.connect_with_connector(connector),
         )
         .await
@@ -321,7 +308,11 @@ impl TeleportClient {
     }
 
     /// Runs one unary call under the call timeout.
-    async fn unary<T, F>(&self, operation: Operation, call: F) -> Result<T, TeleportError>
+    pub(crate) async fn unary<T, F>(
+        &self,
+        operation: Operation,
+        call: F,
+    ) -> Result<T, TeleportError>
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -422,31 +413,37 @@ impl TeleportClient {
         .await
     }
 
+    /// The `GetAccessRequestsV2` listing (Teleport 14-15 without `ListAccessRequests`). A
+    /// large cluster streams for longer than any fixed deadline, so the bound is progress: the
+    /// stream must open, and each next item arrive, within the call timeout; a stream that
+    /// stalls fails, one that keeps delivering runs to its end.
     async fn list_streamed(&self) -> Result<Vec<AccessRequest>, TeleportError> {
         let operation = Operation::ListAccessRequests;
-        let mut inner = self.inner.clone();
-        let collect = async move {
-            let mut stream = inner
-                .get_access_requests_v2(pb::types::AccessRequestFilter::default())
-                .await
-                .map_err(|s| TeleportError::from_status(operation, s))?
-                .into_inner();
-            let mut out = Vec::new();
-            while let Some(item) = stream
-                .message()
-                .await
-                .map_err(|s| TeleportError::from_status(operation, s))?
-            {
-                out.extend(convert_or_warn(item));
-            }
-            Ok(out)
+        let timed_out = || TeleportError::Timeout {
+            operation,
+            after: self.call_timeout,
         };
-        tokio::time::timeout(self.call_timeout, collect)
-            .await
-            .unwrap_or(Err(TeleportError::Timeout {
+        let mut inner = self.inner.clone();
+        let mut stream = self
+            .unary(
                 operation,
-                after: self.call_timeout,
-            }))
+                inner.get_access_requests_v2(pb::types::AccessRequestFilter::default()),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for _ in 0..MAX_LISTED {
+            let next = tokio::time::timeout(self.call_timeout, stream.message()).await;
+            match next.map_err(|_| timed_out())? {
+                Ok(Some(item)) => out.extend(convert_or_warn(item)),
+                Ok(None) => return Ok(out),
+                Err(status) => return Err(TeleportError::from_status(operation, status)),
+            }
+        }
+        warn!(
+            items = MAX_LISTED,
+            "stopped listing access requests after too many items"
+        );
+        Ok(out)
     }
 
     /// Our plugin's data on a request; empty when there is none yet.
@@ -521,70 +518,37 @@ impl TeleportClient {
         })
     }
 
-    /// Creates a pending request for `user` (tests and demos; needs `access_request:create`).
-    pub async fn create_access_request(
-        &self,
-        user: &str,
-        roles: &[String],
-        reason: &str,
-    ) -> Result<AccessRequest, TeleportError> {
-        let request = AccessRequest {
-            id: uuid::Uuid::new_v4().to_string(),
-            user: user.to_owned(),
-            roles: roles.to_vec(),
-            state: RequestState::Pending,
-            created: None,
-            access_expiry: None,
-            max_duration: None,
-            request_reason: reason.to_owned(),
-            resolve_reason: String::new(),
-            system_annotations: BTreeMap::new(),
-            reviews: vec![],
-            resources: vec![],
-        };
+    /// The identity's own roles (teleport-wire.md §10), for `check` to tell which rules it
+    /// has. Reads only: nothing is created to find out.
+    pub async fn own_roles(&self) -> Result<OwnRoles, TeleportError> {
+        let operation = Operation::GetOwnRoles;
         let mut inner = self.inner.clone();
-        let pb = self
-            .unary(
-                Operation::CreateAccessRequest,
-                inner.create_access_request_v2(convert::access_request_to_pb(&request)),
-            )
+        let mut stream = self
+            .unary(operation, inner.get_current_user_roles(()))
             .await?;
-        convert::access_request_from_pb(pb).map_err(|error| TeleportError::Convert {
-            operation: Operation::CreateAccessRequest,
-            error,
-        })
+        let mut roles = Vec::new();
+        // A user holds a handful of roles; the bound only guards against a runaway server.
+        while roles.len() < MAX_OWN_ROLES {
+            let next = tokio::time::timeout(self.call_timeout, stream.message()).await;
+            match next {
+                Err(_) => {
+                    return Err(TeleportError::Timeout {
+                        operation,
+                        after: self.call_timeout,
+                    })
+                }
+                Ok(Ok(Some(role))) => roles.push(role),
+                Ok(Ok(None)) => break,
+                Ok(Err(status)) => return Err(TeleportError::from_status(operation, status)),
+            }
+        }
+        Ok(OwnRoles::from_pb(roles))
     }
 
-    /// Sets a request's state directly, bypassing review thresholds (tests and demos; needs
-    /// `access_request:update`).
-    pub async fn set_access_request_state(
-        &self,
-        id: &str,
-        state: RequestState,
-        reason: &str,
-    ) -> Result<(), TeleportError> {
-        let mut inner = self.inner.clone();
-        let setter = pb::proto::RequestStateSetter {
-            id: id.to_owned(),
-            state: convert::state_to_pb(state),
-            reason: reason.to_owned(),
-            ..Default::default()
-        };
-        self.unary(
-            Operation::SetAccessRequestState,
-            inner.set_access_request_state(setter),
-        )
-        .await
-    }
-
-    /// Deletes a request (tests and demos; needs `access_request:delete`).
-    pub async fn delete_access_request(&self, id: &str) -> Result<(), TeleportError> {
-        let mut inner = self.inner.clone();
-        self.unary(
-            Operation::DeleteAccessRequest,
-            inner.delete_access_request(pb::proto::RequestId { id: id.to_owned() }),
-        )
-        .await
+    /// The raw gRPC client, for the fakes' demo helpers (`sim::teleport::requester`).
+    #[cfg(feature = "sim")]
+    pub(crate) fn raw(&self) -> AuthServiceClient<Channel> {
+        self.inner.clone()
     }
 }
 
@@ -612,542 +576,5 @@ fn convert_or_warn(pb: pb::types::AccessRequestV3) -> Option<AccessRequest> {
 }
 
 #[cfg(test)]
-mod version_tests {
-    use super::*;
-
-    #[test]
-    fn keepalive_respects_teleports_ping_policy() {
-        // Teleport answers pings more frequent than every 60 s with GOAWAY too_many_pings
-        // (teleport-wire.md §5); the timeout must leave room for a slow answer.
-        assert!(KEEPALIVE_INTERVAL >= Duration::from_secs(60));
-        assert!(KEEPALIVE_INTERVAL <= Duration::from_secs(90));
-        assert!(KEEPALIVE_TIMEOUT >= Duration::from_secs(10));
-        assert!(KEEPALIVE_TIMEOUT < KEEPALIVE_INTERVAL);
-    }
-
-    #[test]
-    fn auto_reports_one_clear_error() {
-        let connect = |failure| TeleportError::Connect {
-            addr: "a:1".into(),
-            route: "direct",
-            failure,
-            detail: "x".into(),
-        };
-        assert!(!worth_trying_proxy(&connect(ConnectFailure::Unreachable)));
-        assert!(worth_trying_proxy(&connect(ConnectFailure::Alpn)));
-        assert!(worth_trying_proxy(&connect(ConnectFailure::UnknownCa)));
-        let same = both_failed(
-            connect(ConnectFailure::UnknownCa),
-            connect(ConnectFailure::UnknownCa),
-        );
-        assert!(matches!(same, TeleportError::Connect { .. }), "{same}");
-        let routed = both_failed(
-            connect(ConnectFailure::Alpn),
-            connect(ConnectFailure::HandshakeAborted),
-        );
-        assert!(
-            matches!(
-                routed,
-                TeleportError::Connect {
-                    failure: ConnectFailure::HandshakeAborted,
-                    ..
-                }
-            ),
-            "{routed}"
-        );
-        let too_old = both_failed(
-            connect(ConnectFailure::NameMismatch),
-            TeleportError::ServerTooOld {
-                version: "13.0.0".into(),
-                min: MIN_SERVER_VERSION,
-            },
-        );
-        assert!(matches!(too_old, TeleportError::ServerTooOld { .. }));
-        let mixed = both_failed(
-            connect(ConnectFailure::NameMismatch),
-            connect(ConnectFailure::HandshakeAborted),
-        );
-        assert!(matches!(mixed, TeleportError::AllRoutesFailed { .. }));
-    }
-
-    #[test]
-    fn versions_compare_numerically_and_tolerate_suffixes() {
-        assert_eq!(version_at_least("17.4.2", MIN_SERVER_VERSION), Some(true));
-        assert_eq!(
-            version_at_least("17.4.2-dev", MIN_SERVER_VERSION),
-            Some(true)
-        );
-        assert_eq!(version_at_least("v14.0.0", MIN_SERVER_VERSION), Some(true));
-        assert_eq!(
-            version_at_least("14.0.0-alpha.1", MIN_SERVER_VERSION),
-            Some(true)
-        );
-        assert_eq!(version_at_least("13.4.20", MIN_SERVER_VERSION), Some(false));
-        assert_eq!(version_at_least("9.10.0", "10.2.0"), Some(false));
-        assert_eq!(version_at_least("100", MIN_SERVER_VERSION), Some(true));
-        assert_eq!(version_at_least("", MIN_SERVER_VERSION), None);
-        assert_eq!(version_at_least("banana", MIN_SERVER_VERSION), None);
-    }
-}
-
-#[cfg(all(test, feature = "sim"))]
-mod e2e_tests {
-    use std::collections::HashMap;
-    use std::net::SocketAddr;
-    use std::sync::atomic::AtomicUsize;
-
-    use futures::StreamExt;
-    use tokio_stream::wrappers::TcpListenerStream;
-    use tonic::transport::{Certificate, Server, ServerTlsConfig};
-    use tonic::{Request, Response, Status};
-
-    use super::*;
-    use crate::pb::proto::auth_service_server::{AuthService, AuthServiceServer};
-    use crate::teleport::error::ConnectFailure;
-    use std::time::SystemTime;
-
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-
-    use crate::sim::pki::{KeyKind, Pki};
-
-    /// Just enough of Teleport's Auth Service for the client's tests.
-    struct Fake {
-        version: String,
-        list_unimplemented: bool,
-        list_calls: Arc<AtomicUsize>,
-    }
-
-    fn request(id: &str) -> pb::types::AccessRequestV3 {
-        pb::types::AccessRequestV3 {
-            kind: ACCESS_REQUEST_KIND.into(),
-            version: "v3".into(),
-            metadata: Some(pb::types::Metadata {
-                name: id.into(),
-                ..Default::default()
-            }),
-            spec: Some(pb::types::AccessRequestSpecV3 {
-                user: "alice".into(),
-                state: pb::types::RequestState::Pending as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    type Stream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
-
-    #[tonic::async_trait]
-    impl AuthService for Fake {
-        async fn ping(
-            &self,
-            _: Request<pb::proto::PingRequest>,
-        ) -> Result<Response<pb::proto::PingResponse>, Status> {
-            Ok(Response::new(pb::proto::PingResponse {
-                cluster_name: "example.com".into(),
-                server_version: self.version.clone(),
-                proxy_public_addr: "teleport.example.com:443".into(),
-                ..Default::default()
-            }))
-        }
-        type WatchEventsStream = Stream<pb::proto::Event>;
-        async fn watch_events(
-            &self,
-            _: Request<pb::proto::Watch>,
-        ) -> Result<Response<Self::WatchEventsStream>, Status> {
-            let init = pb::proto::Event {
-                operation: pb::proto::Operation::Init as i32,
-                resource: None,
-            };
-            let put = pb::proto::Event {
-                operation: pb::proto::Operation::Put as i32,
-                resource: Some(pb::proto::event::Resource::AccessRequest(request("a"))),
-            };
-            // Stays open after the two events, like a real watch.
-            let events =
-                futures::stream::iter(vec![Ok(init), Ok(put)]).chain(futures::stream::pending());
-            Ok(Response::new(Box::pin(events)))
-        }
-        async fn list_access_requests(
-            &self,
-            req: Request<pb::proto::ListAccessRequestsRequest>,
-        ) -> Result<Response<pb::proto::ListAccessRequestsResponse>, Status> {
-            self.list_calls.fetch_add(1, Ordering::SeqCst);
-            if self.list_unimplemented {
-                return Err(Status::unimplemented("unknown method ListAccessRequests"));
-            }
-            // Two pages: "" -> [a, b] next "p2"; "p2" -> [c].
-            let req = req.into_inner();
-            assert_eq!(req.limit, LIST_PAGE_LIMIT);
-            let (ids, next) = if req.start_key.is_empty() {
-                (vec!["a", "b"], "p2")
-            } else {
-                (vec!["c"], "")
-            };
-            Ok(Response::new(pb::proto::ListAccessRequestsResponse {
-                access_requests: ids.into_iter().map(request).collect(),
-                next_key: next.into(),
-            }))
-        }
-        type GetAccessRequestsV2Stream = Stream<pb::types::AccessRequestV3>;
-        async fn get_access_requests_v2(
-            &self,
-            _: Request<pb::types::AccessRequestFilter>,
-        ) -> Result<Response<Self::GetAccessRequestsV2Stream>, Status> {
-            let mut malformed = request("x");
-            malformed.metadata = None;
-            let items = vec![Ok(request("a")), Ok(malformed), Ok(request("c"))];
-            Ok(Response::new(Box::pin(futures::stream::iter(items))))
-        }
-        async fn create_access_request_v2(
-            &self,
-            _: Request<pb::types::AccessRequestV3>,
-        ) -> Result<Response<pb::types::AccessRequestV3>, Status> {
-            Err(Status::unimplemented("not in this fake"))
-        }
-        async fn submit_access_review(
-            &self,
-            _: Request<pb::types::AccessReviewSubmission>,
-        ) -> Result<Response<pb::types::AccessRequestV3>, Status> {
-            Err(Status::permission_denied(
-                "user \"access-plugin\" has already reviewed this request",
-            ))
-        }
-        async fn set_access_request_state(
-            &self,
-            _: Request<pb::proto::RequestStateSetter>,
-        ) -> Result<Response<()>, Status> {
-            Err(Status::unimplemented("not in this fake"))
-        }
-        async fn delete_access_request(
-            &self,
-            _: Request<pb::proto::RequestId>,
-        ) -> Result<Response<()>, Status> {
-            Err(Status::unimplemented("not in this fake"))
-        }
-        async fn get_plugin_data(
-            &self,
-            req: Request<pb::types::PluginDataFilter>,
-        ) -> Result<Response<pb::proto::PluginDataSeq>, Status> {
-            let filter = req.into_inner();
-            if filter.resource != "with-data" {
-                return Ok(Response::new(pb::proto::PluginDataSeq::default()));
-            }
-            let entry = |k: &str, v: &str| pb::types::PluginDataEntry {
-                data: HashMap::from([(k.to_owned(), v.to_owned())]),
-            };
-            let mut entries = HashMap::new();
-            entries.insert("other".to_owned(), entry("x", "1"));
-            entries.insert(filter.plugin.clone(), entry("alert_id", "42"));
-            Ok(Response::new(pb::proto::PluginDataSeq {
-                plugin_data: vec![pb::types::PluginDataV3 {
-                    spec: Some(pb::types::PluginDataSpecV3 { entries }),
-                    ..Default::default()
-                }],
-            }))
-        }
-        async fn update_plugin_data(
-            &self,
-            req: Request<pb::types::PluginDataUpdateParams>,
-        ) -> Result<Response<()>, Status> {
-            let params = req.into_inner();
-            match params.expect.get("state") {
-                Some(v) if v != "open" => Err(Status::failed_precondition(
-                    "expectations not met for field \"state\"",
-                )),
-                _ => Ok(Response::new(())),
-            }
-        }
-    }
-
-    /// A client identity for `access-plugin` issued by `issuer`, trusting `trusted_ca`.
-    fn identity_for(issuer: &Pki, trusted_ca: &str) -> Identity {
-        let now = SystemTime::now();
-        let (cert, key) = issuer
-            .client_cert(
-                "access-plugin",
-                now - Duration::from_secs(86_400),
-                now + Duration::from_secs(30 * 86_400),
-                KeyKind::EcdsaP256,
-            )
-            .expect("client cert");
-        Identity::from_parts(&key, &cert, trusted_ca).expect("identity")
-    }
-
-    /// A fake Auth Service with `pki`'s certificate, and a client connected to it directly.
-    async fn connected(fake: Fake) -> TeleportClient {
-        let pki = pki();
-        let addr = serve(&pki, fake).await;
-        let identity = identity_for(&pki, &pki.ca_pem());
-        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
-            .await
-            .expect("connect");
-        client
-    }
-
-    fn pki() -> Pki {
-        Pki::new("example.com").expect("pki")
-    }
-
-    #[tokio::test]
-    async fn watch_delivers_init_then_changes() {
-        use crate::core::model::Snapshot;
-        use crate::teleport::convert::{snapshot_from_event, EventKind};
-
-        let pki = pki();
-        let addr = serve(&pki, fake("17.0.0")).await;
-        let identity = identity_for(&pki, &pki.ca_pem());
-        let (client, _) = TeleportClient::connect(&config(addr, ConnectMode::Proxy), &identity)
-            .await
-            .expect("connect");
-        let mut stream = client.watch_access_requests().await.expect("watch");
-        let next = |ev: Option<pb::proto::Event>| snapshot_from_event(ev.expect("event"));
-        let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
-            .await
-            .expect("in time")
-            .expect("ok");
-        assert_eq!(next(first), Ok(EventKind::Init));
-        let second = tokio::time::timeout(Duration::from_secs(5), stream.message())
-            .await
-            .expect("in time")
-            .expect("ok");
-        match next(second) {
-            Ok(EventKind::Put(Snapshot::Present(r))) => assert_eq!(r.id, "a"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn wrong_server_name_is_explained() {
-        // Teleport's own certificates always carry the API name, so this one is made here:
-        // a CA and a server certificate for another name.
-        let key = || KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca, key()).expect("ca");
-        let server_key = key();
-        let server_cert = CertificateParams::new(vec!["auth.example.com".to_owned()])
-            .expect("params")
-            .signed_by(&server_key, &ca)
-            .expect("server cert");
-        let addr = serve_with(
-            (server_cert.pem(), server_key.serialize_pem()),
-            &ca.pem(),
-            fake("17.0.0"),
-        )
-        .await;
-        let identity = identity_for(&pki(), &ca.pem());
-        let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
-            .await
-            .unwrap_err();
-        match &err {
-            TeleportError::Connect { failure, .. } => {
-                assert_eq!(*failure, ConnectFailure::NameMismatch, "{err}")
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    async fn serve(pki: &Pki, fake: Fake) -> SocketAddr {
-        serve_with(pki.server_cert().expect("server cert"), &pki.ca_pem(), fake).await
-    }
-
-    /// Serves `fake` with the certificate and key `server`, asking for client certificates
-    /// signed by `client_ca`.
-    async fn serve_with(server: (String, String), client_ca: &str, fake: Fake) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (cert, key) = server;
-        let tls = ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(cert, key))
-            .client_ca_root(Certificate::from_pem(client_ca));
-        let server = Server::builder()
-            .tls_config(tls)
-            .expect("tls config")
-            .add_service(AuthServiceServer::new(fake))
-            .serve_with_incoming(TcpListenerStream::new(listener));
-        tokio::spawn(server);
-        addr
-    }
-
-    fn fake(version: &str) -> Fake {
-        Fake {
-            version: version.into(),
-            list_unimplemented: false,
-            list_calls: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    fn config(addr: SocketAddr, mode: ConnectMode) -> TeleportConfig {
-        TeleportConfig {
-            addr: addr.to_string(),
-            mode,
-            dial_timeout: Duration::from_secs(5),
-            call_timeout: Duration::from_secs(5),
-            ..TeleportConfig::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn connects_directly_and_through_proxy_routing() {
-        let pki = pki();
-        let addr = serve(&pki, fake("17.4.2-dev")).await;
-        let identity = identity_for(&pki, &pki.ca_pem());
-        for (mode, used) in [
-            (ConnectMode::Auth, ConnectMode::Auth),
-            (ConnectMode::Proxy, ConnectMode::Proxy),
-            (ConnectMode::Auto, ConnectMode::Auth),
-        ] {
-            let (client, connected) = TeleportClient::connect(&config(addr, mode), &identity)
-                .await
-                .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
-            assert_eq!(connected.mode, used);
-            assert_eq!(connected.ping.cluster_name, "example.com");
-            assert_eq!(connected.ping.proxy_public_addr, "teleport.example.com:443");
-            client.ping().await.expect("second ping");
-        }
-    }
-
-    #[tokio::test]
-    async fn lists_all_pages() {
-        let client = connected(fake("17.0.0")).await;
-        let ids: Vec<String> = client
-            .list_access_requests()
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, vec!["a", "b", "c"]);
-    }
-
-    #[tokio::test]
-    async fn list_falls_back_to_the_stream_once_and_skips_malformed_entries() {
-        let mut f = fake("14.3.0");
-        f.list_unimplemented = true;
-        let calls = f.list_calls.clone();
-        let client = connected(f).await;
-        for _ in 0..2 {
-            let ids: Vec<String> = client
-                .clone()
-                .list_access_requests()
-                .await
-                .expect("list")
-                .into_iter()
-                .map(|r| r.id)
-                .collect();
-            assert_eq!(ids, vec!["a", "c"]);
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "fallback is remembered");
-    }
-
-    #[tokio::test]
-    async fn plugin_data_and_review_errors() {
-        let client = connected(fake("17.0.0")).await;
-        let data = client.get_plugin_data("with-data").await.expect("get");
-        assert_eq!(data, BTreeMap::from([("alert_id".into(), "42".into())]));
-        assert!(client
-            .get_plugin_data("none")
-            .await
-            .expect("get")
-            .is_empty());
-        let set = BTreeMap::from([("state".to_owned(), "closed".to_owned())]);
-        client
-            .update_plugin_data("r", set.clone(), BTreeMap::new())
-            .await
-            .expect("unconditional");
-        let err = client
-            .update_plugin_data("r", set, BTreeMap::from([("state".into(), "stale".into())]))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, TeleportError::CompareFailed { .. }) && err.is_retryable());
-        let err = client
-            .submit_review("r", RequestState::Approved, "on call")
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, TeleportError::AlreadyReviewed { .. }),
-            "{err}"
-        );
-    }
-
-    #[tokio::test]
-    async fn old_servers_are_refused() {
-        let pki = pki();
-        let addr = serve(&pki, fake("13.4.1")).await;
-        let identity = identity_for(&pki, &pki.ca_pem());
-        let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, TeleportError::ServerTooOld { .. }), "{err}");
-    }
-
-    #[tokio::test]
-    async fn unknown_ca_is_explained() {
-        let pki = pki();
-        let addr = serve(&pki, fake("17.0.0")).await;
-        let stranger = Pki::new("elsewhere").expect("pki");
-        // Client cert from the right CA, but trusting another cluster's CA.
-        let identity = identity_for(&pki, &stranger.ca_pem());
-        let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
-            .await
-            .unwrap_err();
-        match &err {
-            TeleportError::Connect { failure, .. } => {
-                assert_eq!(*failure, ConnectFailure::UnknownCa, "{err}")
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(!err.is_retryable());
-    }
-
-    #[tokio::test]
-    async fn unreachable_address_is_retryable() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        drop(listener);
-        let pki = pki();
-        let identity = identity_for(&pki, &pki.ca_pem());
-        let err = TeleportClient::connect(&config(addr, ConnectMode::Auto), &identity)
-            .await
-            .unwrap_err();
-        // Auto does not dial the same dead address a second time.
-        assert!(
-            matches!(
-                err,
-                TeleportError::Connect {
-                    failure: ConnectFailure::Unreachable,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(err.is_retryable());
-    }
-
-    #[tokio::test]
-    async fn client_certificate_from_another_cluster_is_refused() {
-        let pki = pki();
-        let addr = serve(&pki, fake("17.0.0")).await;
-        let stranger = Pki::new("elsewhere").expect("pki");
-        // Trusts the server, but the client cert is signed by a CA the server does not know.
-        let identity = identity_for(&stranger, &pki.ca_pem());
-        let err = TeleportClient::connect(&config(addr, ConnectMode::Auth), &identity)
-            .await
-            .unwrap_err();
-        match &err {
-            TeleportError::TlsRejected { failure, .. } => {
-                assert_eq!(*failure, ConnectFailure::ClientCertRejected, "{err}")
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(
-            err.to_string().contains("refused the client certificate"),
-            "{err}"
-        );
-        assert!(!err.is_retryable());
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;

@@ -46,19 +46,18 @@ pub enum EventKind {
 }
 
 /// Reads a wire timestamp, treating absence and Go's zero time as unset.
+///
+/// A time outside 1970..9999 is also read as unset: no access request carries one, and the
+/// daemon shows request times on alerts, so such a value must not reach a formatter that
+/// cannot render it (humantime panics before 1970).
 pub fn time_from_pb(ts: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
     let ts = ts?;
     if ts.seconds == GO_ZERO_TIME_SECONDS && ts.nanos == 0 {
         return None;
     }
     let nanos = u32::try_from(ts.nanos.clamp(0, 999_999_999)).unwrap_or(0);
-    if ts.seconds >= 0 {
-        UNIX_EPOCH.checked_add(Duration::new(ts.seconds.unsigned_abs(), nanos))
-    } else {
-        UNIX_EPOCH
-            .checked_sub(Duration::from_secs(ts.seconds.unsigned_abs()))
-            .and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nanos))))
-    }
+    crate::teleport::identity::unix_seconds_in_range(ts.seconds)?
+        .checked_add(Duration::from_nanos(u64::from(nanos)))
 }
 
 /// Writes a time; `None` stays absent on the wire (trap 2).
@@ -366,13 +365,15 @@ mod tests {
     #[test]
     fn times_round_trip_and_unset_stays_absent() {
         assert_eq!(time_to_pb(None), None);
-        for t in [
-            UNIX_EPOCH,
-            UNIX_EPOCH + Duration::new(1_700_000_000, 123),
-            UNIX_EPOCH - Duration::new(100, 250),
-        ] {
+        for t in [UNIX_EPOCH, UNIX_EPOCH + Duration::new(1_700_000_000, 123)] {
             assert_eq!(time_from_pb(time_to_pb(Some(t)).as_ref()), Some(t));
         }
+        // Before 1970 or after 9999: never a real request's, and unrenderable, so unset.
+        let before = UNIX_EPOCH - Duration::new(100, 250);
+        assert_eq!(time_from_pb(time_to_pb(Some(before)).as_ref()), None);
+        assert_eq!(time_from_pb(ts(253_402_300_800, 0).as_ref()), None);
+        assert_eq!(time_from_pb(ts(i64::MIN, 0).as_ref()), None);
+        assert_eq!(time_from_pb(ts(i64::MAX, i32::MAX).as_ref()), None);
         // Timestamp{0,0} is a real time (1970), not "unset".
         assert_eq!(time_from_pb(ts(0, 0).as_ref()), Some(UNIX_EPOCH));
     }

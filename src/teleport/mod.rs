@@ -6,6 +6,9 @@ pub mod convert;
 pub mod error;
 pub mod handle;
 pub mod identity;
+pub mod own_roles;
+pub mod rbac;
 pub mod tls;
+pub mod version;
 
 pub use handle::ClientHandle;

@@ -21,13 +21,16 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
+mod knobs;
+pub mod requester;
 mod roles;
 mod service;
 mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -41,8 +44,7 @@ use tonic::transport::{
 };
 use tonic::{Code, Status};
 
-use self::roles::{Resource, Role, RoleSpec, UserSpec};
-use self::store::{Actor, Limits, Store};
+use self::store::{Limits, Store};
 use super::pki::{KeyKind, Pki, PkiError, API_DOMAIN};
 use crate::pb::proto::auth_service_client::AuthServiceClient;
 use crate::pb::proto::auth_service_server::AuthServiceServer;
@@ -192,6 +194,9 @@ pub(crate) struct Inner {
     latency: Mutex<Duration>,
     mfa_required: AtomicBool,
     list_implemented: AtomicBool,
+    /// `GetAccessRequestsV2` pacing: the gap before each item, and after how many items the
+    /// stream stalls (stays open, sends nothing more).
+    list_stream: Mutex<(Duration, Option<usize>)>,
     calls: Mutex<Vec<CallRecord>>,
     call_counts: Mutex<HashMap<&'static str, usize>>,
 }
@@ -274,6 +279,7 @@ impl FakeTeleport {
             latency: Mutex::new(Duration::ZERO),
             mfa_required: AtomicBool::new(opts.mfa_required_for_reviews),
             list_implemented: AtomicBool::new(opts.list_access_requests_implemented),
+            list_stream: Mutex::new((Duration::ZERO, None)),
             calls: Mutex::new(Vec::new()),
             call_counts: Mutex::new(HashMap::new()),
         });
@@ -379,292 +385,6 @@ impl FakeTeleport {
         Ok(AuthServiceClient::new(channel))
     }
 
-    // ----- roles and users -----
-
-    /// Adds (or replaces) roles and users from Teleport YAML. Accepts one or more `---`-separated
-    /// documents of `kind: role` or `kind: user`; fields this fake doesn't model are ignored.
-    pub fn add_role_yaml(&self, yaml: &str) -> Result<(), FakeTeleportError> {
-        use serde::Deserialize as _;
-        let mut parsed = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let value = serde_yaml::Value::deserialize(doc)?;
-            if value.is_null() {
-                continue;
-            }
-            let res: Resource = serde_yaml::from_value(value)?;
-            if res.metadata.name.is_empty() {
-                return Err(FakeTeleportError::InvalidResource(
-                    "metadata.name is required".to_owned(),
-                ));
-            }
-            parsed.push(res);
-        }
-        let mut store = lock(&self.inner.store);
-        for res in parsed {
-            match res.kind.as_str() {
-                "role" => {
-                    let spec: RoleSpec = if res.spec.is_null() {
-                        RoleSpec::default()
-                    } else {
-                        serde_yaml::from_value(res.spec)?
-                    };
-                    store.dir.roles.insert(res.metadata.name, Role { spec });
-                }
-                "user" => {
-                    let spec: UserSpec = if res.spec.is_null() {
-                        UserSpec::default()
-                    } else {
-                        serde_yaml::from_value(res.spec)?
-                    };
-                    store.dir.users.insert(res.metadata.name, spec.roles);
-                }
-                other => {
-                    return Err(FakeTeleportError::InvalidResource(format!(
-                        "unsupported kind {other:?} (expected role or user)"
-                    )))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds (or replaces) a user holding `roles`.
-    pub fn add_user<I, S>(&self, name: &str, roles: I)
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let roles = roles.into_iter().map(|r| r.as_ref().to_owned()).collect();
-        lock(&self.inner.store)
-            .dir
-            .users
-            .insert(name.to_owned(), roles);
-    }
-
-    // ----- faults and knobs -----
-
-    /// Ends every open watch stream with UNAVAILABLE, as an Auth restart or cache reset does.
-    pub fn drop_watchers(&self) {
-        self.inner.drop_gen.send_modify(|g| *g += 1);
-    }
-
-    /// Makes every open watch stream go silent without closing: no more events reach it, but
-    /// the stream (and its HTTP/2 connection) stays open, as with a half-dead load balancer or a
-    /// stuck Auth cache. Watches opened afterwards work normally.
-    pub fn stall_watchers(&self) {
-        self.inner.stall_gen.send_modify(|g| *g += 1);
-    }
-
-    /// Makes the next `n` RPCs (of any method) fail with `code`.
-    pub fn fail_next(&self, n: u32, code: Code) {
-        *lock(&self.inner.fail_code) = code;
-        self.inner.fail_remaining.store(n, Ordering::SeqCst);
-    }
-
-    /// Delays every RPC by `latency` before it is handled (tokio time, so a paused clock works).
-    pub fn set_latency(&self, latency: Duration) {
-        *lock(&self.inner.latency) = latency;
-    }
-
-    /// Turns the admin-action MFA requirement for reviews on or off.
-    pub fn set_mfa_required(&self, required: bool) {
-        self.inner.mfa_required.store(required, Ordering::SeqCst);
-    }
-
-    /// Switches `ListAccessRequests` between served and UNIMPLEMENTED.
-    pub fn set_list_access_requests_implemented(&self, implemented: bool) {
-        self.inner
-            .list_implemented
-            .store(implemented, Ordering::SeqCst);
-    }
-
-    // ----- direct request API (same rules as the RPCs, acting as the cluster admin) -----
-
-    /// Creates a pending request for `user`, exactly as `CreateAccessRequestV2` would (the user
-    /// must exist and be allowed to request the roles); emits a PUT.
-    pub fn create_request<S: AsRef<str>>(
-        &self,
-        user: &str,
-        roles: &[S],
-        reason: &str,
-    ) -> Result<types::AccessRequestV3, Status> {
-        self.create_request_with(NewRequest {
-            user: user.to_owned(),
-            roles: roles.iter().map(|r| r.as_ref().to_owned()).collect(),
-            reason: reason.to_owned(),
-            ..Default::default()
-        })
-    }
-
-    /// Like [`FakeTeleport::create_request`] with resources, expiry and reviewers.
-    pub fn create_request_with(&self, req: NewRequest) -> Result<types::AccessRequestV3, Status> {
-        let msg = types::AccessRequestV3 {
-            kind: "access_request".to_owned(),
-            version: "v3".to_owned(),
-            metadata: Some(types::Metadata {
-                name: uuid::Uuid::new_v4().to_string(),
-                ..Default::default()
-            }),
-            spec: Some(types::AccessRequestSpecV3 {
-                user: req.user,
-                roles: req.roles,
-                state: types::RequestState::Pending as i32,
-                request_reason: req.reason,
-                requested_resource_ids: req.resources,
-                expires: req.access_expiry.map(store::ts),
-                max_duration: req.max_duration.map(store::ts),
-                suggested_reviewers: req.suggested_reviewers,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        lock(&self.inner.store).create(Actor::Admin, msg)
-    }
-
-    /// Submits a review by `author` with `SubmitAccessReview`'s rules (the author needs
-    /// `review_requests` rights; MFA is not demanded, as for `tctl` on the Auth host).
-    pub fn review(
-        &self,
-        id: &str,
-        author: &str,
-        approve: bool,
-        reason: &str,
-    ) -> Result<types::AccessRequestV3, Status> {
-        let state = if approve {
-            types::RequestState::Approved
-        } else {
-            types::RequestState::Denied
-        };
-        let sub = types::AccessReviewSubmission {
-            request_id: id.to_owned(),
-            review: Some(types::AccessReview {
-                author: author.to_owned(),
-                proposed_state: state as i32,
-                reason: reason.to_owned(),
-                ..Default::default()
-            }),
-        };
-        lock(&self.inner.store).review(author, sub, false)
-    }
-
-    /// Sets a request's state directly (like `tctl request approve/deny`); emits a PUT.
-    pub fn set_state(
-        &self,
-        id: &str,
-        state: types::RequestState,
-        reason: &str,
-    ) -> Result<(), Status> {
-        let setter = proto::RequestStateSetter {
-            id: id.to_owned(),
-            state: state as i32,
-            reason: reason.to_owned(),
-            ..Default::default()
-        };
-        lock(&self.inner.store).set_state(Actor::Admin, setter)
-    }
-
-    /// Deletes a request; emits a DELETE with a `ResourceHeader`. Plugin data is kept.
-    pub fn delete_request(&self, id: &str) -> Result<(), Status> {
-        lock(&self.inner.store).delete(Actor::Admin, id)
-    }
-
-    /// Expires a request. On the wire this is indistinguishable from deletion.
-    pub fn expire_request(&self, id: &str) -> Result<(), Status> {
-        self.delete_request(id)
-    }
-
-    /// One request by id.
-    pub fn request(&self, id: &str) -> Option<types::AccessRequestV3> {
-        lock(&self.inner.store).request(id).cloned()
-    }
-
-    /// The state of one request (cheap; for `wait_until` predicates).
-    pub fn request_state(&self, id: &str) -> Option<types::RequestState> {
-        let store = lock(&self.inner.store);
-        let spec = store.request(id)?.spec.as_ref()?;
-        types::RequestState::try_from(spec.state).ok()
-    }
-
-    /// All requests in created order.
-    pub fn requests(&self) -> Vec<types::AccessRequestV3> {
-        lock(&self.inner.store).all()
-    }
-
-    /// Number of stored requests.
-    pub fn request_count(&self) -> usize {
-        lock(&self.inner.store).len()
-    }
-
-    /// One plugin's data on a request (still there after the request is deleted).
-    pub fn plugin_data(&self, id: &str, plugin: &str) -> Option<BTreeMap<String, String>> {
-        lock(&self.inner.store).plugin_entry(id, plugin)
-    }
-
-    /// Replaces one plugin's data on a request unconditionally (an empty map removes it). Fails
-    /// with NOT_FOUND if neither the request nor any plugin data for it exists.
-    pub fn set_plugin_data(
-        &self,
-        id: &str,
-        plugin: &str,
-        data: BTreeMap<String, String>,
-    ) -> Result<(), Status> {
-        let mut store = lock(&self.inner.store);
-        let mut set: HashMap<String, String> = store
-            .plugin_entry(id, plugin)
-            .unwrap_or_default()
-            .into_keys()
-            .map(|k| (k, String::new()))
-            .collect();
-        set.extend(data);
-        store.update_plugin_data(
-            Actor::Admin,
-            types::PluginDataUpdateParams {
-                kind: "access_request".to_owned(),
-                resource: id.to_owned(),
-                plugin: plugin.to_owned(),
-                set,
-                expect: HashMap::new(),
-            },
-        )
-    }
-
-    // ----- observation -----
-
-    /// Starts timestamping the moment `key` first gets a value in a request's plugin data
-    /// (through any writer); read the timestamps with [`FakeTeleport::first_set_since`].
-    pub fn track_plugin_data_key(&self, key: &str) {
-        lock(&self.inner.store).track_key(key);
-    }
-
-    /// `(request id, key, when)` for every tracked key that went from absent to set, in order,
-    /// starting at entry `from` (pass the count seen so far to read only new entries).
-    pub fn first_set_since(&self, from: usize) -> Vec<(String, String, SystemTime)> {
-        let store = lock(&self.inner.store);
-        store
-            .first_set
-            .get(from..)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default()
-    }
-
-    /// Every gRPC call so far, in arrival order.
-    pub fn calls(&self) -> Vec<CallRecord> {
-        lock(&self.inner.calls).clone()
-    }
-
-    /// How many calls of `method` (e.g. `"SubmitAccessReview"`) arrived so far.
-    pub fn count_calls(&self, method: &str) -> usize {
-        lock(&self.inner.call_counts)
-            .get(method)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Open watch streams.
-    pub fn watchers(&self) -> usize {
-        self.inner.watchers.load(Ordering::SeqCst)
-    }
-
     /// Waits until `pred` holds, re-checking after every change (request, plugin data, call,
     /// watcher). Fails with [`FakeTeleportError::Timeout`] naming `what` after `timeout`.
     pub async fn wait_until<F>(
@@ -676,7 +396,8 @@ impl FakeTeleport {
     where
         F: FnMut(&FakeTeleport) -> bool,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // Far enough for any test, and no overflow for an absurd timeout.
+        let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(86_400 * 365));
         loop {
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);

@@ -52,13 +52,16 @@ pub(crate) struct Conditions {
     pub review_requests: Option<ReviewConditions>,
 }
 
-/// One `rules` entry. `where` expressions are ignored.
+/// One `rules` entry. `where` expressions are kept (roles are served back as written) but not
+/// evaluated: a rule with one allows as if it matched.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub(crate) struct Rule {
     #[serde(default)]
     pub resources: Vec<String>,
     #[serde(default)]
     pub verbs: Vec<String>,
+    #[serde(default, rename = "where")]
+    pub where_clause: String,
 }
 
 /// `allow.request`.
@@ -87,11 +90,13 @@ pub(crate) struct Threshold {
     pub deny: u32,
 }
 
-/// `allow.review_requests`. `where` and `preview_as_roles` are ignored.
+/// `allow.review_requests`. `where` is kept but not evaluated; `preview_as_roles` is ignored.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub(crate) struct ReviewConditions {
     #[serde(default)]
     pub roles: Vec<String>,
+    #[serde(default, rename = "where")]
+    pub where_clause: String,
 }
 
 /// A parsed role.
@@ -158,6 +163,54 @@ impl Directory {
             .into_iter()
             .flatten()
             .filter_map(|name| self.roles.get(name))
+    }
+
+    /// The user's roles as `GetCurrentUserRoles` streams them (rules and review rights; the
+    /// parts this fake does not model are absent, as undeclared fields are to the client).
+    pub fn role_messages(&self, user: &str) -> Vec<crate::pb::types::RoleV6> {
+        use crate::pb::types;
+        let rules = |rules: &[Rule]| -> Vec<types::Rule> {
+            rules
+                .iter()
+                .map(|r| types::Rule {
+                    resources: r.resources.clone(),
+                    verbs: r.verbs.clone(),
+                    r#where: r.where_clause.clone(),
+                    actions: vec![],
+                })
+                .collect()
+        };
+        let review = |c: &Option<ReviewConditions>| {
+            c.as_ref().map(|c| types::AccessReviewConditions {
+                roles: c.roles.clone(),
+                r#where: c.where_clause.clone(),
+                preview_as_roles: vec![],
+            })
+        };
+        let conditions = |c: &Conditions| types::RoleConditions {
+            rules: rules(&c.rules),
+            review_requests: review(&c.review_requests),
+        };
+        self.users
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.roles.get(name).map(|role| (name, role)))
+            .map(|(name, role)| types::RoleV6 {
+                kind: "role".to_owned(),
+                sub_kind: String::new(),
+                version: "v7".to_owned(),
+                metadata: Some(types::Metadata {
+                    name: name.clone(),
+                    namespace: "default".to_owned(),
+                    ..Default::default()
+                }),
+                spec: Some(types::RoleSpecV6 {
+                    allow: Some(conditions(&role.spec.allow)),
+                    deny: Some(conditions(&role.spec.deny)),
+                }),
+            })
+            .collect()
     }
 
     /// Whether the user exists.

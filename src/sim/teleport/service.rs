@@ -199,9 +199,29 @@ impl AuthService for AuthServiceImpl {
             .await?;
         let filter = request.into_inner();
         let all = lock(&self.inner.store).get_all(Actor::User(&user), &filter)?;
-        Ok(Response::new(Box::pin(tokio_stream::iter(
-            all.into_iter().map(Ok),
-        ))))
+        let (gap, stall_after) = *lock(&self.inner.list_stream);
+        if gap.is_zero() && stall_after.is_none() {
+            return Ok(Response::new(Box::pin(tokio_stream::iter(
+                all.into_iter().map(Ok),
+            ))));
+        }
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            for (sent, item) in all.into_iter().enumerate() {
+                if stall_after.is_some_and(|n| sent >= n) {
+                    break;
+                }
+                tokio::time::sleep(gap).await;
+                if tx.send(Ok(item)).await.is_err() {
+                    return;
+                }
+            }
+            if stall_after.is_some() {
+                // Stalled: open and silent until the client gives up.
+                tx.closed().await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn create_access_request_v2(
@@ -271,6 +291,26 @@ impl AuthService for AuthServiceImpl {
         let params = request.into_inner();
         lock(&self.inner.store).update_plugin_data(Actor::User(&user), params)?;
         Ok(Response::new(()))
+    }
+
+    type GetCurrentUserRolesStream = BoxStream<types::RoleV6>;
+
+    /// Any authenticated user may read its own roles; no rule is needed.
+    async fn get_current_user_roles(
+        &self,
+        request: Request<()>,
+    ) -> Result<Response<Self::GetCurrentUserRolesStream>, Status> {
+        let user = self
+            .enter("GetCurrentUserRoles", caller_of(&request))
+            .await?;
+        let store = lock(&self.inner.store);
+        if !store.dir.has_user(&user) {
+            return Err(Status::not_found(format!("user {user:?} is not found")));
+        }
+        let roles = store.dir.role_messages(&user);
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            roles.into_iter().map(Ok),
+        ))))
     }
 }
 

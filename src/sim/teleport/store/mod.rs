@@ -6,7 +6,6 @@
 //! broadcast while the lock is held so every watcher sees them in commit order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +13,11 @@ use prost_types::Timestamp;
 use tokio::sync::{broadcast, Notify};
 use tonic::Status;
 
+mod events;
+mod list;
+mod plugin_data;
+
+pub(crate) use self::events::{delete_event, put_event, WatchFilter};
 use super::roles::Directory;
 use crate::pb::{proto, types, wrappers};
 
@@ -79,6 +83,14 @@ pub(crate) fn ts(t: SystemTime) -> Timestamp {
     }
 }
 
+/// `now + d`, saturating (at 9999-12-31) instead of panicking on an absurd option.
+fn later(now: SystemTime, d: Duration) -> SystemTime {
+    use crate::teleport::identity::MAX_UNIX_SECONDS;
+    now.checked_add(d)
+        .filter(|t| ts(*t).seconds <= MAX_UNIX_SECONDS)
+        .unwrap_or(UNIX_EPOCH + Duration::from_secs(MAX_UNIX_SECONDS.unsigned_abs()))
+}
+
 fn ts_nanos(t: &Timestamp) -> i128 {
     i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
 }
@@ -135,87 +147,12 @@ fn label_values(map: BTreeMap<String, Vec<String>>) -> wrappers::LabelValues {
     }
 }
 
-/// Events as Teleport shapes them (teleport-wire.md §7).
-pub(crate) fn put_event(r: &types::AccessRequestV3) -> proto::Event {
-    proto::Event {
-        operation: proto::Operation::Put as i32,
-        resource: Some(proto::event::Resource::AccessRequest(r.clone())),
-    }
-}
-
-pub(crate) fn delete_event(id: &str) -> proto::Event {
-    proto::Event {
-        operation: proto::Operation::Delete as i32,
-        resource: Some(proto::event::Resource::ResourceHeader(
-            types::ResourceHeader {
-                kind: KIND_ACCESS_REQUEST.to_owned(),
-                sub_kind: String::new(),
-                version: VERSION_V3.to_owned(),
-                metadata: Some(types::Metadata {
-                    name: id.to_owned(),
-                    namespace: NAMESPACE.to_owned(),
-                    ..Default::default()
-                }),
-            },
-        )),
-    }
-}
-
-/// The `id`/`user`/`state` filter of one watched kind. PUTs must match; DELETEs always pass.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct WatchFilter {
-    id: Option<String>,
-    user: Option<String>,
-    state: Option<i32>,
-}
-
-impl WatchFilter {
-    /// Parses a `WatchKind.filter` map, rejecting keys Teleport doesn't know.
-    pub fn parse(map: &HashMap<String, String>) -> Result<Self, Status> {
-        let mut f = WatchFilter::default();
-        for (k, v) in map {
-            match k.as_str() {
-                "id" => f.id = Some(v.clone()),
-                "user" => f.user = Some(v.clone()),
-                "state" => {
-                    let s = types::RequestState::from_str_name(v).ok_or_else(|| {
-                        Status::invalid_argument(format!("unknown request state {v:?}"))
-                    })?;
-                    f.state = Some(s as i32);
-                }
-                other => {
-                    return Err(Status::invalid_argument(format!(
-                        "unknown filter key {other:?}"
-                    )))
-                }
-            }
-        }
-        Ok(f)
-    }
-
-    pub fn matches(&self, ev: &proto::Event) -> bool {
-        let Some(proto::event::Resource::AccessRequest(r)) = &ev.resource else {
-            return true;
-        };
-        let spec = r.spec.as_ref();
-        self.id.as_deref().is_none_or(|id| id == request_id(r))
-            && self
-                .user
-                .as_deref()
-                .is_none_or(|u| spec.is_some_and(|s| s.user == u))
-            && self
-                .state
-                .is_none_or(|st| spec.is_some_and(|s| s.state == st))
-    }
-}
-
 fn filter_matches(f: &types::AccessRequestFilter, r: &types::AccessRequestV3) -> bool {
     let spec = r.spec.as_ref();
     (f.id.is_empty() || f.id == request_id(r))
         && (f.user.is_empty() || spec.is_some_and(|s| s.user == f.user))
         && (f.state == 0 || spec.is_some_and(|s| s.state == f.state))
 }
-
 impl Store {
     pub fn new(
         events: broadcast::Sender<Arc<proto::Event>>,
@@ -367,8 +304,8 @@ impl Store {
         let access_expiry = meaningful(spec.expires.as_ref())
             .filter(|t| ts_nanos(t) > ts_nanos(&now_ts))
             .cloned()
-            .unwrap_or_else(|| ts(now + self.limits.access_ttl));
-        let mut pending_expiry = ts(now + self.limits.pending_ttl);
+            .unwrap_or_else(|| ts(later(now, self.limits.access_ttl)));
+        let mut pending_expiry = ts(later(now, self.limits.pending_ttl));
         if let Some(re) = meaningful(spec.resource_expiry.as_ref()) {
             if ts_nanos(re) < ts_nanos(&pending_expiry) {
                 pending_expiry = *re;
@@ -655,318 +592,6 @@ impl Store {
         };
         self.order.remove(&created_key(&req));
         self.emit(delete_event(id));
-        Ok(())
-    }
-
-    fn page_limit(&self, limit: i32) -> usize {
-        let want = usize::try_from(limit).unwrap_or(0);
-        let want = if want == 0 {
-            self.limits.default_page
-        } else {
-            want
-        };
-        want.clamp(1, self.limits.max_page.max(1))
-    }
-
-    /// `ListAccessRequests`: filtered, sorted, paginated.
-    pub fn list(
-        &self,
-        actor: Actor<'_>,
-        req: &proto::ListAccessRequestsRequest,
-    ) -> Result<proto::ListAccessRequestsResponse, Status> {
-        self.check_read(actor)?;
-        let filter = req.filter.clone().unwrap_or_default();
-        let limit = self.page_limit(req.limit);
-        let sort = proto::AccessRequestSort::try_from(req.sort)
-            .unwrap_or(proto::AccessRequestSort::SortDefault);
-        if matches!(
-            sort,
-            proto::AccessRequestSort::SortDefault | proto::AccessRequestSort::Created
-        ) {
-            return self.list_by_created(&filter, req.descending, limit, &req.start_key);
-        }
-        // Rare sorts: materialise and sort; the start key is an offset into that order.
-        let mut all: Vec<&types::AccessRequestV3> = self
-            .requests
-            .values()
-            .filter(|r| filter_matches(&filter, r))
-            .collect();
-        all.sort_by(|a, b| {
-            let (sa, sb) = (a.spec.as_ref(), b.spec.as_ref());
-            let primary = match sort {
-                proto::AccessRequestSort::State => sa.map(|s| s.state).cmp(&sb.map(|s| s.state)),
-                _ => sa.map(|s| &s.user).cmp(&sb.map(|s| &s.user)),
-            };
-            primary.then_with(|| created_key(a).cmp(&created_key(b)))
-        });
-        if req.descending {
-            all.reverse();
-        }
-        let start = if req.start_key.is_empty() {
-            0
-        } else {
-            req.start_key
-                .strip_prefix('@')
-                .and_then(|s| s.parse::<usize>().ok())
-                .ok_or_else(|| Status::invalid_argument("invalid start key"))?
-        };
-        let page: Vec<types::AccessRequestV3> = all
-            .iter()
-            .skip(start)
-            .take(limit)
-            .map(|r| (*r).clone())
-            .collect();
-        let next_key = if start + page.len() < all.len() {
-            format!("@{}", start + page.len())
-        } else {
-            String::new()
-        };
-        Ok(proto::ListAccessRequestsResponse {
-            access_requests: page,
-            next_key,
-        })
-    }
-
-    fn parse_start_key(&self, key: &str) -> Result<Option<OrderKey>, Status> {
-        if key.is_empty() {
-            return Ok(None);
-        }
-        if let Some((nanos, id)) = key.split_once('/') {
-            if let Ok(n) = nanos.parse::<i128>() {
-                return Ok(Some((n, id.to_owned())));
-            }
-        }
-        // Also accept a bare request id, as long as it still exists.
-        match self.requests.get(key) {
-            Some(r) => Ok(Some(created_key(r))),
-            None => Err(Status::invalid_argument(format!(
-                "invalid start key {key:?}"
-            ))),
-        }
-    }
-
-    fn list_by_created(
-        &self,
-        filter: &types::AccessRequestFilter,
-        descending: bool,
-        limit: usize,
-        start_key: &str,
-    ) -> Result<proto::ListAccessRequestsResponse, Status> {
-        let start = self.parse_start_key(start_key)?;
-        let iter: Box<dyn Iterator<Item = &OrderKey>> = match (&start, descending) {
-            (None, false) => Box::new(self.order.iter()),
-            (None, true) => Box::new(self.order.iter().rev()),
-            (Some(k), false) => Box::new(self.order.range((Bound::Included(k), Bound::Unbounded))),
-            (Some(k), true) => Box::new(
-                self.order
-                    .range((Bound::Unbounded, Bound::Included(k)))
-                    .rev(),
-            ),
-        };
-        let mut page = Vec::with_capacity(limit.min(1024));
-        let mut next_key = String::new();
-        for key in iter {
-            let Some(r) = self.requests.get(&key.1) else {
-                continue;
-            };
-            if !filter_matches(filter, r) {
-                continue;
-            }
-            if page.len() == limit {
-                next_key = format!("{}/{}", key.0, key.1);
-                break;
-            }
-            page.push(r.clone());
-        }
-        Ok(proto::ListAccessRequestsResponse {
-            access_requests: page,
-            next_key,
-        })
-    }
-
-    /// `GetAccessRequestsV2`: every match, in created order.
-    pub fn get_all(
-        &self,
-        actor: Actor<'_>,
-        filter: &types::AccessRequestFilter,
-    ) -> Result<Vec<types::AccessRequestV3>, Status> {
-        self.check_read(actor)?;
-        if !filter.id.is_empty() {
-            return Ok(self
-                .requests
-                .get(&filter.id)
-                .filter(|r| filter_matches(filter, r))
-                .cloned()
-                .into_iter()
-                .collect());
-        }
-        Ok(self
-            .order
-            .iter()
-            .filter_map(|(_, id)| self.requests.get(id))
-            .filter(|r| filter_matches(filter, r))
-            .cloned()
-            .collect())
-    }
-
-    fn check_plugin_kind(kind: &str) -> Result<(), Status> {
-        if kind == KIND_ACCESS_REQUEST {
-            Ok(())
-        } else {
-            Err(Status::invalid_argument(format!(
-                "unsupported resource kind {kind:?} for plugin data"
-            )))
-        }
-    }
-
-    fn plugin_data_resource(id: &str, rec: &PluginRecord) -> types::PluginDataV3 {
-        types::PluginDataV3 {
-            kind: "plugin_data".to_owned(),
-            sub_kind: KIND_ACCESS_REQUEST.to_owned(),
-            version: VERSION_V3.to_owned(),
-            metadata: Some(types::Metadata {
-                name: id.to_owned(),
-                namespace: NAMESPACE.to_owned(),
-                expires: rec.expires,
-                ..Default::default()
-            }),
-            spec: Some(types::PluginDataSpecV3 {
-                entries: rec
-                    .entries
-                    .iter()
-                    .map(|(plugin, data)| {
-                        (
-                            plugin.clone(),
-                            types::PluginDataEntry {
-                                data: data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                            },
-                        )
-                    })
-                    .collect(),
-            }),
-        }
-    }
-
-    /// `GetPluginData`. No match is an empty list, never NotFound.
-    pub fn get_plugin_data(
-        &self,
-        actor: Actor<'_>,
-        filter: &types::PluginDataFilter,
-    ) -> Result<proto::PluginDataSeq, Status> {
-        if self.check_read(actor).is_err() {
-            self.check(actor, KIND_PLUGIN_DATA, &["list", "read"])
-                .map_err(|_| access_denied("read", KIND_ACCESS_REQUEST))?;
-        }
-        Self::check_plugin_kind(&filter.kind)?;
-        let wanted = |rec: &PluginRecord| {
-            filter.plugin.is_empty() || rec.entries.contains_key(&filter.plugin)
-        };
-        let mut out = Vec::new();
-        if filter.resource.is_empty() {
-            let mut ids: Vec<&String> = self.plugin_data.keys().collect();
-            ids.sort();
-            for id in ids {
-                if let Some(rec) = self.plugin_data.get(id).filter(|r| wanted(r)) {
-                    out.push(Self::plugin_data_resource(id, rec));
-                }
-            }
-        } else if let Some(rec) = self.plugin_data.get(&filter.resource).filter(|r| wanted(r)) {
-            out.push(Self::plugin_data_resource(&filter.resource, rec));
-        }
-        Ok(proto::PluginDataSeq { plugin_data: out })
-    }
-
-    /// Direct read of one plugin's entry (test API).
-    pub fn plugin_entry(&self, id: &str, plugin: &str) -> Option<BTreeMap<String, String>> {
-        self.plugin_data.get(id)?.entries.get(plugin).cloned()
-    }
-
-    /// `UpdatePluginData` with compare-and-swap on `expect` (teleport-wire.md §2.9).
-    pub fn update_plugin_data(
-        &mut self,
-        actor: Actor<'_>,
-        params: types::PluginDataUpdateParams,
-    ) -> Result<(), Status> {
-        if self.check(actor, KIND_ACCESS_REQUEST, &["update"]).is_err() {
-            self.check(actor, KIND_PLUGIN_DATA, &["update"])?;
-        }
-        Self::check_plugin_kind(&params.kind)?;
-        if params.resource.is_empty() {
-            return Err(Status::invalid_argument(
-                "plugin data resource name is required",
-            ));
-        }
-        if params.plugin.is_empty() {
-            return Err(Status::invalid_argument("plugin name is required"));
-        }
-        let request_expiry = self
-            .requests
-            .get(&params.resource)
-            .and_then(|r| r.spec.as_ref())
-            .and_then(|s| s.expires.as_ref())
-            .map(|t| Timestamp {
-                seconds: t.seconds.saturating_add(PLUGIN_DATA_GRACE.as_secs() as i64),
-                nanos: t.nanos,
-            });
-        let exists = self.requests.contains_key(&params.resource);
-        let current = self.plugin_data.get(&params.resource);
-        if current.is_none() && !exists {
-            return Err(not_found(&params.resource));
-        }
-        let entry = current.and_then(|rec| rec.entries.get(&params.plugin));
-        // Sorted, so the reported field is deterministic when several mismatch.
-        let mut expect: Vec<(&String, &String)> = params.expect.iter().collect();
-        expect.sort();
-        for (key, want) in expect {
-            let have = entry
-                .and_then(|e| e.get(key))
-                .map(String::as_str)
-                .unwrap_or("");
-            if have != want {
-                return Err(Status::failed_precondition(format!(
-                    "expectations not met for field {key:?}"
-                )));
-            }
-        }
-        let mut new_entry = entry.cloned().unwrap_or_default();
-        let mut newly_set = Vec::new();
-        for (k, v) in params.set {
-            if v.is_empty() {
-                new_entry.remove(&k);
-            } else {
-                if self.tracked_keys.contains(&k) && !new_entry.contains_key(&k) {
-                    newly_set.push(k.clone());
-                }
-                new_entry.insert(k, v);
-            }
-        }
-        let mut entries = current.map(|r| r.entries.clone()).unwrap_or_default();
-        if new_entry.is_empty() {
-            entries.remove(&params.plugin);
-        } else {
-            entries.insert(params.plugin.clone(), new_entry);
-        }
-        let size: usize = entries
-            .iter()
-            .map(|(p, d)| p.len() + d.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>())
-            .sum();
-        if size > MAX_PLUGIN_DATA_BYTES {
-            return Err(Status::invalid_argument("plugin data size limit exceeded"));
-        }
-        let now = SystemTime::now();
-        self.first_set.extend(
-            newly_set
-                .into_iter()
-                .map(|k| (params.resource.clone(), k, now)),
-        );
-        if entries.is_empty() {
-            self.plugin_data.remove(&params.resource);
-        } else {
-            let expires = current.and_then(|r| r.expires).or(request_expiry);
-            self.plugin_data
-                .insert(params.resource, PluginRecord { entries, expires });
-        }
-        self.changed.notify_waiters();
         Ok(())
     }
 }
