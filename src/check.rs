@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::actors::gateway::GatewayClient;
 use crate::config::{Config, ConfigProblem, ConnectMode};
 use crate::core::render::timestamp;
-use crate::daemon::exit;
+use crate::daemon::{exit, StartError};
 use crate::teleport::client::TeleportClient;
 use crate::teleport::identity::Identity;
 
@@ -115,7 +115,10 @@ fn check_identity(config: &Config, findings: &mut Vec<Finding>) -> Option<Identi
             }
         }
         Err(err) => {
-            findings.push(Finding::failed("identity", err.to_string(), exit::CONFIG));
+            let text = err.to_string();
+            // The same code `start` exits with for this error.
+            let code = StartError::from(err).exit_code();
+            findings.push(Finding::failed("identity", text, code));
             None
         }
     }

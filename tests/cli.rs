@@ -198,3 +198,58 @@ async fn check_names_a_rejected_api_key() {
         "the key never appears: {report}"
     );
 }
+
+#[actix_rt::test]
+async fn a_missing_identity_file_is_69_in_start_and_check_alike() {
+    let key_file = temp("key");
+    std::fs::write(&key_file, "11111111-2222-3333-4444-555555555555").expect("key");
+    let missing = temp("identity");
+    let file = temp("missing-identity.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "teleport:\n  addr: 127.0.0.1:9\n  identity: {}\nopsgenie:\n  api_url: http://127.0.0.1:9\n  api_key_file: {}\nhttp:\n  enabled: false\n",
+            missing.display(),
+            key_file.display()
+        ),
+    )
+    .expect("write");
+    for command in ["start", "check"] {
+        let out = run(&[command, "-c", file.to_str().expect("path")]).await;
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(69), "{command}: {report}");
+        assert!(
+            report.contains(&missing.display().to_string()),
+            "{command} names the file: {report}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn the_toml_sample_checks_like_the_yaml_one_and_debug_goes_anywhere() {
+    let out = run(&["configure", "--format=toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(stdout, teleport_opsgenie::config::SAMPLE_TOML);
+    let sample = temp("sample.toml");
+    std::fs::write(&sample, &out.stdout).expect("write sample");
+    let path = sample.to_str().expect("path");
+    // Parsed and valid; only the files it names are missing here: 69, not 78.
+    for args in [
+        vec!["check", "-c", path],
+        vec!["-d", "check", "-c", path],
+        vec!["check", "--debug", "-c", path],
+    ] {
+        let out = run(&args).await;
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(69), "{args:?}: {report}");
+        assert!(report.contains("[ok  ] configuration"), "{report}");
+    }
+    let out = run(&["configure", "--format=yaml"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        teleport_opsgenie::config::SAMPLE_YAML
+    );
+    let out = run(&["configure", "--format=json"]).await;
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+}
