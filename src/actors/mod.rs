@@ -1,8 +1,10 @@
 //! The long-lived actors: `EventStream` (the watch), `Gateway` (the only backend caller),
-//! `OnCallCache` (who is on call) and `IdentityWatcher` (identity file refresh). The per-request
-//! state actor and its registry belong to the request pipeline, in `crate::pipeline`.
+//! `OnCallCache` (who is on call), `IdentityWatcher` (identity file refresh) and `Monitor` (what
+//! the HTTP probes and `/metrics` read). The per-request state actor and its registry belong to
+//! the request pipeline, in `crate::pipeline`.
 
 pub mod event_stream;
 pub mod gateway;
 pub mod identity;
+pub mod monitor;
 pub mod oncall;
