@@ -1,5 +1,10 @@
 //! The `teleport-opsgenie` command: `start`, `configure`, `check`, `version`.
 
+// The same lints as the library (src/lib.rs).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
+#![warn(clippy::dbg_macro, clippy::todo, clippy::unimplemented)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -111,9 +111,143 @@ fn systemd_unit_matches_the_cli_and_the_sample() {
             "{code}"
         );
     }
-    let paths = value("ReadOnlyPaths").join(" ");
-    assert!(paths.split_whitespace().any(|p| p == DEFAULT_CONFIG_PATH));
-    assert!(paths.split_whitespace().any(|p| p == sample_secret_dir()));
+    // Both codes not worth restarting on are listed: a bad configuration is not retried.
+    for code in [
+        teleport_opsgenie::daemon::exit::USAGE,
+        teleport_opsgenie::daemon::exit::CONFIG,
+    ] {
+        assert!(prevent.split_whitespace().any(|c| c == code.to_string()));
+    }
+    // `check` runs first, but its status is ignored: RestartPreventExitStatus= reads only the
+    // main process's code, so a failing ExecStartPre would be retried even after a 78.
+    for pre in value("ExecStartPre") {
+        assert!(pre.starts_with('-'), "ExecStartPre without `-`: {pre}");
+    }
+    // Every read-only path may be missing (a tbot-only host has no `tctl auth sign` folder, a
+    // `tctl` host no tbot output): the `-` prefix keeps the unit from failing on it.
+    let paths: Vec<String> = value("ReadOnlyPaths")
+        .join(" ")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    for path in &paths {
+        assert!(
+            path.starts_with('-'),
+            "ReadOnlyPaths entry without `-`: {path}"
+        );
+    }
+    let paths: Vec<&str> = paths.iter().map(|p| p.trim_start_matches('-')).collect();
+    assert!(paths.contains(&DEFAULT_CONFIG_PATH));
+    assert!(paths.contains(&sample_secret_dir().as_str()));
+    // The descriptor limit leaves room above the HTTP listener's connection cap.
+    let nofile: usize = value("LimitNOFILE")[0]
+        .parse()
+        .expect("LimitNOFILE is a number");
+    let cap = teleport_opsgenie::http::Limits::default().max_connections;
+    assert!(nofile >= 4 * cap, "LimitNOFILE={nofile} for a cap of {cap}");
+    assert_eq!(value("MemoryMax").len(), 1, "MemoryMax is set");
+}
+
+/// `major.minor` of a `rust-version`-like string (`1.89`, `1.89.0`).
+fn minor_version(v: &str) -> (u64, u64) {
+    let mut parts = v
+        .trim()
+        .split('.')
+        .map(|p| p.parse::<u64>().expect("numeric version"));
+    (
+        parts.next().expect("major"),
+        parts.next().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn rust_version_is_the_locked_dependencies_floor_and_the_image_uses_it() {
+    // The host's dependency graph, from the lock file and the fetched sources (the build
+    // fetched them; `--offline` keeps the test off the network).
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc names its host");
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let packages = metadata["packages"].as_array().expect("packages");
+    let (floor, by) = packages
+        .iter()
+        .filter(|p| p["name"] != env!("CARGO_PKG_NAME"))
+        .filter_map(|p| {
+            let v = p["rust_version"].as_str()?;
+            Some((minor_version(v), format!("{} {}", p["name"], p["version"])))
+        })
+        .max()
+        .expect("some dependency declares a rust-version");
+    let ours = minor_version(env!("CARGO_PKG_RUST_VERSION"));
+    assert_eq!(
+        ours,
+        floor,
+        "rust-version is {}, but the locked dependencies need {}.{} ({by}): set it to that",
+        env!("CARGO_PKG_RUST_VERSION"),
+        floor.0,
+        floor.1
+    );
+    let docker = read("Dockerfile");
+    let image = docker
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("FROM rust:"))
+        .expect("the build stage is FROM rust:<version>");
+    let tag = image.split(['-', ' ']).next().unwrap_or_default();
+    assert_eq!(
+        minor_version(tag),
+        ours,
+        "the Dockerfile builds with rust:{tag}, Cargo.toml says {}",
+        env!("CARGO_PKG_RUST_VERSION")
+    );
+}
+
+#[test]
+fn the_docker_build_context_leaves_out_target_and_git() {
+    let ignore = read(".dockerignore");
+    let entries: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end_matches('/'))
+        .collect();
+    for needed in ["target", ".git"] {
+        assert!(entries.contains(&needed), "{needed} not in .dockerignore");
+    }
+    // What the build needs stays in the context: the manifest, the sources, the protos, and
+    // the sample configuration the binary embeds.
+    for kept in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "proto",
+        "config",
+        "build.rs",
+        "examples",
+    ] {
+        assert!(
+            !entries
+                .iter()
+                .any(|e| *e == kept || e.starts_with(&format!("{kept}/"))),
+            "{kept} is ignored but the build needs it"
+        );
+    }
 }
 
 #[test]
@@ -262,6 +396,23 @@ fn kubernetes_manifest_matches_the_cli_ports_and_paths() {
         .display()
         .to_string();
     assert!(files.contains(&identity), "{identity} not in {files:?}");
+    // The identity comes from the secret key tbot's `kubernetes_secret` output writes.
+    let identity_keys: Vec<String> = projected["projected"]["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .flat_map(|s| s["secret"]["items"].as_array().cloned().unwrap_or_default())
+        .filter(|item| {
+            identity.ends_with(&format!("/{}", item["path"].as_str().unwrap_or_default()))
+        })
+        .map(|item| item["key"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        identity_keys,
+        vec!["identity".to_owned()],
+        "the identity secret key"
+    );
+    assert!(container["resources"]["limits"]["memory"].is_string());
     assert!(files.contains(&key), "{key} not in {files:?}");
     assert!(
         config.opsgenie.api_key.is_none(),

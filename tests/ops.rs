@@ -330,7 +330,7 @@ async fn a_flood_of_idle_connections_leaves_healthz_answering_and_descriptors_bo
         flood.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
     }
     // Well inside the 5 s header timeout, so only the cap can be what keeps it answering.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let answer = tokio::time::timeout(Duration::from_secs(3), raw_get(addr, "/healthz"))
         .await
         .unwrap_or_else(|_| panic!("/healthz did not answer under a flood of {}", flood.len()));

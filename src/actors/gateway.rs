@@ -779,6 +779,10 @@ mod tests {
     }
 
     #[actix::test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "mockito answers on its own threads in real time; the paused clock cannot drive it"
+    )]
     async fn alert_id_arrives_right_after_processing() {
         let mut server = mockito::Server::new_async().await;
         // Processed 300 ms after the first poll; 404 + RequestNotProcessed until then.
@@ -863,6 +867,10 @@ mod tests {
     }
 
     #[actix::test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "mockito answers on its own threads in real time; the paused clock cannot drive it"
+    )]
     async fn throttled_call_retries_once_after_the_period() {
         let mut server = mockito::Server::new_async().await;
         let throttled = server

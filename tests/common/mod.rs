@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests: a World and waits on what the daemon does to it,
-//! the daemon's HTTP endpoints, a Prometheus text parser, and running the real binary as a
+//! the daemon's HTTP endpoints, reading Prometheus text, and running the real binary as a
 //! child process against a World. Each test file uses some of them.
 #![allow(dead_code)]
+// The waits here have real deadlines: they poll real servers and child processes, which no
+// paused clock drives.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
