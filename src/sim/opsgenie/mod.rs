@@ -21,6 +21,7 @@
 //! Time: delays, latency and rate limits use tokio's clock, so tests can run under a paused
 //! clock; recorded wall-clock times use [`SystemTime`].
 
+mod heartbeats;
 mod limits;
 mod model;
 mod query;
@@ -52,6 +53,8 @@ pub use limits::FakeRateLimits;
 pub use model::{Alert, AlertStatus, Call, Note};
 pub use validate::Responder;
 
+use heartbeats::Heartbeats;
+pub use heartbeats::DEFAULT_HEARTBEAT;
 use limits::{Domain, Limiter};
 use model::{Action, IdKind, Pending, State};
 
@@ -239,6 +242,7 @@ struct Inner {
     faults: Faults,
     limiter: Mutex<Limiter>,
     state: Mutex<State>,
+    heartbeats: Heartbeats,
     /// Woken on every state change or recorded call (for `wait_until`).
     changed: Notify,
     /// Woken when work is queued (for the processor task).
@@ -278,6 +282,7 @@ impl FakeOpsgenie {
             faults: Faults::new(opts.seed),
             limiter: Mutex::new(Limiter::new(&opts.rate_limits, Instant::now())),
             state: Mutex::new(State::default()),
+            heartbeats: Heartbeats::default(),
             changed: Notify::new(),
             work: Notify::new(),
             throttled: AtomicUsize::new(0),
@@ -313,6 +318,16 @@ impl FakeOpsgenie {
     /// Base URL, `http://127.0.0.1:PORT` (append [`JSM_PREFIX`] for the JSM mirror).
     pub fn url(&self) -> String {
         format!("http://{}", self.inner.addr)
+    }
+
+    /// Creates a heartbeat (one named [`DEFAULT_HEARTBEAT`] exists from the start).
+    pub fn create_heartbeat(&self, name: &str) {
+        self.inner.heartbeats.create(name);
+    }
+
+    /// Deletes a heartbeat: pings still answer 202, the lookup 404.
+    pub fn delete_heartbeat(&self, name: &str) {
+        self.inner.heartbeats.delete(name);
     }
 
     /// The first configured API-integration key.
@@ -529,6 +544,7 @@ enum Route {
     Acknowledge(String),
     OnCalls(String),
     Heartbeat,
+    GetHeartbeat(String),
     MethodNotAllowed,
     NotFound,
 }
@@ -544,7 +560,7 @@ impl Route {
             | Route::Acknowledge(_) => Domain::Alert,
             Route::ListAlerts | Route::CountAlerts => Domain::Search,
             Route::OnCalls(_) => Domain::ScheduleOnCalls,
-            Route::Heartbeat => Domain::Heartbeat,
+            Route::Heartbeat | Route::GetHeartbeat(_) => Domain::Heartbeat,
             Route::MethodNotAllowed | Route::NotFound => Domain::None,
         }
     }
@@ -604,6 +620,7 @@ fn route(method: &Method, api_path: &str) -> Route {
             ),
             Route::Heartbeat,
         ),
+        ["v2", "heartbeats", name] => pick(get, Route::GetHeartbeat((*name).to_owned())),
         _ => Route::NotFound,
     }
 }
@@ -862,6 +879,7 @@ fn handle_route(ctx: &Ctx<'_>) -> Reply {
         Route::CountAlerts => list_alerts(ctx, true),
         Route::OnCalls(id) => on_calls(ctx, id),
         Route::Heartbeat => Reply::accepted("PONG - Heartbeat received"),
+        Route::GetHeartbeat(name) => ctx.inner.heartbeats.get(name),
         Route::MethodNotAllowed => {
             Reply::message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
         }
