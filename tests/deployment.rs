@@ -419,3 +419,148 @@ fn kubernetes_manifest_matches_the_cli_ports_and_paths() {
         "the key comes from a Secret"
     );
 }
+
+/// Every family name the daemon exports (each family given a series, so all are rendered).
+fn exported_families() -> Vec<String> {
+    use teleport_opsgenie::actors::gateway::{BackendCallObserver as _, CallEvent};
+    use teleport_opsgenie::backend::Domain;
+    use teleport_opsgenie::metrics::{Metrics, ResolutionLabel, StateLabel};
+    let m = Metrics::new();
+    m.on_call(&CallEvent {
+        endpoint: "create_alert",
+        domain: Domain::AlertWrite,
+        status: Some(429),
+        duration: std::time::Duration::from_millis(5),
+        attempt: 1,
+        throttled: true,
+        retry_in: Some(std::time::Duration::from_secs(1)),
+    });
+    m.requests_observed
+        .get_or_create(&StateLabel { state: "pending" })
+        .inc();
+    m.alerts_closed
+        .get_or_create(&ResolutionLabel {
+            resolution: "approved",
+        })
+        .inc();
+    m.render()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `teleport_opsgenie_*` names in `text`.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("teleport_opsgenie_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The dashboard's query expressions, with Grafana's variables replaced by what PromQL reads.
+fn dashboard_exprs() -> Vec<String> {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("config/monitoring/dashboard.json")).expect("dashboard JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| {
+            t["expr"]
+                .as_str()
+                .expect("a target has an expr")
+                .replace("$__rate_interval", "5m")
+                .replace("$job", ".*")
+                .replace("$instance", ".*")
+        })
+        .collect()
+}
+
+#[test]
+fn monitoring_files_name_only_metrics_the_daemon_exports() {
+    let families = exported_families();
+    assert!(families.len() >= 21, "{families:?}");
+    let known = |name: &str| {
+        families.iter().any(|f| {
+            name == f
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(f.as_str()))
+        })
+    };
+    let rules = read("config/monitoring/alerts.yaml");
+    let exprs = dashboard_exprs();
+    for (file, text) in [
+        ("alerts.yaml", rules.clone()),
+        ("dashboard.json", exprs.join("\n")),
+    ] {
+        let names = metric_names(&text);
+        assert!(!names.is_empty(), "{file} names no metric");
+        for name in names {
+            assert!(
+                known(&name),
+                "{file} names {name}, which the daemon does not export"
+            );
+        }
+    }
+    // The alerts the issue asks for are there.
+    for metric in [
+        "teleport_opsgenie_identity_expiry_timestamp_seconds",
+        "teleport_opsgenie_backend_up",
+        "teleport_opsgenie_watch_ready",
+        "teleport_opsgenie_step_failures_total",
+        "teleport_opsgenie_backend_throttles_total",
+    ] {
+        assert!(rules.contains(metric), "no alert on {metric}");
+    }
+}
+
+#[test]
+fn dashboard_queries_are_valid_promql() {
+    // promtool comes with Debian's `prometheus` package, which .ci/run installs.
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing in CI: .ci/run installs Debian's prometheus package"
+        );
+        eprintln!("promtool not installed: `apt-get install prometheus` to run this check");
+        return;
+    }
+    // Each query as a recording rule: `promtool check rules` parses every expression.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, expr) in dashboard_exprs().iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard_query_{i}\n        expr: {}\n",
+            serde_json::to_string(expr).expect("JSON string is a YAML string")
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "teleport-opsgenie-dashboard-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("dashboard-rules.yaml");
+    std::fs::write(&file, rules).expect("write");
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "promtool check rules on the dashboard's queries: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
