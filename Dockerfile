@@ -7,7 +7,10 @@
 # The configuration must set `http.listen: 0.0.0.0:9469` for the port to be reachable from
 # outside the container (see config/kubernetes.yaml).
 
-FROM rust:1.88-bookworm AS build
+# The toolchain is Cargo.toml's `rust-version`, the locked dependencies' minimum
+# (tests/deployment.rs checks that the two agree). `.dockerignore` keeps target/ and .git out
+# of the build context.
+FROM rust:1.89-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake clang \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

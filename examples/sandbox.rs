@@ -156,6 +156,8 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+// The timeline shows real elapsed time.
+#[allow(clippy::disallowed_methods)]
 async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     let mut t = Timeline {
         start: Instant::now(),

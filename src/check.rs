@@ -5,19 +5,22 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::actors::gateway::GatewayClient;
-use crate::config::{Config, ConfigProblem, ConnectMode};
+use crate::actors::gateway::{GatewayClient, GatewayError};
+use crate::backend::Operation;
+use crate::config::{BackendKind, Config, ConfigProblem, ConnectMode};
 use crate::core::render::timestamp;
-use crate::daemon::exit;
+use crate::daemon::{exit, StartError};
 use crate::teleport::client::TeleportClient;
 use crate::teleport::identity::Identity;
 use crate::teleport::own_roles;
 
 /// One line of the report: what was checked, and what was found (or what failed, with the exit
-/// code the failure calls for).
+/// code the failure calls for). A warning is something the daemon would run with but that
+/// deserves a look; it does not change the exit code.
 struct Finding {
     what: &'static str,
     result: Result<String, (String, u8)>,
+    warning: bool,
 }
 
 impl Finding {
@@ -25,6 +28,14 @@ impl Finding {
         Self {
             what,
             result: Ok(text.into()),
+            warning: false,
+        }
+    }
+
+    fn warn(what: &'static str, text: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            ..Self::ok(what, text)
         }
     }
 
@@ -32,6 +43,7 @@ impl Finding {
         Self {
             what,
             result: Err((text.into(), code)),
+            warning: false,
         }
     }
 }
@@ -62,6 +74,9 @@ async fn report_with(config: &Config, file_problems: &[ConfigProblem]) -> (Strin
 
 async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Finding> {
     let mut findings = vec![Finding::ok("configuration", "parsed and valid")];
+    if let Some(finding) = check_listen(config).await {
+        findings.push(finding);
+    }
     for problem in file_problems {
         findings.push(Finding::failed(
             "file",
@@ -94,9 +109,38 @@ async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Findin
             exit::UNAVAILABLE,
         ));
     } else {
-        findings.push(check_backend(config).await);
+        findings.extend(check_backend(config).await);
     }
     findings
+}
+
+/// Binds `http.listen` and lets it go at once, as `start` would bind it.
+async fn check_listen(config: &Config) -> Option<Finding> {
+    if !config.http.enabled {
+        return None;
+    }
+    let what = "http.listen";
+    let addr = config.http.listen;
+    Some(match crate::http::bind(addr).await {
+        Ok(listener) => {
+            drop(listener);
+            Finding::ok(what, format!("{addr} is free"))
+        }
+        Err(err) => {
+            let in_use = err.source.kind() == std::io::ErrorKind::AddrInUse;
+            let text = err.to_string();
+            let code = StartError::from(err).exit_code();
+            let fix = if in_use {
+                "another process listens there (`ss -ltnp` names it; a running teleport-opsgenie \
+                 is expected to): stop it, or set `http.listen` to a free port, or \
+                 `http.enabled: false`"
+            } else {
+                "set `http.listen` to an address of this host, e.g. `127.0.0.1:9469` or \
+                 `0.0.0.0:9469` in a container"
+            };
+            Finding::failed(what, format!("{text}; fix: {fix}"), code)
+        }
+    })
 }
 
 fn check_identity(config: &Config, findings: &mut Vec<Finding>) -> Option<Identity> {
@@ -122,7 +166,10 @@ fn check_identity(config: &Config, findings: &mut Vec<Finding>) -> Option<Identi
             }
         }
         Err(err) => {
-            findings.push(Finding::failed("identity", err.to_string(), exit::CONFIG));
+            let text = err.to_string();
+            // The same code `start` exits with for this error.
+            let code = StartError::from(err).exit_code();
+            findings.push(Finding::failed("identity", text, code));
             None
         }
     }
@@ -170,18 +217,61 @@ async fn check_teleport(config: &Config, identity: &Identity, findings: &mut Vec
     }
 }
 
-async fn check_backend(config: &Config) -> Finding {
+async fn check_backend(config: &Config) -> Vec<Finding> {
     let what = "on-call backend";
     let api_key = config.opsgenie.api_key.clone().unwrap_or_default();
-    match GatewayClient::new(&config.opsgenie, api_key) {
-        Ok(client) => match client.health().await {
-            Ok(()) => Finding::ok(
+    let client = match GatewayClient::new(&config.opsgenie, api_key) {
+        Ok(client) => client,
+        Err(err) => return vec![Finding::failed(what, err.to_string(), exit::CONFIG)],
+    };
+    match client.health().await {
+        Ok(()) => vec![
+            Finding::ok(
                 what,
                 format!("{} accepts the API key", config.opsgenie.base_url()),
             ),
-            Err(err) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
-        },
-        Err(err) => Finding::failed(what, err.to_string(), exit::CONFIG),
+            check_heartbeat(config, &client).await,
+        ],
+        Err(err) => vec![Finding::failed(
+            what,
+            err.to_string(),
+            code_of(err.is_retryable()),
+        )],
+    }
+}
+
+/// Whether `opsgenie.heartbeat_name` exists. Its ping answers 202 for any name, so without
+/// this a misspelt heartbeat is pinged for ever and nobody is told when the daemon stops.
+async fn check_heartbeat(config: &Config, client: &GatewayClient) -> Finding {
+    let what = "heartbeat";
+    let name = &config.opsgenie.heartbeat_name;
+    if config.opsgenie.backend == BackendKind::Jsm {
+        return Finding::warn(
+            what,
+            format!("`{name}` not looked up: JSM's Integration Events API cannot read heartbeats; make sure it exists in JSM Operations"),
+        );
+    }
+    let lookup = client
+        .call(Operation::GetHeartbeat { name: name.clone() })
+        .await;
+    match lookup {
+        Ok(_) => Finding::ok(what, format!("`{name}` exists")),
+        Err(GatewayError::Permanent {
+            status: Some(404), ..
+        }) => Finding::failed(
+            what,
+            format!(
+                "no heartbeat named `{name}`: pings succeed, but nobody is alerted when the daemon stops; fix: create it in Opsgenie (Settings > Heartbeats, name `{name}`), or set `opsgenie.heartbeat_name` to one that exists"
+            ),
+            exit::CONFIG,
+        ),
+        Err(GatewayError::Permanent {
+            status: Some(403), ..
+        }) => Finding::warn(
+            what,
+            format!("`{name}` not looked up: the API key may not read heartbeats (its integration has no configuration access); make sure it exists"),
+        ),
+        Err(err) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
     }
 }
 
@@ -197,6 +287,7 @@ fn render(findings: &[Finding]) -> String {
     let mut out = String::from("teleport-opsgenie check\n");
     for f in findings {
         let (mark, text) = match &f.result {
+            Ok(text) if f.warning => ("warn", text.as_str()),
             Ok(text) => ("ok  ", text.as_str()),
             Err((text, _)) => ("FAIL", text.as_str()),
         };

@@ -82,6 +82,9 @@ impl StartError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
+            // A file that cannot be read is 69 (as `check` and the config loader say): a
+            // volume or tbot may not have written it yet.
+            Self::Identity(IdentityError::Unreadable { .. }) => exit::UNAVAILABLE,
             Self::Identity(_) => exit::CONFIG,
             Self::Teleport(err) if err.is_retryable() => exit::UNAVAILABLE,
             Self::Teleport(_) => exit::CONFIG,

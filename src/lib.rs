@@ -19,6 +19,11 @@
 //! - [`config`]: layered settings and their validation.
 //! - `sim` (feature `sim`): fake Teleport and fake Opsgenie for tests, examples and load tests.
 
+// Lints for the whole library; `clippy.toml` adds the async daemon's footguns.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
+#![warn(clippy::dbg_macro, clippy::todo, clippy::unimplemented)]
+
 pub mod actors;
 pub mod backend;
 pub mod check;

@@ -1,12 +1,17 @@
 //! The `teleport-opsgenie` command: `start`, `configure`, `check`, `version`.
 
+// The same lints as the library (src/lib.rs).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
+#![warn(clippy::dbg_macro, clippy::todo, clippy::unimplemented)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use teleport_opsgenie::check;
-use teleport_opsgenie::config::{self, Config, ConfigError, Sources};
+use teleport_opsgenie::config::{self, Config, ConfigError, ConfigProblem, LogConfig, Sources};
 use teleport_opsgenie::daemon::{self, exit, RunOptions};
 use teleport_opsgenie::telemetry;
 
@@ -14,8 +19,21 @@ use teleport_opsgenie::telemetry;
 #[derive(Debug, Parser)]
 #[command(name = "teleport-opsgenie", version, about)]
 struct Cli {
+    /// Log the daemon's own debug lines (as `log.level: debug`); accepted before or after the
+    /// subcommand. `RUST_LOG`, when set, still overrides every level.
+    #[arg(short, long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The formats `configure` prints the sample in.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SampleFormat {
+    /// `config/teleport-opsgenie.yaml`, annotated.
+    Yaml,
+    /// `config/teleport-opsgenie.toml`, shorter.
+    Toml,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,7 +53,11 @@ enum Command {
         dry_run: bool,
     },
     /// Print an annotated sample configuration.
-    Configure,
+    Configure {
+        /// The sample's format.
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: SampleFormat,
+    },
     /// Validate the configuration and check that Teleport and the backend answer.
     Check {
         /// Configuration file (YAML or TOML); give it more than once to layer files, later
@@ -66,8 +88,14 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Configure => {
-            print!("{}", config::SAMPLE_YAML);
+        Command::Configure { format } => {
+            print!(
+                "{}",
+                match format {
+                    SampleFormat::Yaml => config::SAMPLE_YAML,
+                    SampleFormat::Toml => config::SAMPLE_TOML,
+                }
+            );
             exit::OK
         }
         Command::Version => {
@@ -79,7 +107,11 @@ fn main() -> ExitCode {
             config_dir,
             dry_run,
         } => match config::load_with_warnings(&Sources::from_cli(config, config_dir)) {
-            Ok(loaded) => start(loaded.config, &loaded.warnings, dry_run),
+            Ok(loaded) => start(
+                with_debug(loaded.config, cli.debug),
+                &loaded.warnings,
+                dry_run,
+            ),
             Err(err) => config_failed(&err),
         },
         Command::Check { config, config_dir } => {
@@ -88,9 +120,7 @@ fn main() -> ExitCode {
                     for warning in &loaded.warnings {
                         println!("{}: {warning}", level_word(warning.level));
                     }
-                    install_crypto();
-                    actix_rt::System::new()
-                        .block_on(check::run(&loaded.config, &loaded.file_problems))
+                    check(&loaded.config, &loaded.file_problems, cli.debug)
                 }
                 Err(err) => config_failed(&err),
             }
@@ -99,6 +129,8 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The exit code for a configuration that did not load: 69 when every problem is a file the
+/// configuration names that cannot be read (`check` reports the same as 69), else 78.
 fn config_failed(err: &ConfigError) -> u8 {
     for warning in &err.warnings {
         eprintln!(
@@ -107,7 +139,40 @@ fn config_failed(err: &ConfigError) -> u8 {
         );
     }
     eprintln!("teleport-opsgenie: the configuration has problems:\n{err}");
-    exit::CONFIG
+    if !err.problems.is_empty() && err.problems.iter().all(|p| p.about_a_file) {
+        exit::UNAVAILABLE
+    } else {
+        exit::CONFIG
+    }
+}
+
+/// `-d` raises the daemon's own level to `debug` (the libraries stay quiet, see `telemetry`).
+fn with_debug(mut config: Config, debug: bool) -> Config {
+    if debug {
+        config.log.level = "debug".into();
+    }
+    config
+}
+
+fn init_logging(log: &LogConfig) -> Result<(), u8> {
+    telemetry::init_logging(log).map_err(|err| {
+        eprintln!("teleport-opsgenie: {err}");
+        exit::CONFIG
+    })
+}
+
+fn check(config: &Config, file_problems: &[ConfigProblem], debug: bool) -> u8 {
+    // The report on standard output is what `check` is for: its logs show only warnings, or the
+    // daemon's debug lines with `-d`.
+    let log = LogConfig {
+        level: if debug { "debug" } else { "warn" }.into(),
+        ..config.log.clone()
+    };
+    if let Err(code) = init_logging(&log) {
+        return code;
+    }
+    install_crypto();
+    actix_rt::System::new().block_on(check::run(config, file_problems))
 }
 
 fn level_word(level: config::Level) -> &'static str {
@@ -118,9 +183,8 @@ fn level_word(level: config::Level) -> &'static str {
 }
 
 fn start(config: Config, warnings: &[config::Warning], dry_run: bool) -> u8 {
-    if let Err(err) = telemetry::init_logging(&config.log) {
-        eprintln!("teleport-opsgenie: {err}");
-        return exit::CONFIG;
+    if let Err(code) = init_logging(&config.log) {
+        return code;
     }
     for warning in warnings {
         warning.log();

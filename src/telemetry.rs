@@ -1,7 +1,10 @@
 //! Logging: a `tracing` subscriber writing text or JSON lines to standard error.
 //!
 //! The level comes from `log.level` unless `RUST_LOG` is set, in which case `RUST_LOG` is used
-//! as a full filter (`info,teleport_opsgenie=debug`, …). JSON lines put the event's fields at the
+//! as a full filter (`info,teleport_opsgenie=debug`, …). `log.level` sets the daemon's own
+//! lines (target `teleport_opsgenie`); its libraries (rustls, h2, hyper, tonic, actix, …) log
+//! at `warn` at most, because their debug output (frames, polls, handshakes) drowns the
+//! daemon's and their `info` lines say nothing an operator acts on. JSON lines put the event's fields at the
 //! top level and include the fields of the current span, so a request id recorded on a span
 //! appears on every line logged inside it.
 
@@ -12,9 +15,8 @@ use tracing_subscriber::EnvFilter;
 use crate::config::load::LOG_LEVELS;
 use crate::config::{LogConfig, LogFormat};
 
-/// Noisy dependencies kept at `info` when `log.level` is `debug` or `trace`: their debug output
-/// (frames, polls, handshakes) drowns the daemon's own. `RUST_LOG` can still turn them up.
-const QUIET_DEPENDENCIES: &[&str] = &["h2", "hyper", "hyper_util", "tower", "rustls", "tonic"];
+/// The tracing target of the daemon's own lines (the library and the binary share it).
+const OWN_TARGET: &str = "teleport_opsgenie";
 
 /// Logging could not be set up. Not retryable: the filter must be fixed.
 #[derive(Debug, thiserror::Error)]
@@ -80,17 +82,12 @@ fn build_filter(level: &str, rust_log: Option<&str>) -> Result<EnvFilter, Teleme
     })
 }
 
-/// The filter directives for a `log.level`: the level for everything, with the noisy
-/// dependencies capped at `info` for `debug` and `trace`.
+/// The filter directives for a `log.level`: the level for the daemon's own target, and
+/// everything else at `warn` (or `error`, when that is the level).
 fn level_directives(level: &str) -> String {
     let level = level.trim().to_ascii_lowercase();
-    let mut directives = level.clone();
-    if matches!(level.as_str(), "debug" | "trace") {
-        for dependency in QUIET_DEPENDENCIES {
-            directives.push_str(&format!(",{dependency}=info"));
-        }
-    }
-    directives
+    let others = if level == "error" { "error" } else { "warn" };
+    format!("{others},{OWN_TARGET}={level}")
 }
 
 #[cfg(test)]
@@ -98,11 +95,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn level_is_lowercased_and_dependencies_quietened() {
-        assert_eq!(level_directives("INFO"), "info");
-        let debug = level_directives("debug");
-        assert!(debug.starts_with("debug,"));
-        assert!(debug.contains("h2=info"));
+    fn level_is_lowercased_and_applies_to_the_daemon_only() {
+        assert_eq!(level_directives("INFO"), "warn,teleport_opsgenie=info");
+        assert_eq!(level_directives("debug"), "warn,teleport_opsgenie=debug");
+        assert_eq!(level_directives("error"), "error,teleport_opsgenie=error");
+    }
+
+    #[test]
+    fn debug_shows_the_daemon_and_hides_the_libraries() {
+        use tracing::level_filters::LevelFilter;
+        use tracing::subscriber::with_default;
+        use tracing_subscriber::layer::SubscriberExt;
+        // A subscriber that records which targets got through the filter.
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        struct Record(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Record {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                if let Ok(mut seen) = self.0.lock() {
+                    seen.push(event.metadata().target().to_owned());
+                }
+            }
+        }
+        let filter = build_filter("debug", None).unwrap();
+        assert!(filter.max_level_hint() >= Some(LevelFilter::DEBUG));
+        let subscriber = tracing_subscriber::registry()
+            .with(filter)
+            .with(Record(seen.clone()));
+        with_default(subscriber, || {
+            tracing::debug!(target: "teleport_opsgenie::daemon", "own debug");
+            tracing::debug!(target: "rustls::client", "handshake detail");
+            tracing::debug!(target: "h2::codec", "frame");
+            tracing::info!(target: "hyper_util::client", "pool");
+            tracing::warn!(target: "tonic::transport", "library warning");
+        });
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen, ["teleport_opsgenie::daemon", "tonic::transport"]);
     }
 
     #[test]
@@ -111,7 +142,7 @@ mod tests {
         assert!(filter.to_string().contains("teleport_opsgenie=trace"));
         // Blank RUST_LOG is treated as unset.
         let filter = build_filter("warn", Some("  ")).unwrap();
-        assert_eq!(filter.to_string(), "warn");
+        assert_eq!(filter.to_string(), "teleport_opsgenie=warn,warn");
     }
 
     #[test]

@@ -174,6 +174,87 @@ async fn check_against_the_fakes_passes_and_reports_what_it_found() {
     assert!(report.contains("[ok  ] write plugin data"), "{report}");
     assert!(report.contains("[ok  ] read plugin data"), "{report}");
     assert!(report.contains("accepts the API key"), "{report}");
+    assert!(
+        report.contains("[ok  ] heartbeat              `teleport-access-heartbeat` exists"),
+        "{report}"
+    );
+}
+
+#[actix_rt::test]
+async fn check_fails_on_a_heartbeat_that_does_not_exist_and_names_the_fix() {
+    let world = common::world().await;
+    let config = world.dir.join("check.yaml");
+    write_config(&world, &config);
+    world
+        .opsgenie
+        .delete_heartbeat(teleport_opsgenie::sim::opsgenie::DEFAULT_HEARTBEAT);
+    let out = run(&["check", "-c", config.to_str().expect("path")]).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{report}");
+    assert!(
+        report.contains(
+            "[FAIL] heartbeat              no heartbeat named `teleport-access-heartbeat`"
+        ),
+        "{report}"
+    );
+    assert!(report.contains("fix: create it in Opsgenie"), "{report}");
+    assert!(report.contains("`opsgenie.heartbeat_name`"), "{report}");
+    // The ping alone still passes: it is the lookup that tells.
+    assert!(report.contains("accepts the API key"), "{report}");
+
+    // Another name that exists passes.
+    world.opsgenie.create_heartbeat("ops-heartbeat");
+    let text_config = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text_config.replace(
+            "opsgenie:\n",
+            "opsgenie:\n  heartbeat_name: ops-heartbeat\n",
+        ),
+    )
+    .expect("config");
+    let out = run(&["check", "-c", config.to_str().expect("path")]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("`ops-heartbeat` exists"));
+}
+
+#[actix_rt::test]
+async fn check_and_start_fail_alike_when_the_listen_port_is_taken() {
+    let world = common::world().await;
+    let config = world.dir.join("check.yaml");
+    write_config(&world, &config);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let text_config = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text_config.replace(
+            "http:\n  enabled: false\n",
+            &format!("http:\n  enabled: true\n  listen: \"{addr}\"\n"),
+        ),
+    )
+    .expect("config");
+    let out = run(&["check", "-c", config.to_str().expect("path")]).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(69), "{report}");
+    assert!(report.contains("[FAIL] http.listen"), "{report}");
+    assert!(report.contains(&addr.to_string()), "{report}");
+    assert!(
+        report.contains("fix: another process listens there"),
+        "{report}"
+    );
+    // `start` exits with the same code for the same cause.
+    let out = run(&["start", "-c", config.to_str().expect("path")]).await;
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    // Once the port is free, the check passes.
+    drop(taken);
+    let out = run(&["check", "-c", config.to_str().expect("path")]).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains(&format!("[ok  ] http.listen            {addr} is free")),
+        "{report}"
+    );
 }
 
 #[actix_rt::test]
@@ -197,4 +278,59 @@ async fn check_names_a_rejected_api_key() {
         !report.contains("99999999-2222"),
         "the key never appears: {report}"
     );
+}
+
+#[actix_rt::test]
+async fn a_missing_identity_file_is_69_in_start_and_check_alike() {
+    let key_file = temp("key");
+    std::fs::write(&key_file, "11111111-2222-3333-4444-555555555555").expect("key");
+    let missing = temp("identity");
+    let file = temp("missing-identity.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "teleport:\n  addr: 127.0.0.1:9\n  identity: {}\nopsgenie:\n  api_url: http://127.0.0.1:9\n  api_key_file: {}\nhttp:\n  enabled: false\n",
+            missing.display(),
+            key_file.display()
+        ),
+    )
+    .expect("write");
+    for command in ["start", "check"] {
+        let out = run(&[command, "-c", file.to_str().expect("path")]).await;
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(69), "{command}: {report}");
+        assert!(
+            report.contains(&missing.display().to_string()),
+            "{command} names the file: {report}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn the_toml_sample_checks_like_the_yaml_one_and_debug_goes_anywhere() {
+    let out = run(&["configure", "--format=toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(stdout, teleport_opsgenie::config::SAMPLE_TOML);
+    let sample = temp("sample.toml");
+    std::fs::write(&sample, &out.stdout).expect("write sample");
+    let path = sample.to_str().expect("path");
+    // Parsed and valid; only the files it names are missing here: 69, not 78.
+    for args in [
+        vec!["check", "-c", path],
+        vec!["-d", "check", "-c", path],
+        vec!["check", "--debug", "-c", path],
+    ] {
+        let out = run(&args).await;
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(69), "{args:?}: {report}");
+        assert!(report.contains("[ok  ] configuration"), "{report}");
+    }
+    let out = run(&["configure", "--format=yaml"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        teleport_opsgenie::config::SAMPLE_YAML
+    );
+    let out = run(&["configure", "--format=json"]).await;
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
 }

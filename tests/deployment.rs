@@ -111,9 +111,143 @@ fn systemd_unit_matches_the_cli_and_the_sample() {
             "{code}"
         );
     }
-    let paths = value("ReadOnlyPaths").join(" ");
-    assert!(paths.split_whitespace().any(|p| p == DEFAULT_CONFIG_PATH));
-    assert!(paths.split_whitespace().any(|p| p == sample_secret_dir()));
+    // Both codes not worth restarting on are listed: a bad configuration is not retried.
+    for code in [
+        teleport_opsgenie::daemon::exit::USAGE,
+        teleport_opsgenie::daemon::exit::CONFIG,
+    ] {
+        assert!(prevent.split_whitespace().any(|c| c == code.to_string()));
+    }
+    // `check` runs first, but its status is ignored: RestartPreventExitStatus= reads only the
+    // main process's code, so a failing ExecStartPre would be retried even after a 78.
+    for pre in value("ExecStartPre") {
+        assert!(pre.starts_with('-'), "ExecStartPre without `-`: {pre}");
+    }
+    // Every read-only path may be missing (a tbot-only host has no `tctl auth sign` folder, a
+    // `tctl` host no tbot output): the `-` prefix keeps the unit from failing on it.
+    let paths: Vec<String> = value("ReadOnlyPaths")
+        .join(" ")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    for path in &paths {
+        assert!(
+            path.starts_with('-'),
+            "ReadOnlyPaths entry without `-`: {path}"
+        );
+    }
+    let paths: Vec<&str> = paths.iter().map(|p| p.trim_start_matches('-')).collect();
+    assert!(paths.contains(&DEFAULT_CONFIG_PATH));
+    assert!(paths.contains(&sample_secret_dir().as_str()));
+    // The descriptor limit leaves room above the HTTP listener's connection cap.
+    let nofile: usize = value("LimitNOFILE")[0]
+        .parse()
+        .expect("LimitNOFILE is a number");
+    let cap = teleport_opsgenie::http::Limits::default().max_connections;
+    assert!(nofile >= 4 * cap, "LimitNOFILE={nofile} for a cap of {cap}");
+    assert_eq!(value("MemoryMax").len(), 1, "MemoryMax is set");
+}
+
+/// `major.minor` of a `rust-version`-like string (`1.89`, `1.89.0`).
+fn minor_version(v: &str) -> (u64, u64) {
+    let mut parts = v
+        .trim()
+        .split('.')
+        .map(|p| p.parse::<u64>().expect("numeric version"));
+    (
+        parts.next().expect("major"),
+        parts.next().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn rust_version_is_the_locked_dependencies_floor_and_the_image_uses_it() {
+    // The host's dependency graph, from the lock file and the fetched sources (the build
+    // fetched them; `--offline` keeps the test off the network).
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc names its host");
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let packages = metadata["packages"].as_array().expect("packages");
+    let (floor, by) = packages
+        .iter()
+        .filter(|p| p["name"] != env!("CARGO_PKG_NAME"))
+        .filter_map(|p| {
+            let v = p["rust_version"].as_str()?;
+            Some((minor_version(v), format!("{} {}", p["name"], p["version"])))
+        })
+        .max()
+        .expect("some dependency declares a rust-version");
+    let ours = minor_version(env!("CARGO_PKG_RUST_VERSION"));
+    assert_eq!(
+        ours,
+        floor,
+        "rust-version is {}, but the locked dependencies need {}.{} ({by}): set it to that",
+        env!("CARGO_PKG_RUST_VERSION"),
+        floor.0,
+        floor.1
+    );
+    let docker = read("Dockerfile");
+    let image = docker
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("FROM rust:"))
+        .expect("the build stage is FROM rust:<version>");
+    let tag = image.split(['-', ' ']).next().unwrap_or_default();
+    assert_eq!(
+        minor_version(tag),
+        ours,
+        "the Dockerfile builds with rust:{tag}, Cargo.toml says {}",
+        env!("CARGO_PKG_RUST_VERSION")
+    );
+}
+
+#[test]
+fn the_docker_build_context_leaves_out_target_and_git() {
+    let ignore = read(".dockerignore");
+    let entries: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end_matches('/'))
+        .collect();
+    for needed in ["target", ".git"] {
+        assert!(entries.contains(&needed), "{needed} not in .dockerignore");
+    }
+    // What the build needs stays in the context: the manifest, the sources, the protos, and
+    // the sample configuration the binary embeds.
+    for kept in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "proto",
+        "config",
+        "build.rs",
+        "examples",
+    ] {
+        assert!(
+            !entries
+                .iter()
+                .any(|e| *e == kept || e.starts_with(&format!("{kept}/"))),
+            "{kept} is ignored but the build needs it"
+        );
+    }
 }
 
 #[test]
@@ -262,9 +396,171 @@ fn kubernetes_manifest_matches_the_cli_ports_and_paths() {
         .display()
         .to_string();
     assert!(files.contains(&identity), "{identity} not in {files:?}");
+    // The identity comes from the secret key tbot's `kubernetes_secret` output writes.
+    let identity_keys: Vec<String> = projected["projected"]["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .flat_map(|s| s["secret"]["items"].as_array().cloned().unwrap_or_default())
+        .filter(|item| {
+            identity.ends_with(&format!("/{}", item["path"].as_str().unwrap_or_default()))
+        })
+        .map(|item| item["key"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        identity_keys,
+        vec!["identity".to_owned()],
+        "the identity secret key"
+    );
+    assert!(container["resources"]["limits"]["memory"].is_string());
     assert!(files.contains(&key), "{key} not in {files:?}");
     assert!(
         config.opsgenie.api_key.is_none(),
         "the key comes from a Secret"
+    );
+}
+
+/// Every family name the daemon exports (each family given a series, so all are rendered).
+fn exported_families() -> Vec<String> {
+    use teleport_opsgenie::actors::gateway::{BackendCallObserver as _, CallEvent};
+    use teleport_opsgenie::backend::Domain;
+    use teleport_opsgenie::metrics::{Metrics, ResolutionLabel, StateLabel};
+    let m = Metrics::new();
+    m.on_call(&CallEvent {
+        endpoint: "create_alert",
+        domain: Domain::AlertWrite,
+        status: Some(429),
+        duration: std::time::Duration::from_millis(5),
+        attempt: 1,
+        throttled: true,
+        retry_in: Some(std::time::Duration::from_secs(1)),
+    });
+    m.requests_observed
+        .get_or_create(&StateLabel { state: "pending" })
+        .inc();
+    m.alerts_closed
+        .get_or_create(&ResolutionLabel {
+            resolution: "approved",
+        })
+        .inc();
+    m.render()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `teleport_opsgenie_*` names in `text`.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("teleport_opsgenie_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The dashboard's query expressions, with Grafana's variables replaced by what PromQL reads.
+fn dashboard_exprs() -> Vec<String> {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("config/monitoring/dashboard.json")).expect("dashboard JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| {
+            t["expr"]
+                .as_str()
+                .expect("a target has an expr")
+                .replace("$__rate_interval", "5m")
+                .replace("$job", ".*")
+                .replace("$instance", ".*")
+        })
+        .collect()
+}
+
+#[test]
+fn monitoring_files_name_only_metrics_the_daemon_exports() {
+    let families = exported_families();
+    assert!(families.len() >= 21, "{families:?}");
+    let known = |name: &str| {
+        families.iter().any(|f| {
+            name == f
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(f.as_str()))
+        })
+    };
+    let rules = read("config/monitoring/alerts.yaml");
+    let exprs = dashboard_exprs();
+    for (file, text) in [
+        ("alerts.yaml", rules.clone()),
+        ("dashboard.json", exprs.join("\n")),
+    ] {
+        let names = metric_names(&text);
+        assert!(!names.is_empty(), "{file} names no metric");
+        for name in names {
+            assert!(
+                known(&name),
+                "{file} names {name}, which the daemon does not export"
+            );
+        }
+    }
+    // The alerts the issue asks for are there.
+    for metric in [
+        "teleport_opsgenie_identity_expiry_timestamp_seconds",
+        "teleport_opsgenie_backend_up",
+        "teleport_opsgenie_watch_ready",
+        "teleport_opsgenie_step_failures_total",
+        "teleport_opsgenie_backend_throttles_total",
+    ] {
+        assert!(rules.contains(metric), "no alert on {metric}");
+    }
+}
+
+#[test]
+fn dashboard_queries_are_valid_promql() {
+    // promtool comes with Debian's `prometheus` package, which .ci/run installs.
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing in CI: .ci/run installs Debian's prometheus package"
+        );
+        eprintln!("promtool not installed: `apt-get install prometheus` to run this check");
+        return;
+    }
+    // Each query as a recording rule: `promtool check rules` parses every expression.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, expr) in dashboard_exprs().iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard_query_{i}\n        expr: {}\n",
+            serde_json::to_string(expr).expect("JSON string is a YAML string")
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "teleport-opsgenie-dashboard-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("dashboard-rules.yaml");
+    std::fs::write(&file, rules).expect("write");
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "promtool check rules on the dashboard's queries: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

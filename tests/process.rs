@@ -308,7 +308,7 @@ async fn a_second_signal_stops_at_once() {
         .await;
     // The second signal; repeated in case the first copy arrives before the daemon listens
     // for it again.
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     let status = loop {
         let _ = std::process::Command::new("kill")
             .arg("-INT")

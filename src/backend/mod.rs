@@ -46,6 +46,12 @@ pub enum Operation {
         /// The heartbeat's name.
         name: String,
     },
+    /// Look a heartbeat up (`check`): the ping answers even for a name that does not exist,
+    /// this answers 404.
+    GetHeartbeat {
+        /// The heartbeat's name.
+        name: String,
+    },
     /// One page of open alerts carrying a tag (for the orphan sweep).
     ListOpenAlerts {
         /// The tag.
@@ -94,7 +100,7 @@ impl Operation {
             | Self::RequestStatus { .. } => Domain::Alert,
             Self::ListOpenAlerts { .. } => Domain::Search,
             Self::OnCall { .. } => Domain::ScheduleOnCalls,
-            Self::Heartbeat { .. } => Domain::Heartbeat,
+            Self::Heartbeat { .. } | Self::GetHeartbeat { .. } => Domain::Heartbeat,
         }
     }
 
@@ -107,6 +113,7 @@ impl Operation {
             Self::RequestStatus { .. } => "request_status",
             Self::OnCall { .. } => "on_call",
             Self::Heartbeat { .. } => "heartbeat",
+            Self::GetHeartbeat { .. } => "get_heartbeat",
             Self::ListOpenAlerts { .. } => "list_alerts",
         }
     }

@@ -93,6 +93,11 @@ impl Codec for OpsgenieCodec {
                 format!("/v2/heartbeats/{}/ping", escape(name)),
                 None,
             ),
+            Operation::GetHeartbeat { name } => (
+                Method::GET,
+                format!("/v2/heartbeats/{}", escape(name)),
+                None,
+            ),
             Operation::ListOpenAlerts { tag, offset } => {
                 let query = format!("status:open AND tag:\"{}\"", tag.replace('"', "\\\""));
                 (
@@ -166,7 +171,7 @@ impl Codec for OpsgenieCodec {
                 let answer: Envelope<OnCallData> = serde_json::from_slice(body).map_err(decode)?;
                 Ok(Outcome::OnCall(answer.data.on_call_recipients))
             }
-            Operation::Heartbeat { .. } => Ok(Outcome::Done),
+            Operation::Heartbeat { .. } | Operation::GetHeartbeat { .. } => Ok(Outcome::Done),
             Operation::ListOpenAlerts { .. } => {
                 let answer: AlertList = serde_json::from_slice(body).map_err(decode)?;
                 let full_page = answer.data.len() >= LIST_PAGE_SIZE as usize;

@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests: a World and waits on what the daemon does to it,
-//! the daemon's HTTP endpoints, a Prometheus text parser, and running the real binary as a
+//! the daemon's HTTP endpoints, reading Prometheus text, and running the real binary as a
 //! child process against a World. Each test file uses some of them.
 #![allow(dead_code)]
+// The waits here have real deadlines: they poll real servers and child processes, which no
+// paused clock drives.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -174,9 +177,9 @@ pub mod http {
 }
 
 pub mod prom {
-    //! A strict little parser for Prometheus' text exposition format (0.0.4).
+    //! Reads Prometheus' text exposition format with the `prometheus-parse` crate.
 
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
 
     /// One sample line.
     #[derive(Debug, Clone, PartialEq)]
@@ -189,138 +192,53 @@ pub mod prom {
         pub value: f64,
     }
 
-    fn is_name(s: &str) -> bool {
-        let mut chars = s.chars();
-        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-    }
-
-    fn parse_value(s: &str) -> Result<f64, String> {
-        match s {
-            "+Inf" => Ok(f64::INFINITY),
-            "-Inf" => Ok(f64::NEG_INFINITY),
-            "NaN" => Ok(f64::NAN),
-            s => s.parse().map_err(|_| format!("bad value {s:?}")),
-        }
-    }
-
-    /// Parses `{a="x",b="y"}` at the start of `s`; the labels and the rest.
-    fn parse_labels(s: &str) -> Result<(BTreeMap<String, String>, &str), String> {
-        let mut labels = BTreeMap::new();
-        let mut rest = &s[1..];
-        loop {
-            rest = rest.trim_start();
-            if let Some(r) = rest.strip_prefix('}') {
-                return Ok((labels, r));
-            }
-            let eq = rest.find('=').ok_or("label without '='")?;
-            let name = rest[..eq].trim();
-            if !is_name(name) {
-                return Err(format!("bad label name {name:?}"));
-            }
-            rest = rest[eq + 1..]
-                .strip_prefix('"')
-                .ok_or("label value not quoted")?;
-            let mut value = String::new();
-            let mut chars = rest.char_indices();
-            let end = loop {
-                match chars.next() {
-                    Some((_, '\\')) => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, '\\')) => value.push('\\'),
-                        Some((_, '"')) => value.push('"'),
-                        other => return Err(format!("bad escape {other:?}")),
-                    },
-                    Some((i, '"')) => break i,
-                    Some((_, c)) => value.push(c),
-                    None => return Err("unterminated label value".into()),
-                }
-            };
-            if labels.insert(name.to_owned(), value).is_some() {
-                return Err(format!("duplicate label {name}"));
-            }
-            rest = &rest[end + 1..];
-            rest = rest.strip_prefix(',').unwrap_or(rest);
-        }
-    }
-
-    /// Parses a whole exposition. Every sample must belong to a family declared by `# TYPE`
-    /// (histogram samples by their `_bucket`, `_sum` and `_count` suffixes), and every family
-    /// must have `# HELP`.
+    /// Parses a whole exposition into one [`Sample`] per sample line. The crate skips lines it
+    /// cannot read; counting the sample lines makes such a skip an error here.
     pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
-        let mut types: HashMap<String, String> = HashMap::new();
-        let mut helps: HashMap<String, String> = HashMap::new();
+        use prometheus_parse::{Scrape, Value};
+        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .map_err(|e| format!("unreadable exposition: {e}"))?;
         let mut samples = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let at = |e: String| format!("line {}: {e}: {line:?}", n + 1);
-            if line.trim().is_empty() {
-                continue;
-            }
-            if let Some(comment) = line.strip_prefix('#') {
-                let mut parts = comment.trim_start().splitn(3, ' ');
-                match (parts.next(), parts.next(), parts.next()) {
-                    (Some("TYPE"), Some(name), Some(kind)) => {
-                        if !matches!(
-                            kind,
-                            "counter" | "gauge" | "histogram" | "summary" | "untyped"
-                        ) {
-                            return Err(at(format!("unknown type {kind}")));
-                        }
-                        if types.insert(name.into(), kind.into()).is_some() {
-                            return Err(at("TYPE given twice".into()));
-                        }
-                    }
-                    (Some("HELP"), Some(name), help) => {
-                        helps.insert(name.into(), help.unwrap_or("").into());
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            let name_end = line.find(['{', ' ']).ok_or_else(|| at("no value".into()))?;
-            let name = &line[..name_end];
-            if !is_name(name) {
-                return Err(at(format!("bad metric name {name:?}")));
-            }
-            let (labels, rest) = if line[name_end..].starts_with('{') {
-                parse_labels(&line[name_end..]).map_err(at)?
-            } else {
-                (BTreeMap::new(), &line[name_end..])
-            };
-            let mut fields = rest.split_whitespace();
-            let value =
-                parse_value(fields.next().ok_or_else(|| at("no value".into()))?).map_err(at)?;
-            if let Some(ts) = fields.next() {
-                ts.parse::<i64>()
-                    .map_err(|_| at(format!("bad timestamp {ts:?}")))?;
-            }
-            let family = ["_bucket", "_sum", "_count"]
+        for s in scrape.samples {
+            let labels: BTreeMap<String, String> = s
+                .labels
                 .iter()
-                .filter_map(|s| name.strip_suffix(s))
-                .find(|f| types.get(*f).map(String::as_str) == Some("histogram"))
-                .unwrap_or(name);
-            let kind = types
-                .get(family)
-                .ok_or_else(|| at(format!("sample of {family} before its TYPE")))?;
-            if !helps.contains_key(family) {
-                return Err(at(format!("{family} has no HELP")));
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            match s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => samples.push(Sample {
+                    name: s.metric,
+                    labels,
+                    value: v,
+                }),
+                Value::Histogram(buckets) => {
+                    for bucket in buckets {
+                        let mut labels = labels.clone();
+                        labels.insert("le".into(), bucket.less_than.to_string());
+                        samples.push(Sample {
+                            name: format!("{}_bucket", s.metric),
+                            labels,
+                            value: bucket.count,
+                        });
+                    }
+                }
+                Value::Summary(_) => return Err(format!("{}: unexpected summary", s.metric)),
             }
-            if kind == "counter" && value < 0.0 {
-                return Err(at("negative counter".into()));
-            }
-            if kind == "histogram" && name.ends_with("_bucket") && !labels.contains_key("le") {
-                return Err(at("bucket without le".into()));
-            }
-            samples.push(Sample {
-                name: name.into(),
-                labels,
-                value,
-            });
+        }
+        let lines = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .count();
+        if lines != samples.len() {
+            return Err(format!(
+                "{lines} sample lines but {} samples read",
+                samples.len()
+            ));
         }
         Ok(samples)
     }
 
-    /// The sum of the series of `name` whose labels include `labels`; `None` when there is none.
+    /// The sum of the values of metric `name` over the series with `labels` (a subset).
     pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let matching: Vec<f64> = samples
             .iter()

@@ -267,6 +267,7 @@ pub(super) fn handle_route(ctx: &Ctx<'_>) -> Reply {
         Route::CountAlerts => search::list_alerts(ctx, true),
         Route::OnCalls(id) => reads::on_calls(ctx, id),
         Route::Heartbeat => Reply::accepted("PONG - Heartbeat received"),
+        Route::GetHeartbeat(name) => ctx.inner.heartbeats.get(name),
         Route::MethodNotAllowed => {
             Reply::message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
         }

@@ -37,6 +37,7 @@ mod auth;
 mod directory;
 mod dispatch;
 mod faults;
+mod heartbeats;
 mod limits;
 mod model;
 mod notes;
@@ -60,6 +61,7 @@ use std::time::Duration;
 
 pub use directory::ResolvedResponder;
 pub use faults::Faults;
+pub use heartbeats::DEFAULT_HEARTBEAT;
 pub use limits::FakeRateLimits;
 pub use model::{Alert, AlertStatus, Call, Note};
 pub use server::FakeOpsgenie;

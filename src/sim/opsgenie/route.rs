@@ -19,6 +19,7 @@ pub(super) enum Route {
     Acknowledge(String),
     OnCalls(String),
     Heartbeat,
+    GetHeartbeat(String),
     MethodNotAllowed,
     NotFound,
 }
@@ -35,7 +36,7 @@ impl Route {
             | Route::Acknowledge(_) => Domain::Alert,
             Route::ListAlerts | Route::CountAlerts => Domain::Search,
             Route::OnCalls(_) => Domain::ScheduleOnCalls,
-            Route::Heartbeat => Domain::Heartbeat,
+            Route::Heartbeat | Route::GetHeartbeat(_) => Domain::Heartbeat,
             Route::MethodNotAllowed | Route::NotFound => Domain::None,
         }
     }
@@ -109,6 +110,7 @@ pub(super) fn route(method: &Method, api_path: &str) -> Route {
             ),
             Route::Heartbeat,
         ),
+        ["v2", "heartbeats", name] => pick(get, Route::GetHeartbeat((*name).to_owned())),
         _ => Route::NotFound,
     }
 }

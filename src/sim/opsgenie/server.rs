@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::dispatch::handle;
 use super::faults::Faults;
+use super::heartbeats::Heartbeats;
 use super::limits::{FakeRateLimits, Limiter};
 use super::model::{Alert, Call};
 use super::state::State;
@@ -30,6 +31,7 @@ pub(super) struct Inner {
     pub(super) faults: Faults,
     pub(super) limiter: Mutex<Limiter>,
     pub(super) state: Mutex<State>,
+    pub(super) heartbeats: Heartbeats,
     /// Woken on every state change or recorded call (for `wait_until`).
     pub(super) changed: Notify,
     /// Woken when work is queued (for the processor task).
@@ -69,6 +71,7 @@ impl FakeOpsgenie {
             faults: Faults::new(opts.seed),
             limiter: Mutex::new(Limiter::new(&opts.rate_limits, Instant::now())),
             state: Mutex::new(State::default()),
+            heartbeats: Heartbeats::default(),
             changed: Notify::new(),
             work: Notify::new(),
             throttled: AtomicUsize::new(0),
@@ -104,6 +107,16 @@ impl FakeOpsgenie {
     /// Base URL, `http://127.0.0.1:PORT` (append [`super::JSM_PREFIX`] for the JSM mirror).
     pub fn url(&self) -> String {
         format!("http://{}", self.inner.addr)
+    }
+
+    /// Creates a heartbeat (one named [`super::DEFAULT_HEARTBEAT`] exists from the start).
+    pub fn create_heartbeat(&self, name: &str) {
+        self.inner.heartbeats.create(name);
+    }
+
+    /// Deletes a heartbeat: pings still answer 202, the lookup 404.
+    pub fn delete_heartbeat(&self, name: &str) {
+        self.inner.heartbeats.delete(name);
     }
 
     /// The first configured API-integration key.

@@ -648,6 +648,10 @@ async fn faults_inject_errors_and_latency() {
     assert!(fake.alert_by_alias("lost").is_some());
     fake.faults().set_error_rate(0.0);
     fake.faults().set_fixed_latency(Duration::from_millis(30));
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the fake's injected latency is real time, measured as a client sees it"
+    )]
     let t = std::time::Instant::now();
     assert_eq!(
         call(&fake, "GET", "/v2/heartbeats/x/ping", None)

@@ -798,6 +798,10 @@ async fn injected_faults_and_latency() {
     assert_eq!(tp.count_calls("Ping"), 3);
 
     tp.set_latency(Duration::from_millis(50));
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the fake's injected latency is real time, measured as a client sees it"
+    )]
     let started = std::time::Instant::now();
     c.ping(proto::PingRequest {}).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(50));
