@@ -96,7 +96,7 @@ proptest! {
                     _ => Duration::ZERO,
                 };
                 prop_assert!(d <= Duration::from_secs(7 * 24 * 3600));
-                let _ = std::time::Instant::now() + d;
+                let _ = tokio::time::Instant::now() + d;
             }
             Err(paths) => {
                 // Retry delays are also checked against each other; every other problem is

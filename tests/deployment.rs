@@ -428,7 +428,7 @@ fn exported_families() -> Vec<String> {
     let m = Metrics::new();
     m.on_call(&CallEvent {
         endpoint: "create_alert",
-        domain: Domain::AlertWrite,
+        domain: Domain::Alert,
         status: Some(429),
         duration: std::time::Duration::from_millis(5),
         attempt: 1,

@@ -717,12 +717,10 @@ fn hostile_structure_fails_fast_with_a_clear_error() {
     ];
     for (name, text) in cases {
         let file = dir.write(name, &text);
-        let started = std::time::Instant::now();
+        // It took 68 s (quadratic) before the limits; they are checked on the raw tree before
+        // the schema walk, so the only problem reported is the limit (speed belongs in the load
+        // test, not here).
         let err = load_with(Some(file), HashMap::new()).unwrap_err();
-        let took = started.elapsed();
-        // It took 68 s (quadratic) before the depth limit; now a few milliseconds. The bound is
-        // loose so that a loaded machine does not fail the test.
-        assert!(took < Duration::from_secs(5), "{name} took {took:?}");
         assert_eq!(err.problems.len(), 1, "{name}: {err}");
         let message = &err.problems[0].message;
         assert!(

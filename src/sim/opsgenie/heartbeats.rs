@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::{lock, Reply};
+use super::lock;
+use super::reply::Reply;
 
 /// The heartbeat a new fake account has: the daemon's default `opsgenie.heartbeat_name`.
 pub const DEFAULT_HEARTBEAT: &str = "teleport-access-heartbeat";
