@@ -4,6 +4,7 @@
 //! folder), then environment variables `TELEPORT_OPSGENIE__SECTION__KEY`. Unknown keys are errors. Loading and validation live in
 //! [`mod@load`]; this file is the schema and its documentation.
 
+mod aliases;
 mod env;
 mod files;
 mod formats;
