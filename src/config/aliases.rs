@@ -98,7 +98,34 @@ const ALIASES: &[Alias] = &[
         origin: "a setting of Teleport's access plugins",
         action: Action::Refuse("name the schedules in the role's `teleport.dev/notify-services` annotation (see config/requester.yaml), or for every request in `opsgenie.default_schedules`"),
     },
+    Alias {
+        old: "opsgenie.rate_limits.alert_write",
+        new: "opsgenie.rate_limits.alert",
+        origin: "the old name (the limits now follow Opsgenie's own domains)",
+        action: Action::Rename,
+    },
+    Alias {
+        old: "opsgenie.rate_limits.alert_read",
+        new: "opsgenie.rate_limits.search",
+        origin: "the old name (the limits now follow Opsgenie's own domains: request status now counts under `opsgenie.rate_limits.alert`, with creates; `search` covers listing alerts)",
+        action: Action::Rename,
+    },
 ];
+
+/// An alias's old name close to `key` under `parent`, and its new name: "alert_writes" is a
+/// typo of the old `alert_write`, whose new name is `alert`.
+pub(super) fn near_old_name(parent: &str, key: &str) -> Option<&'static str> {
+    let candidates = ALIASES.iter().filter_map(|a| {
+        let (alias_parent, leaf) = a.old.rsplit_once('.').unwrap_or(("", a.old));
+        (alias_parent == parent).then_some((leaf, a.new))
+    });
+    let candidates: Vec<(&str, &str)> = candidates.collect();
+    let best = super::suggest::closest(key, candidates.iter().map(|(leaf, _)| *leaf))?;
+    candidates
+        .iter()
+        .find(|(leaf, _)| *leaf == best)
+        .map(|(_, new)| *new)
+}
 
 /// The new name of `dotted` (or of the section it is in) when it is simply renamed, e.g. for an
 /// environment variable with the old name.
@@ -171,10 +198,14 @@ pub(super) fn apply(
             Action::Rename => value,
             Action::RenameWith(map) => map(value),
         };
-        let new_set = origins
-            .keys()
-            .any(|k| k == alias.new || k.starts_with(&format!("{}.", alias.new)));
-        if new_set {
+        // Leaf by leaf: a renamed section may be set partly under each name, but the same
+        // value under both would leave us guessing which was meant.
+        let mut leaves = Vec::new();
+        collect_leaves(value, String::new(), &mut leaves);
+        let clash = leaves
+            .iter()
+            .any(|(suffix, _)| origins.contains_key(&format!("{}{suffix}", alias.new)));
+        if clash {
             problem(
                 format!("is {} for `{}`, which is set too", alias.origin, alias.new),
                 format!("keep only `{}`", alias.new),
@@ -188,41 +219,30 @@ pub(super) fn apply(
             )
             .hint(format!("rename it to `{}`", alias.new)),
         );
-        let new: Vec<String> = alias.new.split('.').map(str::to_owned).collect();
-        move_into(tree, &new, value);
-        if let Some(origin) = origin {
-            move_origins(origins, alias.old, alias.new, &origin);
-        }
-    }
-}
-
-/// Puts `value` at `path`, merging into a table there (the defaults' table of a renamed
-/// section, e.g. `rate_limits.alert`) instead of replacing it.
-fn move_into(tree: &mut Value, path: &[String], value: Value) {
-    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-    match (get_at(tree, &segments), value) {
-        (Some(Value::Object(_)), Value::Object(entries)) => {
-            for (key, child) in entries {
-                let mut deeper = path.to_vec();
-                deeper.push(key);
-                move_into(tree, &deeper, child);
+        for (suffix, leaf) in leaves {
+            let old_leaf = format!("{}{suffix}", alias.old);
+            let new_leaf = format!("{}{suffix}", alias.new);
+            let path: Vec<String> = new_leaf.split('.').map(str::to_owned).collect();
+            set_at(tree, &path, leaf);
+            if let Some(origin) = origins.remove(&old_leaf).or_else(|| origin.clone()) {
+                origins.insert(new_leaf, origin);
             }
         }
-        (_, value) => set_at(tree, path, value),
+        origins.retain(|k, _| !(k == alias.old || k.starts_with(&format!("{}.", alias.old))));
     }
 }
 
-fn move_origins(origins: &mut HashMap<String, String>, old: &str, new: &str, origin: &str) {
-    let moved: Vec<(String, String)> = origins
-        .iter()
-        .filter(|(k, _)| *k == old || k.starts_with(&format!("{old}.")))
-        .map(|(k, v)| (format!("{new}{}", &k[old.len()..]), v.clone()))
-        .collect();
-    origins.retain(|k, _| !(k == old || k.starts_with(&format!("{old}."))));
-    origins.extend(moved);
-    origins
-        .entry(new.to_owned())
-        .or_insert_with(|| origin.to_owned());
+/// The leaves of `value`, each with its path below `value` (`""` for `value` itself, else
+/// `.a.b`). An empty table is a leaf: it sets nothing, but it is still there.
+fn collect_leaves(value: Value, suffix: String, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, child) in map {
+                collect_leaves(child, format!("{suffix}.{key}"), out);
+            }
+        }
+        other => out.push((suffix, other)),
+    }
 }
 
 fn remove_at(tree: &mut Value, path: &[&str]) {

@@ -240,25 +240,28 @@ impl Default for OpsgenieConfig {
     }
 }
 
-/// Token buckets, one per API domain.
+/// Token buckets, one per API domain, as Opsgenie counts them: its limits apply separately per
+/// request domain, each with a per-second and a per-minute bucket.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
-    /// Alert writes: create, note, close.
-    pub alert_write: Limit,
-    /// Alert reads: request status, get and list alerts.
-    pub alert_read: Limit,
-    /// Who-is-on-call lookups.
+    /// Opsgenie's `Alert` domain: create, close, add note, request status and get alert.
+    /// Formerly `alert_write` (still read, with a warning).
+    pub alert: Limit,
+    /// Opsgenie's `Search` domain: listing alerts (the orphan sweep). Formerly `alert_read`
+    /// (still read, with a warning; request status moved to `alert`).
+    pub search: Limit,
+    /// Opsgenie's `Schedule-oncalls` domain: who-is-on-call lookups.
     pub schedule_oncalls: Limit,
-    /// Heartbeat pings.
+    /// Opsgenie's `Heartbeat` domain: heartbeat pings.
     pub heartbeat: Limit,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
-            alert_write: Limit::new(10, 300),
-            alert_read: Limit::new(10, 300),
+            alert: Limit::new(10, 300),
+            search: Limit::new(10, 300),
             schedule_oncalls: Limit::new(5, 100),
             heartbeat: Limit::new(1, 30),
         }
