@@ -13,6 +13,7 @@ pub mod load;
 mod problem;
 mod ranges;
 mod safe;
+mod settings;
 mod suggest;
 mod tree;
 mod validate;
@@ -325,6 +326,11 @@ pub struct AutoApprovalConfig {
     /// Failed on-call lookups retried before declining.
     /// Range: 0 to 100.
     pub lookup_retries: u32,
+    /// Most schedules consulted for one decision, after duplicates (names ignoring case, ids
+    /// exactly) are dropped: a request may name many, and each is looked up on every attempt.
+    /// Past the cap the rest are not consulted, and a decline says how many were left out.
+    /// Range: 1 to 100.
+    pub max_schedules: usize,
 }
 
 impl Default for AutoApprovalConfig {
@@ -340,6 +346,7 @@ impl Default for AutoApprovalConfig {
             allow_resource_requests: false,
             cache_ttl: Duration::from_secs(30),
             lookup_retries: 3,
+            max_schedules: crate::core::policy::DEFAULT_MAX_SCHEDULES,
         }
     }
 }

@@ -215,6 +215,12 @@ pub(super) const COUNTS: &[Count] = &[
         min: 0,
         max: 100,
     },
+    Count {
+        key: "auto_approval.max_schedules",
+        get: |c| c.auto_approval.max_schedules as u64,
+        min: 1,
+        max: 100,
+    },
 ];
 
 impl Span {
