@@ -381,7 +381,7 @@ fn settings(
             source: config.opsgenie.source.clone(),
         },
         claim_ttl: config.daemon.claim_ttl,
-        auto_approval: config.auto_approval.clone(),
+        auto_approval: (&config.auto_approval).into(),
         own_user: identity.username.clone(),
         claim_new_without_reading: !options.dry_run,
     }

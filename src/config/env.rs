@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use config::{Map as CMap, Source, Value as CValue, ValueKind};
 use serde_json::Value;
 
+use super::aliases;
 use super::load::ENV_PREFIX;
 use super::problem::{ConfigProblem, Warning};
 use super::safe;
@@ -107,7 +108,7 @@ pub(super) fn scan(
 ) -> EnvLayer {
     let mut layer = EnvLayer::default();
     for (name, value) in env_vars(injected, problems, warnings) {
-        add(&mut layer, defaults, &name, value, problems);
+        add(&mut layer, defaults, &name, value, problems, warnings);
     }
     layer
 }
@@ -118,11 +119,35 @@ fn add(
     name: &str,
     value: String,
     problems: &mut Vec<ConfigProblem>,
+    warnings: &mut Vec<Warning>,
 ) {
     let rest = name.get(ENV_PREFIX.len()..).unwrap_or_default();
-    let segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-    let dotted = segments.join(".");
+    let mut segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    let mut dotted = segments.join(".");
     let shown_name = safe::escape(name);
+    // An old name is read as its new one, with a warning naming the variable to set instead.
+    let renamed_to = aliases::renamed(&dotted).map(|(new, origin)| {
+        let new_name = format!(
+            "{ENV_PREFIX}{}",
+            new.replace('.', "__").to_ascii_uppercase()
+        );
+        warnings.push(
+            Warning::new(
+                shown_name.clone(),
+                format!("uses {origin} `{dotted}`; read as `{new}`"),
+            )
+            .hint(format!("rename it to {new_name}")),
+        );
+        (new, new_name)
+    });
+    let name = match &renamed_to {
+        Some((new, new_name)) => {
+            dotted = new.clone();
+            segments = new.split('.').map(str::to_owned).collect();
+            new_name.as_str()
+        }
+        None => name,
+    };
     let unknown = |suggestion: Option<String>| {
         ConfigProblem::new(
             dotted.clone(),
@@ -156,7 +181,14 @@ fn add(
             Value::Object(map) => match map.get(segment) {
                 Some(child) => node = child,
                 None => {
-                    problems.push(unknown(suggest_key(defaults, &parent, segment)));
+                    let hint = match aliases::replacement(&dotted) {
+                        Some(new) => Some(format!(
+                            "that is a setting of Teleport's access plugins; use {ENV_PREFIX}{}",
+                            new.replace('.', "__").to_ascii_uppercase()
+                        )),
+                        None => suggest_key(defaults, &parent, segment),
+                    };
+                    problems.push(unknown(hint));
                     return;
                 }
             },

@@ -42,6 +42,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use super::aliases;
 use super::layers::layer;
 use super::validate::check_semantics;
 use super::walk::{related, Loader};
@@ -168,7 +169,7 @@ fn load_with_problems(sources: &Sources) -> Result<WithProblems, ConfigError> {
     let mut loader = Loader::new()?;
     let mut warnings = Vec::new();
 
-    let Some(layered) = layer(
+    let Some(mut layered) = layer(
         sources,
         &loader.defaults,
         &mut loader.problems,
@@ -179,6 +180,12 @@ fn load_with_problems(sources: &Sources) -> Result<WithProblems, ConfigError> {
             warnings,
         });
     };
+    aliases::apply(
+        &mut layered.tree,
+        &mut layered.origins,
+        &mut loader.problems,
+        &mut warnings,
+    );
     loader.origins = layered.origins;
 
     let clean = loader.check_tree(&layered.tree);

@@ -4,6 +4,7 @@
 //! folder), then environment variables `TELEPORT_OPSGENIE__SECTION__KEY`. Unknown keys are errors. Loading and validation live in
 //! [`mod@load`]; this file is the schema and its documentation.
 
+mod aliases;
 mod env;
 mod files;
 mod formats;
@@ -12,6 +13,7 @@ pub mod load;
 mod problem;
 mod ranges;
 mod safe;
+mod settings;
 mod suggest;
 mod tree;
 mod validate;
@@ -239,25 +241,28 @@ impl Default for OpsgenieConfig {
     }
 }
 
-/// Token buckets, one per API domain.
+/// Token buckets, one per API domain, as Opsgenie counts them: its limits apply separately per
+/// request domain, each with a per-second and a per-minute bucket.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
-    /// Alert writes: create, note, close.
-    pub alert_write: Limit,
-    /// Alert reads: request status, get and list alerts.
-    pub alert_read: Limit,
-    /// Who-is-on-call lookups.
+    /// Opsgenie's `Alert` domain: create, close, add note, request status and get alert.
+    /// Formerly `alert_write` (still read, with a warning).
+    pub alert: Limit,
+    /// Opsgenie's `Search` domain: listing alerts (the orphan sweep). Formerly `alert_read`
+    /// (still read, with a warning; request status moved to `alert`).
+    pub search: Limit,
+    /// Opsgenie's `Schedule-oncalls` domain: who-is-on-call lookups.
     pub schedule_oncalls: Limit,
-    /// Heartbeat pings.
+    /// Opsgenie's `Heartbeat` domain: heartbeat pings.
     pub heartbeat: Limit,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
-            alert_write: Limit::new(10, 300),
-            alert_read: Limit::new(10, 300),
+            alert: Limit::new(10, 300),
+            search: Limit::new(10, 300),
             schedule_oncalls: Limit::new(5, 100),
             heartbeat: Limit::new(1, 30),
         }
@@ -321,6 +326,11 @@ pub struct AutoApprovalConfig {
     /// Failed on-call lookups retried before declining.
     /// Range: 0 to 100.
     pub lookup_retries: u32,
+    /// Most schedules consulted for one decision, after duplicates (names ignoring case, ids
+    /// exactly) are dropped: a request may name many, and each is looked up on every attempt.
+    /// Past the cap the rest are not consulted, and a decline says how many were left out.
+    /// Range: 1 to 100.
+    pub max_schedules: usize,
 }
 
 impl Default for AutoApprovalConfig {
@@ -336,6 +346,7 @@ impl Default for AutoApprovalConfig {
             allow_resource_requests: false,
             cache_ttl: Duration::from_secs(30),
             lookup_retries: 3,
+            max_schedules: crate::core::policy::DEFAULT_MAX_SCHEDULES,
         }
     }
 }

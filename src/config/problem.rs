@@ -154,8 +154,8 @@ impl Warning {
     /// Logs the warning through `tracing`, at its level.
     pub fn log(&self) {
         match self.level {
-            Level::Info => tracing::info!(key = %self.path, "{}", self.text()),
-            Level::Warn => tracing::warn!(key = %self.path, "{}", self.text()),
+            Level::Info => tracing::info!("Configuration: {self}"),
+            Level::Warn => tracing::warn!("Configuration: {self}"),
         }
     }
 

@@ -18,6 +18,13 @@ pub(super) fn suggest_key(defaults: &Value, parent: &str, key: &str) -> Option<S
     if let Some(best) = closest(key, siblings.iter().copied()) {
         return Some(format!("did you mean \"{best}\"?"));
     }
+    // A typo of an old name.
+    if let Some(new) = super::aliases::near_old_name(parent, key) {
+        return Some(format!(
+            "did you mean \"{}\"?",
+            new.rsplit('.').next().unwrap_or(new)
+        ));
+    }
     // The right key in the wrong section, e.g. `teleport.api_key`.
     let mut elsewhere = Vec::new();
     collect_paths(defaults, &mut Vec::new(), &mut elsewhere);

@@ -93,13 +93,13 @@ fn env_overrides_file_and_nests_with_double_underscores() {
     let (dir, mut env) = creds();
     let file = dir.write(
         "c.yaml",
-        "teleport:\n  addr: file.example.com:3025\n  refresh_identity: true\nopsgenie:\n  priority: P1\n  rate_limits:\n    alert_write:\n      per_second: 3\n",
+        "teleport:\n  addr: file.example.com:3025\n  refresh_identity: true\nopsgenie:\n  priority: P1\n  rate_limits:\n    alert:\n      per_second: 3\n",
     );
     env.extend(self::env(&[
         ("TELEPORT_OPSGENIE__TELEPORT__ADDR", "env.example.com:443"),
         ("teleport_opsgenie__teleport__refresh_identity", "false"),
         (
-            "TELEPORT_OPSGENIE__OPSGENIE__RATE_LIMITS__ALERT_WRITE__PER_SECOND",
+            "TELEPORT_OPSGENIE__OPSGENIE__RATE_LIMITS__ALERT__PER_SECOND",
             "7",
         ),
         ("TELEPORT_OPSGENIE__OPSGENIE__MAX_CONCURRENCY", " 4 "),
@@ -113,9 +113,9 @@ fn env_overrides_file_and_nests_with_double_underscores() {
     let config = load_with(Some(file), env).unwrap();
     assert_eq!(config.teleport.addr, "env.example.com:443");
     assert!(!config.teleport.refresh_identity);
-    assert_eq!(config.opsgenie.rate_limits.alert_write.per_second, 7);
+    assert_eq!(config.opsgenie.rate_limits.alert.per_second, 7);
     // Untouched file and default values survive next to the overrides.
-    assert_eq!(config.opsgenie.rate_limits.alert_write.per_minute, 300);
+    assert_eq!(config.opsgenie.rate_limits.alert.per_minute, 300);
     assert_eq!(config.opsgenie.priority, "P1");
     assert_eq!(config.opsgenie.max_concurrency, 4);
     assert_eq!(config.daemon.claim_ttl, Duration::from_secs(120));
@@ -205,7 +205,7 @@ fn unknown_keys_are_reported_with_suggestions() {
         problem(&err, "opsgenie.rate_limits.alert_writes")
             .hint
             .as_deref(),
-        Some("did you mean \"alert_write\"?")
+        Some("did you mean \"alert\"?")
     );
     assert_eq!(
         problem(&err, "opsgenie.rate_limits.heartbeat.per_secnod")
@@ -730,4 +730,55 @@ fn hostile_structure_fails_fast_with_a_clear_error() {
             "{name}: {message}"
         );
     }
+}
+
+#[test]
+fn old_rate_limit_names_are_read_as_the_new_domains_with_a_warning() {
+    let (dir, mut env) = creds();
+    let file = dir.write(
+        "c.yaml",
+        "opsgenie:\n  rate_limits:\n    alert_write:\n      per_second: 3\n    alert_read:\n      per_minute: 7\n",
+    );
+    env.insert(
+        "TELEPORT_OPSGENIE__OPSGENIE__RATE_LIMITS__ALERT_WRITE__PER_MINUTE".into(),
+        "40".into(),
+    );
+    let loaded = load_with_warnings(&Sources::file(file, env)).unwrap();
+    let limits = &loaded.config.opsgenie.rate_limits;
+    assert_eq!(limits.alert, crate::config::Limit::new(3, 40));
+    // Values the old section does not set keep the new section's defaults.
+    assert_eq!(limits.search, crate::config::Limit::new(10, 7));
+    let texts: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let find = |path: &str| {
+        texts
+            .iter()
+            .find(|t| t.starts_with(&format!("{path}: ")))
+            .unwrap_or_else(|| panic!("no warning for {path}: {texts:?}"))
+            .clone()
+    };
+    assert!(find("opsgenie.rate_limits.alert_write").contains("`opsgenie.rate_limits.alert`"));
+    let read = find("opsgenie.rate_limits.alert_read");
+    assert!(read.contains("`opsgenie.rate_limits.search`"), "{read}");
+    assert!(
+        read.contains("request status now counts under `opsgenie.rate_limits.alert`"),
+        "{read}"
+    );
+    assert!(
+        find("TELEPORT_OPSGENIE__OPSGENIE__RATE_LIMITS__ALERT_WRITE__PER_MINUTE")
+            .contains("TELEPORT_OPSGENIE__OPSGENIE__RATE_LIMITS__ALERT__PER_MINUTE")
+    );
+
+    // Old and new together: which wins would be a guess, so it is refused.
+    let both = dir.write(
+        "both.yaml",
+        "opsgenie:\n  rate_limits:\n    alert_write:\n      per_second: 3\n    alert:\n      per_second: 4\n",
+    );
+    let (_, env) = creds();
+    let err = load_with(Some(both), env).unwrap_err();
+    assert_eq!(
+        problem(&err, "opsgenie.rate_limits.alert_write")
+            .hint
+            .as_deref(),
+        Some("keep only `opsgenie.rate_limits.alert`")
+    );
 }

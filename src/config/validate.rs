@@ -210,6 +210,16 @@ pub(super) fn check_opsgenie(config: &mut Config, problems: &mut Vec<ConfigProbl
             let trimmed = key.expose().trim();
             if trimmed.is_empty() {
                 problems.push(ConfigProblem::new("opsgenie.api_key", "is empty"));
+            } else if looks_like_a_path(trimmed) {
+                // Teleport's plugins read `api_key` from a file when it starts with '/'; here
+                // the file has its own key. The value is not shown: it sits in a secret field.
+                problems.push(
+                    ConfigProblem::new(
+                        "opsgenie.api_key",
+                        "holds a file path, not a key (Teleport's plugins read a key file named there; teleport-opsgenie has `opsgenie.api_key_file` for that)",
+                    )
+                    .hint("rename `api_key` to `api_key_file`"),
+                );
             } else if trimmed.len() != key.expose().len() {
                 // Keys pasted with a trailing newline are common; whitespace is never part of one.
                 o.api_key = Some(Secret::new(trimmed));
@@ -408,4 +418,12 @@ pub(super) fn blank_entry(key: &str, items: &[String], what: &str) -> Option<Con
 
 pub(super) fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// Whether an `api_key` value is a file path rather than a key: no key starts with `/`, `./`,
+/// `../` or `~/`.
+fn looks_like_a_path(value: &str) -> bool {
+    ["/", "./", "../", "~/"]
+        .iter()
+        .any(|start| value.starts_with(start))
 }

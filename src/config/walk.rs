@@ -150,6 +150,9 @@ impl Loader {
                 if self.is_duration_key(&dotted) {
                     hints.push("write a duration such as 500ms, 30s, 5m or 1h30m".to_owned());
                 }
+                if dotted == "http.listen" {
+                    hints.push(listen_hint(value));
+                }
                 self.type_problem(dotted, message, hints);
             }
         }
@@ -240,4 +243,17 @@ pub(super) fn describe_kind(value: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "a table",
     }
+}
+
+/// A working example for a listen address that is not an IP address and port, using the
+/// operator's own port when there is one (`:9489`, `localhost:9489`).
+fn listen_hint(value: &Value) -> String {
+    let port = value
+        .as_str()
+        .and_then(|s| s.rsplit_once(':'))
+        .and_then(|(_, port)| port.trim().parse::<u16>().ok())
+        .unwrap_or(9469);
+    format!(
+        "write an IP address and a port: 127.0.0.1:{port} for this host only, or 0.0.0.0:{port} for every interface (a host name such as localhost is not accepted)"
+    )
 }

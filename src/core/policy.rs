@@ -6,10 +6,58 @@
 //! the requester is positively found on call; a failed lookup is never read as "not on call" (nor
 //! as "on call"), it is reported as a failure so the caller can retry.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use crate::config::AutoApprovalConfig;
-use crate::core::model::{distinct_trimmed, AccessRequest, SCHEDULES_ANNOTATION};
+use crate::core::model::{AccessRequest, SCHEDULES_ANNOTATION};
+
+/// How many schedules one decision consults by default (`auto_approval.max_schedules`).
+pub const DEFAULT_MAX_SCHEDULES: usize = 10;
+
+/// What the policy needs to know: a plain copy of the auto-approval settings, so that the core
+/// depends on nothing outside it (the configuration converts into this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// Whether auto-approval is on at all.
+    pub enabled: bool,
+    /// Schedules checked when a request names none in `teleport.dev/schedules`.
+    pub default_schedules: Vec<String>,
+    /// Appended as `@domain` to Teleport user names that have no `@`.
+    pub user_domain: Option<String>,
+    /// Explicit Teleport user → on-call user map.
+    pub users: BTreeMap<String, String>,
+    /// Roles that may be auto-approved (exact names or `*` globs); empty allows all.
+    pub allowed_roles: Vec<String>,
+    /// Roles that are never auto-approved.
+    pub denied_roles: Vec<String>,
+    /// Longest access that may be auto-approved; unlimited when `None`.
+    pub max_duration: Option<Duration>,
+    /// Whether requests for specific resources may be auto-approved.
+    pub allow_resource_requests: bool,
+    /// Failed on-call lookups retried before declining.
+    pub lookup_retries: u32,
+    /// Most schedules consulted for one decision, after duplicates are dropped; the rest are
+    /// not looked up, and a decline says so.
+    pub max_schedules: usize,
+}
+
+impl Default for PolicySettings {
+    /// The same defaults as the configuration's.
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            default_schedules: Vec::new(),
+            user_domain: None,
+            users: BTreeMap::new(),
+            allowed_roles: Vec::new(),
+            denied_roles: Vec::new(),
+            max_duration: None,
+            allow_resource_requests: false,
+            lookup_retries: 3,
+            max_schedules: DEFAULT_MAX_SCHEDULES,
+        }
+    }
+}
 
 /// Why a request is not auto-approved before anyone is looked up. `Display` gives the reason
 /// in words meant for the alert's readers.
@@ -54,21 +102,68 @@ pub enum Declined {
     ResourceRequest,
 }
 
+/// The schedules one decision consults, and how many more it does not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedules {
+    /// At most `max_schedules`, in the order given, without duplicates.
+    pub consulted: Vec<String>,
+    /// Distinct schedules past the cap: not looked up.
+    pub skipped: usize,
+}
+
 /// The schedules whose on-call users may be auto-approved for `request`: its
-/// `teleport.dev/schedules` annotation, else the configured defaults.
-pub fn approval_schedules(request: &AccessRequest, cfg: &AutoApprovalConfig) -> Vec<String> {
+/// `teleport.dev/schedules` annotation, else the configured defaults; trimmed, without
+/// duplicates (names compared ignoring case, schedule ids exactly), and at most
+/// `max_schedules` of them, so that a request naming hundreds cannot make a decision cost
+/// hundreds of lookups.
+pub fn schedules(request: &AccessRequest, cfg: &PolicySettings) -> Schedules {
     let annotated = request.annotation(SCHEDULES_ANNOTATION);
-    if !annotated.is_empty() {
-        return annotated;
+    let given: Vec<&str> = if annotated.is_empty() {
+        cfg.default_schedules.iter().map(|s| s.trim()).collect()
+    } else {
+        annotated.iter().map(|s| s.trim()).collect()
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut distinct: Vec<String> = Vec::new();
+    for schedule in given.into_iter().filter(|s| !s.is_empty()) {
+        let key = if is_schedule_id(schedule) {
+            schedule.to_owned()
+        } else {
+            schedule.to_lowercase()
+        };
+        if !seen.contains(&key) {
+            seen.push(key);
+            distinct.push(schedule.to_owned());
+        }
     }
-    distinct_trimmed(&cfg.default_schedules)
+    let skipped = distinct.len().saturating_sub(cfg.max_schedules);
+    distinct.truncate(cfg.max_schedules);
+    Schedules {
+        consulted: distinct,
+        skipped,
+    }
+}
+
+/// The schedules consulted for `request` (see [`schedules`]).
+pub fn approval_schedules(request: &AccessRequest, cfg: &PolicySettings) -> Vec<String> {
+    schedules(request, cfg).consulted
+}
+
+/// Whether `schedule` is an Opsgenie schedule id (a UUID) rather than a name.
+fn is_schedule_id(schedule: &str) -> bool {
+    let groups: Vec<&str> = schedule.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Everything that can be checked without asking who is on call. On success, the schedules to
 /// look up, in order.
 pub fn precheck(
     request: &AccessRequest,
-    cfg: &AutoApprovalConfig,
+    cfg: &PolicySettings,
     now: SystemTime,
 ) -> Result<Vec<String>, Declined> {
     if !cfg.enabled {
@@ -140,11 +235,7 @@ pub struct Match {
 /// An explicit mapping is authoritative: when `auto_approval.users` names the Teleport user,
 /// only the mapped Opsgenie user counts, so a different Opsgenie account that happens to share
 /// the Teleport name cannot approve on the requester's behalf.
-pub fn match_user(
-    teleport_user: &str,
-    on_call: &[String],
-    cfg: &AutoApprovalConfig,
-) -> Option<Match> {
+pub fn match_user(teleport_user: &str, on_call: &[String], cfg: &PolicySettings) -> Option<Match> {
     let find = |wanted: &str, rule: MatchRule| {
         on_call
             .iter()
@@ -194,7 +285,7 @@ pub enum Verdict {
 /// The caller may stop looking up at the first match; schedules not looked up do not count.
 pub fn decide(
     request: &AccessRequest,
-    cfg: &AutoApprovalConfig,
+    cfg: &PolicySettings,
     now: SystemTime,
     lookups: &[(String, Result<Vec<String>, String>)],
 ) -> Verdict {
@@ -224,8 +315,17 @@ pub fn decide(
     } else {
         lookups.iter().map(|(s, _)| s).collect()
     };
+    let skipped = self::schedules(request, cfg).skipped;
+    let unchecked = match skipped {
+        0 => String::new(),
+        n => format!(
+            " ({n} more schedule{} not checked: auto_approval.max_schedules is {})",
+            if n == 1 { " was" } else { "s were" },
+            cfg.max_schedules
+        ),
+    };
     Verdict::Decline(format!(
-        "Not auto-approved: {} is not on call in {}",
+        "Not auto-approved: {} is not on call in {}{unchecked}",
         request.user,
         quoted_list(&checked)
     ))
@@ -310,7 +410,6 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::core::model::ResourceId;
-    use std::collections::BTreeMap;
     use std::time::UNIX_EPOCH;
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -327,8 +426,8 @@ mod tests {
         }
     }
 
-    fn cfg() -> AutoApprovalConfig {
-        AutoApprovalConfig {
+    fn cfg() -> PolicySettings {
+        PolicySettings {
             enabled: true,
             default_schedules: vec!["Primary".into()],
             ..Default::default()
@@ -367,7 +466,7 @@ mod tests {
 
     #[test]
     fn schedules_come_from_the_annotation_else_the_defaults() {
-        let c = AutoApprovalConfig {
+        let c = PolicySettings {
             default_schedules: strings(&["D1", " D1 ", "", "D2"]),
             ..cfg()
         };
@@ -382,7 +481,7 @@ mod tests {
     fn precheck_table() {
         let now = t0() + Duration::from_secs(60);
         let base = request("alice", &["editor"]);
-        let with = |f: &dyn Fn(&mut AccessRequest, &mut AutoApprovalConfig)| {
+        let with = |f: &dyn Fn(&mut AccessRequest, &mut PolicySettings)| {
             let mut r = base.clone();
             let mut c = cfg();
             f(&mut r, &mut c);
@@ -553,7 +652,7 @@ mod tests {
 
     #[test]
     fn match_user_table() {
-        let c = AutoApprovalConfig {
+        let c = PolicySettings {
             user_domain: Some("example.com".into()),
             users: BTreeMap::from([
                 ("Bob".to_string(), "robert@corp.example".to_string()),
@@ -591,7 +690,7 @@ mod tests {
         for (user, want) in cases {
             assert_eq!(match_user(user, &on_call, &c), want, "{user}");
         }
-        let no_domain = AutoApprovalConfig {
+        let no_domain = PolicySettings {
             user_domain: Some("  ".into()),
             ..cfg()
         };
@@ -657,7 +756,7 @@ mod tests {
             }
         );
         // Policy declines come first, whatever the lookups say.
-        let denied = AutoApprovalConfig {
+        let denied = PolicySettings {
             denied_roles: strings(&["edit*"]),
             ..cfg()
         };
@@ -702,5 +801,111 @@ mod tests {
             lookup_failed_reason(&errors, Some(4)),
             "Not auto-approved: could not look up who is on call in \"S1\": HTTP 503 (gave up after 4 attempts)"
         );
+    }
+
+    #[test]
+    fn schedules_are_deduplicated_and_capped() {
+        const ID: &str = "6f1c2f4e-8a3b-4c2d-9e1f-0a1b2c3d4e5f";
+        const ID_UPPER: &str = "6F1C2F4E-8A3B-4C2D-9E1F-0A1B2C3D4E5F";
+        let many: Vec<String> = (0..500).map(|i| format!("S{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        // (case, schedules named, max_schedules, consulted, skipped)
+        type Case<'a> = (&'a str, Vec<&'a str>, usize, Vec<&'a str>, usize);
+        let cases: Vec<Case> = vec![
+            (
+                "names ignore case",
+                vec!["Primary", "primary", " PRIMARY "],
+                10,
+                vec!["Primary"],
+                0,
+            ),
+            (
+                "ids are exact",
+                vec![ID, ID_UPPER, ID],
+                10,
+                vec![ID, ID_UPPER],
+                0,
+            ),
+            ("order is kept", vec!["b", "a", "B"], 10, vec!["b", "a"], 0),
+            ("blanks dropped", vec!["", " ", "a"], 10, vec!["a"], 0),
+            ("capped", vec!["a", "b", "c", "d"], 2, vec!["a", "b"], 2),
+            (
+                "duplicates do not count towards the cap",
+                vec!["a", "A", "b"],
+                2,
+                vec!["a", "b"],
+                0,
+            ),
+            ("500 named", many.clone(), 10, many[..10].to_vec(), 490),
+        ];
+        for (name, given, cap, consulted, skipped) in cases {
+            let mut req = request("alice", &["dev"]);
+            req.system_annotations
+                .insert(SCHEDULES_ANNOTATION.into(), strings(&given));
+            let c = PolicySettings {
+                max_schedules: cap,
+                ..cfg()
+            };
+            assert_eq!(
+                schedules(&req, &c),
+                Schedules {
+                    consulted: strings(&consulted),
+                    skipped
+                },
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_decline_says_which_schedules_were_not_checked() {
+        let mut req = request("alice", &["dev"]);
+        req.system_annotations
+            .insert(SCHEDULES_ANNOTATION.into(), strings(&["a", "b", "c", "d"]));
+        let c = PolicySettings {
+            max_schedules: 2,
+            ..cfg()
+        };
+        let cases: Vec<(usize, &str)> = vec![
+            (
+                2,
+                " (2 more schedules were not checked: auto_approval.max_schedules is 2)",
+            ),
+            (
+                3,
+                " (1 more schedule was not checked: auto_approval.max_schedules is 3)",
+            ),
+            (4, ""),
+        ];
+        for (cap, tail) in cases {
+            let c = PolicySettings {
+                max_schedules: cap,
+                ..c.clone()
+            };
+            let consulted = approval_schedules(&req, &c);
+            assert_eq!(consulted.len(), cap);
+            let lookups: Vec<(String, Result<Vec<String>, String>)> = consulted
+                .iter()
+                .map(|s| (s.clone(), Ok(vec!["bob".to_owned()])))
+                .collect();
+            let Verdict::Decline(text) = decide(&req, &c, t0(), &lookups) else {
+                panic!("cap {cap}: not a decline");
+            };
+            let checked = consulted
+                .iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            assert_eq!(
+                text,
+                format!("Not auto-approved: alice is not on call in {checked}{tail}")
+            );
+        }
+        // An approval is unaffected by the schedules left out.
+        let lookups = vec![("a".to_owned(), Ok(vec!["alice".to_owned()]))];
+        assert!(matches!(
+            decide(&req, &c, t0(), &lookups),
+            Verdict::Approve { .. }
+        ));
     }
 }

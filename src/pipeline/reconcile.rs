@@ -20,11 +20,10 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, error, info, warn};
 
 use crate::backend::{Operation, Outcome};
-use crate::config::AutoApprovalConfig;
 use crate::core::model::{AccessRequest, Snapshot};
 use crate::core::plan::{self, PlanOptions, Step};
 use crate::core::plugin_data::{millis, Claim, Decision, Encoded, PluginData};
-use crate::core::policy::{self, Verdict};
+use crate::core::policy::{self, PolicySettings, Verdict};
 use crate::core::render::{self, AlertSettings};
 
 /// What an effect can fail with, as far as the reconcile loop cares.
@@ -109,7 +108,7 @@ pub struct Settings {
     /// on-call lookups and the review together).
     pub claim_ttl: Duration,
     /// The auto-approval policy. The planner asks for a decision only when it is enabled.
-    pub auto_approval: AutoApprovalConfig,
+    pub auto_approval: PolicySettings,
     /// The daemon's own Teleport user: its reviews are already explained on the alert by the
     /// decision note, so they get no review note of their own.
     pub own_user: String,
@@ -557,7 +556,7 @@ pub(crate) mod tests {
             replica: replica.into(),
             alert: AlertSettings::default(),
             claim_ttl: Duration::from_secs(60),
-            auto_approval: AutoApprovalConfig::default(),
+            auto_approval: PolicySettings::default(),
             own_user: OWN.into(),
             claim_new_without_reading: true,
         }
@@ -568,11 +567,11 @@ pub(crate) mod tests {
     /// Settings with auto-approval on, checking schedule "Primary" by default.
     fn approving(replica: &str) -> Settings {
         Settings {
-            auto_approval: AutoApprovalConfig {
+            auto_approval: PolicySettings {
                 enabled: true,
                 default_schedules: vec!["Primary".into()],
                 lookup_retries: 2,
-                ..AutoApprovalConfig::default()
+                ..PolicySettings::default()
             },
             ..settings(replica)
         }
@@ -926,7 +925,7 @@ pub(crate) mod tests {
 
     #[actix_rt::test]
     async fn policy_declines_need_no_lookup() {
-        type Tweak = Box<dyn Fn(&mut AccessRequest, &mut AutoApprovalConfig)>;
+        type Tweak = Box<dyn Fn(&mut AccessRequest, &mut PolicySettings)>;
         let cases: Vec<(&str, Tweak, &str)> = vec![
             (
                 "role denied",
