@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
     /// Alert creations per second the fake Opsgenie accepts, and the daemon's configured
-    /// `alert_write.per_second`; 0 is unlimited.
+    /// `alert.per_second`; 0 is unlimited.
     #[arg(long, default_value_t = 0)]
     backend_limit: u32,
     /// How long the fake Opsgenie takes to process an accepted request.
@@ -515,7 +515,7 @@ async fn run(daemon_bin: &Path, spec: &RunSpec, timeout: Duration) -> Result<Val
 
     // The daemon's configuration: the world's, quiet, with the backend limit.
     config.log.level = "warn".into();
-    config.opsgenie.rate_limits.alert_write = Limit::new(limit, 0);
+    config.opsgenie.rate_limits.alert = Limit::new(limit, 0);
     let config_file = world
         .write_config_file(config, "teleport-opsgenie.yaml")
         .map_err(|e| e.to_string())?;

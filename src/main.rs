@@ -22,9 +22,14 @@ struct Cli {
 enum Command {
     /// Run the daemon until SIGTERM or SIGINT.
     Start {
-        /// Configuration file (YAML or TOML).
+        /// Configuration file (YAML or TOML); give it more than once to layer files, later
+        /// wins [default: /etc/teleport-opsgenie.yaml, read when it exists].
         #[arg(short, long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
+        /// Drop-in folder: its *.yaml, *.yml and *.toml files are layered after the -c files,
+        /// in name order [default: /etc/teleport-opsgenie.d, read when it exists].
+        #[arg(long, value_name = "DIR")]
+        config_dir: Option<PathBuf>,
         /// Decide and log, but write nothing to Teleport or the backend.
         #[arg(long)]
         dry_run: bool,
@@ -33,9 +38,14 @@ enum Command {
     Configure,
     /// Validate the configuration and check that Teleport and the backend answer.
     Check {
-        /// Configuration file (YAML or TOML).
+        /// Configuration file (YAML or TOML); give it more than once to layer files, later
+        /// wins [default: /etc/teleport-opsgenie.yaml, read when it exists].
         #[arg(short, long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
+        /// Drop-in folder: its *.yaml, *.yml and *.toml files are layered after the -c files,
+        /// in name order [default: /etc/teleport-opsgenie.d, read when it exists].
+        #[arg(long, value_name = "DIR")]
+        config_dir: Option<PathBuf>,
     },
     /// Print the version.
     Version,
@@ -64,30 +74,56 @@ fn main() -> ExitCode {
             println!("teleport-opsgenie {}", env!("CARGO_PKG_VERSION"));
             exit::OK
         }
-        Command::Start { config, dry_run } => match config::load(&Sources::from_cli(config)) {
-            Ok(config) => start(config, dry_run),
+        Command::Start {
+            config,
+            config_dir,
+            dry_run,
+        } => match config::load_with_warnings(&Sources::from_cli(config, config_dir)) {
+            Ok(loaded) => start(loaded.config, &loaded.warnings, dry_run),
             Err(err) => config_failed(&err),
         },
-        Command::Check { config } => match config::load_for_check(&Sources::from_cli(config)) {
-            Ok((config, file_problems)) => {
-                install_crypto();
-                actix_rt::System::new().block_on(check::run(&config, &file_problems))
+        Command::Check { config, config_dir } => {
+            match config::load_for_check(&Sources::from_cli(config, config_dir)) {
+                Ok(loaded) => {
+                    for warning in &loaded.warnings {
+                        println!("{}: {warning}", level_word(warning.level));
+                    }
+                    install_crypto();
+                    actix_rt::System::new()
+                        .block_on(check::run(&loaded.config, &loaded.file_problems))
+                }
+                Err(err) => config_failed(&err),
             }
-            Err(err) => config_failed(&err),
-        },
+        }
     };
     ExitCode::from(code)
 }
 
 fn config_failed(err: &ConfigError) -> u8 {
+    for warning in &err.warnings {
+        eprintln!(
+            "teleport-opsgenie: {}: {warning}",
+            level_word(warning.level)
+        );
+    }
     eprintln!("teleport-opsgenie: the configuration has problems:\n{err}");
     exit::CONFIG
 }
 
-fn start(config: Config, dry_run: bool) -> u8 {
+fn level_word(level: config::Level) -> &'static str {
+    match level {
+        config::Level::Info => "note",
+        config::Level::Warn => "warning",
+    }
+}
+
+fn start(config: Config, warnings: &[config::Warning], dry_run: bool) -> u8 {
     if let Err(err) = telemetry::init_logging(&config.log) {
         eprintln!("teleport-opsgenie: {err}");
         return exit::CONFIG;
+    }
+    for warning in warnings {
+        warning.log();
     }
     install_crypto();
     let options = RunOptions {

@@ -590,3 +590,196 @@ thread_local! {
     static PKI: Pki = pki();
     static IDENTITY: String = PKI.with(|p| p.identity_file("access-plugin", DAY, KeyKind::EcdsaP256)).expect("identity");
 }
+
+// ----- configurations: ranges, hostile values and structure (the config helper's block) -----
+
+/// Runs `command -c <yaml>` (`check` or `start`); returns the exit code (`None` when killed by
+/// a signal, e.g. an abort) and stderr.
+fn run_config(dir: &Path, command: &str, yaml: &str) -> (Option<i32>, String) {
+    let path = dir.join(format!("{command}.yaml"));
+    std::fs::write(&path, yaml).expect("write config");
+    let out = Command::new(bin())
+        .args([command, "-c"])
+        .arg(&path)
+        .arg("--config-dir")
+        .arg(dir.join("no-drop-ins.d"))
+        .output()
+        .expect("run the binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A valid configuration in `dir` (real identity, API key file, loopback addresses only).
+fn good_config(dir: &Path) -> String {
+    let pki = pki();
+    let identity = dir.join("identity");
+    pki.write_identity_file(&identity, "access-plugin", DAY, KeyKind::EcdsaP256)
+        .expect("identity");
+    let key = dir.join("api-key");
+    std::fs::write(&key, "0123").expect("key");
+    std::fs::create_dir_all(dir.join("no-drop-ins.d")).expect("drop-in dir");
+    format!(
+        "teleport:\n  addr: 127.0.0.1:1\n  identity: {}\nopsgenie:\n  api_url: http://127.0.0.1:1\n  api_key_file: {}\n",
+        identity.display(),
+        key.display()
+    )
+}
+
+#[test]
+fn out_of_range_durations_and_counts_exit_78_naming_the_key_and_range() {
+    let dir = temp_dir("ranges");
+    let good = good_config(&dir);
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "daemon",
+            "claim_ttl",
+            "500000000000y",
+            "Range: 10ms to 1day.",
+        ),
+        (
+            "daemon",
+            "orphan_sweep_interval",
+            "500000000000y",
+            "Range: 0s (off), or 10ms to 7days.",
+        ),
+        (
+            "auto_approval",
+            "cache_ttl",
+            "500000000000y",
+            "Range: 0s (off), or 1ms to 1day.",
+        ),
+        (
+            "daemon",
+            "shutdown_timeout",
+            "500000000000y",
+            "Range: 0s (off), or 1ms to 1h.",
+        ),
+        ("opsgenie", "request_timeout", "0s", "Range: 1ms to 1h."),
+        (
+            "opsgenie",
+            "max_concurrency",
+            "4611686018427387904",
+            "Range: 1 to 1024.",
+        ),
+        (
+            "auto_approval",
+            "lookup_retries",
+            "4000000000",
+            "Range: 0 to 100.",
+        ),
+    ];
+    for (section, key, value, range) in cases {
+        let yaml = if good.contains(&format!("{section}:\n")) {
+            good.replace(
+                &format!("{section}:\n"),
+                &format!("{section}:\n  {key}: {value}\n"),
+            )
+        } else {
+            format!("{good}{section}:\n  {key}: {value}\n")
+        };
+        for command in ["check", "start"] {
+            let (code, stderr) = run_config(&dir, command, &yaml);
+            assert_eq!(code, Some(78), "{command} {section}.{key}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{section}.{key}: ")) && stderr.contains(range),
+                "{command} {section}.{key}: key or range not named in: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn config_errors_cut_long_values_escape_control_characters_and_never_echo_keys() {
+    let dir = temp_dir("safe-errors");
+    let good = good_config(&dir);
+    let genie_key = "6f1c2f4e-8a3b-4c2d-9e1f-0a1b2c3d4e5f";
+    let pem = "-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIBzNSuDYXx1Ncwl3mWbBY4pM4S4p0RpIgSa5Lq6TqD5m\\n-----END PRIVATE KEY-----";
+    // Files are refused past 1 MiB, and the environment holds at most 128 KiB per variable, so
+    // this is about the longest value that can reach validation.
+    let huge = "x".repeat(900_000);
+    let cases: Vec<(String, &str, Vec<&str>)> = vec![
+        // A key pasted where a path belongs.
+        (
+            good.replace(
+                "api_key_file: ",
+                &format!("api_key_file: {genie_key}\n  x_was: "),
+            ),
+            "opsgenie.api_key_file",
+            vec![genie_key],
+        ),
+        (
+            good.replace("  identity: ", &format!("  identity: \"{pem}\"\n  x_was: ")),
+            "teleport.identity",
+            vec![
+                "MC4CAQAwBQYDK2VwBCIEIBzNSuDYXx1Ncwl3mWbBY4pM4S4p0RpIgSa5Lq6TqD5m",
+                "PRIVATE KEY-----",
+            ],
+        ),
+        // A key in a field that is no secret, and as a key name.
+        (
+            good.replace(
+                "opsgenie:\n",
+                &format!("opsgenie:\n  priority: {genie_key}\n"),
+            ),
+            "opsgenie.priority",
+            vec![genie_key],
+        ),
+        (
+            format!("{good}\"{genie_key}\": 1\n"),
+            "<hidden>",
+            vec![genie_key],
+        ),
+        // Control and bidi characters in a key name.
+        (
+            format!("{good}\"te\\u001b[31mst\\u202e\": 1\n"),
+            "te\\u{1b}[31mst\\u{202e}",
+            vec!["\u{1b}", "\u{202e}"],
+        ),
+        // A 900,000-character value is cut, with its length.
+        (
+            good.replace("opsgenie:\n", &format!("opsgenie:\n  priority: {huge}\n")),
+            "(900000 characters)",
+            vec![&huge[..100]],
+        ),
+    ];
+    for (yaml, named, never) in &cases {
+        for command in ["check", "start"] {
+            let (code, stderr) = run_config(&dir, command, yaml);
+            let out = stderr;
+            assert!(
+                matches!(code, Some(69 | 78)),
+                "{command} {named}: exit {code:?}: {}",
+                &out[..out.len().min(2000)]
+            );
+            assert!(out.contains(named), "{command}: {named} not in {out}");
+            for secret in never {
+                assert!(!out.contains(secret), "{command} {named}: echoed in {out}");
+            }
+            assert!(
+                out.len() < 4096,
+                "{command} {named}: {} bytes of errors",
+                out.len()
+            );
+            assert!(!out.contains("panicked"), "{out}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hostile_structure_exits_78_naming_the_file() {
+    let dir = temp_dir("structure");
+    std::fs::create_dir_all(dir.join("no-drop-ins.d")).expect("drop-in dir");
+    let deep = format!("teleport: {}\n", "[".repeat(100_000));
+    for command in ["check", "start"] {
+        let (code, stderr) = run_config(&dir, command, &deep);
+        assert_eq!(code, Some(78), "{command}: {stderr}");
+        assert!(stderr.contains(&format!("{command}.yaml")), "{stderr}");
+        assert!(stderr.contains("nested deeper than 32 levels"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -82,12 +82,7 @@ async fn secrets_never_appear_in_errors_debug_or_logs() {
     for (name, text) in &bad {
         let file = dir.join(name);
         std::fs::write(&file, text).expect("write");
-        let err = config::load(&Sources {
-            file: Some(file),
-            env: Some(HashMap::new()),
-            require_file: true,
-        })
-        .expect_err(name);
+        let err = config::load(&Sources::file(file, HashMap::new())).expect_err(name);
         assert_no_secret(name, &format!("{err}\n{err:?}"), &secrets);
     }
     let mut env = HashMap::new();
@@ -100,9 +95,8 @@ async fn secrets_never_appear_in_errors_debug_or_logs() {
         key.clone(),
     );
     if let Err(err) = config::load(&Sources {
-        file: None,
         env: Some(env),
-        require_file: false,
+        ..Sources::default()
     }) {
         assert_no_secret("env", &format!("{err}\n{err:?}"), &secrets);
     }

@@ -700,8 +700,8 @@ mod tests {
             api_url: Some(url.to_owned()),
             request_timeout: Duration::from_secs(5),
             rate_limits: RateLimits {
-                alert_write: none,
-                alert_read: none,
+                alert: none,
+                search: none,
                 schedule_oncalls: none,
                 heartbeat: none,
             },

@@ -165,8 +165,8 @@ impl Limiter {
     /// Limits from the configuration.
     pub fn new(limits: &RateLimits) -> Self {
         let domains = [
-            (Domain::Alert, limits.alert_write),
-            (Domain::Search, limits.alert_read),
+            (Domain::Alert, limits.alert),
+            (Domain::Search, limits.search),
             (Domain::ScheduleOnCalls, limits.schedule_oncalls),
             (Domain::Heartbeat, limits.heartbeat),
         ]
@@ -182,8 +182,8 @@ impl Limiter {
     pub fn unlimited() -> Self {
         let none = Limit::new(0, 0);
         Self::new(&RateLimits {
-            alert_write: none,
-            alert_read: none,
+            alert: none,
+            search: none,
             schedule_oncalls: none,
             heartbeat: none,
         })
@@ -274,7 +274,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ten_thousand_waiters_complete_in_fifo_order() {
         let limiter = Limiter::new(&RateLimits {
-            alert_write: Limit::new(1000, 0),
+            alert: Limit::new(1000, 0),
             ..RateLimits::default()
         });
         let order = Arc::new(Mutex::new(Vec::with_capacity(10_000)));
@@ -374,8 +374,8 @@ mod tests {
     async fn request_status_waits_behind_creates_and_listing_does_not() {
         let one = Limit::new(1, 0);
         let limiter = Limiter::new(&RateLimits {
-            alert_write: one,
-            alert_read: one,
+            alert: one,
+            search: one,
             ..RateLimits::default()
         });
         let ops = ops();

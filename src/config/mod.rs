@@ -1,14 +1,29 @@
 //! Settings: the schema, with a default for every field.
 //!
-//! Layers, later wins: built-in defaults, a YAML or TOML file, then environment variables
-//! `TELEPORT_OPSGENIE__SECTION__KEY`. Unknown keys are errors. Loading and validation live in
+//! Layers, later wins: built-in defaults, YAML or TOML files (each `-c`, then the drop-in
+//! folder), then environment variables `TELEPORT_OPSGENIE__SECTION__KEY`. Unknown keys are errors. Loading and validation live in
 //! [`mod@load`]; this file is the schema and its documentation.
 
+mod aliases;
+mod env;
+mod files;
+mod formats;
+mod layers;
 pub mod load;
+mod problem;
+mod ranges;
+mod safe;
+mod suggest;
+mod tree;
+mod validate;
+mod walk;
+
+#[cfg(test)]
+mod tests;
 
 pub use load::{
-    load, load_for_check, validate, ConfigError, ConfigProblem, Sources, DEFAULT_CONFIG_PATH,
-    SAMPLE_TOML, SAMPLE_YAML,
+    load, load_for_check, load_with_warnings, validate, ConfigError, ConfigProblem, Level, Loaded,
+    Sources, Warning, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_PATH, SAMPLE_TOML, SAMPLE_YAML,
 };
 
 use std::collections::BTreeMap;
@@ -57,6 +72,7 @@ pub struct TeleportConfig {
     /// Re-read the identity file when it changes (tbot rewrites it).
     pub refresh_identity: bool,
     /// How often to check the identity file for changes.
+    /// Range: 10ms to 1day.
     #[serde(with = "humantime_serde")]
     pub refresh_identity_interval: Duration,
     /// Cluster name, needed for Proxy routing; read from the identity when unset.
@@ -67,13 +83,16 @@ pub struct TeleportConfig {
     /// Name under which progress is stored in Teleport's plugin data.
     pub plugin_name: String,
     /// Timeout for establishing a connection.
+    /// Range: 1ms to 1h.
     #[serde(with = "humantime_serde")]
     pub dial_timeout: Duration,
     /// Timeout for each unary call.
+    /// Range: 1ms to 1h.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
     /// A watch that delivers nothing for this long is closed and reopened (with a resync), in
     /// case the connection died without anyone noticing. `0s` turns this off.
+    /// Range: 0s (off), or 10ms to 1day.
     #[serde(with = "humantime_serde")]
     pub watch_silence_timeout: Duration,
 }
@@ -190,9 +209,11 @@ pub struct OpsgenieConfig {
     /// Name of the heartbeat pinged as a health check.
     pub heartbeat_name: String,
     /// Timeout of one HTTP call.
+    /// Range: 1ms to 1h.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Most calls in flight to the backend at once.
+    /// Range: 1 to 1024.
     pub max_concurrency: usize,
     /// Per-domain limits, per second and per minute.
     pub rate_limits: RateLimits,
@@ -219,25 +240,28 @@ impl Default for OpsgenieConfig {
     }
 }
 
-/// Token buckets, one per API domain.
+/// Token buckets, one per API domain, as Opsgenie counts them: its limits apply separately per
+/// request domain, each with a per-second and a per-minute bucket.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
-    /// Alert writes: create, note, close.
-    pub alert_write: Limit,
-    /// Alert reads: request status, get and list alerts.
-    pub alert_read: Limit,
-    /// Who-is-on-call lookups.
+    /// Opsgenie's `Alert` domain: create, close, add note, request status and get alert.
+    /// Formerly `alert_write` (still read, with a warning).
+    pub alert: Limit,
+    /// Opsgenie's `Search` domain: listing alerts (the orphan sweep). Formerly `alert_read`
+    /// (still read, with a warning; request status moved to `alert`).
+    pub search: Limit,
+    /// Opsgenie's `Schedule-oncalls` domain: who-is-on-call lookups.
     pub schedule_oncalls: Limit,
-    /// Heartbeat pings.
+    /// Opsgenie's `Heartbeat` domain: heartbeat pings.
     pub heartbeat: Limit,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
-            alert_write: Limit::new(10, 300),
-            alert_read: Limit::new(10, 300),
+            alert: Limit::new(10, 300),
+            search: Limit::new(10, 300),
             schedule_oncalls: Limit::new(5, 100),
             heartbeat: Limit::new(1, 30),
         }
@@ -249,8 +273,10 @@ impl Default for RateLimits {
 #[serde(default, deny_unknown_fields)]
 pub struct Limit {
     /// Calls per second.
+    /// Range: 0 to 10000.
     pub per_second: u32,
     /// Calls per minute.
+    /// Range: 0 to 600000.
     pub per_minute: u32,
 }
 
@@ -287,14 +313,17 @@ pub struct AutoApprovalConfig {
     /// Roles that are never auto-approved (exact names or `*` globs).
     pub denied_roles: Vec<String>,
     /// Longest access that may be auto-approved; unlimited when unset.
+    /// Range: 1s to 30days.
     #[serde(with = "humantime_serde")]
     pub max_duration: Option<Duration>,
     /// Whether requests for specific resources may be auto-approved.
     pub allow_resource_requests: bool,
     /// How long an on-call answer is reused.
+    /// Range: 0s (off), or 1ms to 1day.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
     /// Failed on-call lookups retried before declining.
+    /// Range: 0 to 100.
     pub lookup_retries: u32,
 }
 
@@ -325,6 +354,7 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// `/readyz` fails when the backend's last successful health check (a heartbeat ping,
     /// repeated every minute) is older than this.
+    /// Range: 10ms to 1day.
     #[serde(with = "humantime_serde")]
     pub ready_backend_window: Duration,
 }
@@ -373,18 +403,23 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
     /// How long side effects in flight may take to finish after SIGTERM.
+    /// Range: 0s (off), or 1ms to 1h.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     /// How long a replica holds a request while acting on it; a dead holder's claim expires.
+    /// Range: 10ms to 1day.
     #[serde(with = "humantime_serde")]
     pub claim_ttl: Duration,
     /// First delay before retrying a failed request; doubles up to `retry_max_delay`.
+    /// Range: 1ms to 1h.
     #[serde(with = "humantime_serde")]
     pub retry_min_delay: Duration,
     /// Longest delay between retries of a failed request.
+    /// Range: 1ms to 1day.
     #[serde(with = "humantime_serde")]
     pub retry_max_delay: Duration,
     /// How often to close alerts whose request no longer exists; `0s` disables.
+    /// Range: 0s (off), or 10ms to 7days.
     #[serde(with = "humantime_serde")]
     pub orphan_sweep_interval: Duration,
 }

@@ -181,10 +181,10 @@ impl World {
         config.teleport.web_proxy_addr = Some("teleport.example.com".into());
         config.opsgenie.api_url = Some(self.opsgenie.url());
         config.opsgenie.api_key = Some(Secret::new(self.opsgenie.api_key()));
-        config.opsgenie.rate_limits.alert_write.per_second = 0;
-        config.opsgenie.rate_limits.alert_write.per_minute = 0;
-        config.opsgenie.rate_limits.alert_read.per_second = 0;
-        config.opsgenie.rate_limits.alert_read.per_minute = 0;
+        config.opsgenie.rate_limits.alert.per_second = 0;
+        config.opsgenie.rate_limits.alert.per_minute = 0;
+        config.opsgenie.rate_limits.search.per_second = 0;
+        config.opsgenie.rate_limits.search.per_minute = 0;
         config.opsgenie.rate_limits.schedule_oncalls.per_second = 0;
         config.opsgenie.rate_limits.schedule_oncalls.per_minute = 0;
         config.http.enabled = false;

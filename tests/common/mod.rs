@@ -362,7 +362,7 @@ pub mod child {
         let zero = "{ per_second: 0, per_minute: 0 }";
         let text = format!(
             "teleport:\n  addr: \"{addr}\"\n  mode: auth\n  identity: \"{identity}\"\n  web_proxy_addr: teleport.example.com\n\
-             opsgenie:\n  api_url: \"{url}\"\n  api_key_file: \"{key}\"\n  rate_limits:\n    alert_write: {zero}\n    alert_read: {zero}\n    schedule_oncalls: {zero}\n    heartbeat: {zero}\n\
+             opsgenie:\n  api_url: \"{url}\"\n  api_key_file: \"{key}\"\n  rate_limits:\n    alert: {zero}\n    search: {zero}\n    schedule_oncalls: {zero}\n    heartbeat: {zero}\n\
              http:\n  enabled: true\n  listen: 127.0.0.1:0\n\
              log:\n  level: {level}\n  format: json\n\
              daemon:\n  retry_min_delay: 20ms\n  retry_max_delay: 500ms\n  shutdown_timeout: {shutdown_timeout}\n",
