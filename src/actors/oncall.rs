@@ -22,18 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures::future::{AbortHandle, FutureExt, LocalBoxFuture, Shared};
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use tokio::time::Instant;
-use tracing::{debug, warn};
-
-/// How long a lookup may stay unanswered before the cache takes it as wedged and restarts. The
-/// gateway stops retrying a call after two minutes (`RetryPolicy::deadline`) plus one request
-/// timeout; five minutes leaves room for waiting in the rate limiter's queue as well, so only a
-/// lookup that has stopped making progress reaches it.
-pub const STUCK_AFTER: Duration = Duration::from_secs(300);
-
-/// How often the cache looks for wedged lookups.
-pub const WATCHDOG_EVERY: Duration = Duration::from_secs(10);
+use tracing::debug;
 
 /// Looks up the users on call in a schedule (by name or id); the error is a human-readable
 /// message.
@@ -46,9 +37,8 @@ pub enum OnCallError {
     /// The lookup failed (backend error, throttling, timeout).
     #[error("{0}")]
     Lookup(String),
-    /// The cache stopped before it answered: it is not running, or it restarted and dropped
-    /// the lookup (see the module docs).
-    #[error("the on-call cache is not running or restarted before it answered")]
+    /// The cache stopped before it answered (it is being restarted).
+    #[error("the on-call cache is not running")]
     Stopped,
 }
 
@@ -63,6 +53,15 @@ pub struct WhoIsOnCall {
     pub schedule: String,
 }
 
+/// How long a lookup may stay unanswered before the cache takes it as wedged and restarts. The
+/// gateway stops retrying a call after two minutes (`RetryPolicy::deadline`) plus one request
+/// timeout; five minutes leaves room for waiting in the rate limiter's queue as well, so only a
+/// lookup that has stopped making progress reaches it.
+pub const STUCK_AFTER: Duration = Duration::from_secs(300);
+
+/// How often the cache looks for wedged lookups.
+pub const WATCHDOG_EVERY: Duration = Duration::from_secs(10);
+
 type Pending = Shared<LocalBoxFuture<'static, Result<OnCallUsers, OnCallError>>>;
 
 enum Entry {
@@ -75,7 +74,7 @@ enum Entry {
         /// When it started, for the watchdog.
         started: Instant,
         /// Cuts it short on a restart, so its askers are answered.
-        abort: AbortHandle,
+        abort: futures::future::AbortHandle,
     },
 }
 
@@ -112,7 +111,7 @@ impl OnCallCache {
                 _ => None,
             });
         if let Some(schedule) = wedged {
-            warn!(
+            tracing::warn!(
                 schedule,
                 waited_s = STUCK_AFTER.as_secs(),
                 "An on-call lookup has not finished; restarting the on-call cache."

@@ -13,6 +13,8 @@
 //! - The request-status path (`/v2/alerts/requests/{id}`) and the heartbeat ping under this base
 //!   are unverified mirrors of Opsgenie's; the REST API's heartbeats are team-scoped.
 
+pub mod rest;
+
 use http::HeaderMap;
 
 use super::opsgenie::OpsgenieCodec;

@@ -374,8 +374,8 @@ mod tests {
     async fn request_status_waits_behind_creates_and_listing_does_not() {
         let one = Limit::new(1, 0);
         let limiter = Limiter::new(&RateLimits {
-            alert_write: one,
-            alert_read: one,
+            alert: one,
+            search: one,
             ..RateLimits::default()
         });
         let ops = ops();

@@ -601,3 +601,74 @@ async fn heartbeats_are_team_scoped_on_rest() {
     assert_eq!(c.fake.undocumented_calls().len(), 1);
     assert_eq!(c.fake.calls_to("ping_heartbeat").len(), 3);
 }
+
+/// The REST decoders (`backend::jsm::rest`) read what the fake answers, following `next` links
+/// to the end of each list.
+#[tokio::test]
+async fn the_rest_decoders_read_the_fakes_answers_page_by_page() {
+    use crate::backend::jsm::rest as decode;
+    let c = Client::new(FakeJsmOptions::default()).await;
+    for n in 0..5 {
+        c.events(
+            reqwest::Method::POST,
+            "/v2/alerts",
+            Some(create_body(&format!("teleport-access-request/{n}"))),
+        )
+        .await;
+    }
+    c.fake
+        .wait_until(WAIT, "five alerts", |f| f.alerts().len() == 5)
+        .await
+        .unwrap();
+    let raw = |path: String| {
+        let c = &c;
+        async move {
+            let response = c
+                .http
+                .get(format!("{}{path}", c.fake.rest_url()))
+                .basic_auth(DEFAULT_EMAIL, Some(DEFAULT_API_TOKEN))
+                .send()
+                .await
+                .unwrap();
+            response.bytes().await.unwrap()
+        }
+    };
+    let mut aliases = Vec::new();
+    let mut next = Some("/v1/alerts?query=status%3Aopen&size=2".to_owned());
+    let mut pages = 0;
+    while let Some(path) = next {
+        let page = decode::alert_page(&raw(path).await).unwrap();
+        assert_eq!(page.count, Some(5));
+        aliases.extend(page.items.iter().map(|a| a.alias.clone()));
+        next = page.next().map(str::to_owned);
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    aliases.sort();
+    let expected: Vec<String> = (0..5)
+        .map(|n| format!("teleport-access-request/{n}"))
+        .collect();
+    assert_eq!(aliases, expected);
+
+    let id = c
+        .fake
+        .add_schedule("SRE Primary", None, &["acc-1", "acc-2"]);
+    let page =
+        decode::schedule_page(&raw("/v1/schedules?query=SRE%20Primary".into()).await).unwrap();
+    assert_eq!(decode::schedule_id(&page, "sre primary"), Some(id.as_str()));
+    let users = decode::on_call_users(&raw(format!("/v1/schedules/{id}/on-calls?flat=true")).await)
+        .unwrap();
+    assert_eq!(users, ["acc-1", "acc-2"]);
+    let nested = decode::on_call_users(&raw(format!("/v1/schedules/{id}/on-calls")).await).unwrap();
+    assert_eq!(nested, users);
+    let (_, accepted) = c
+        .events(reqwest::Method::POST, "/v2/alerts", Some(create_body("x")))
+        .await;
+    let request_id = accepted["requestId"].as_str().unwrap().to_owned();
+    c.processed(&request_id).await;
+    let status =
+        decode::request_status(&raw(format!("/v1/alerts/requests/{request_id}")).await).unwrap();
+    assert!(status.is_success);
+    assert_eq!(status.alias, "x");
+    assert!(c.fake.undocumented_calls().is_empty());
+}
