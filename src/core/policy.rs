@@ -811,7 +811,7 @@ mod tests {
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         // (case, schedules named, max_schedules, consulted, skipped)
         type Case<'a> = (&'a str, Vec<&'a str>, usize, Vec<&'a str>, usize);
-        let cases: Vec<Case> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 "names ignore case",
                 vec!["Primary", "primary", " PRIMARY "],
