@@ -120,7 +120,7 @@ pub(super) fn near_old_name(parent: &str, key: &str) -> Option<&'static str> {
         (alias_parent == parent).then_some((leaf, a.new))
     });
     let candidates: Vec<(&str, &str)> = candidates.collect();
-    let best = super::suggest::closest(key, candidates.iter().map(|(leaf, _)| *leaf))?;
+    let best = super::typo::closest(key, candidates.iter().map(|(leaf, _)| *leaf))?;
     candidates
         .iter()
         .find(|(leaf, _)| *leaf == best)

@@ -16,9 +16,9 @@ use config::{Map as CMap, Source, Value as CValue, ValueKind};
 use serde_json::Value;
 
 use super::aliases;
-use super::load::ENV_PREFIX;
 use super::problem::{ConfigProblem, Warning};
 use super::safe;
+use super::sources::ENV_PREFIX;
 use super::suggest::suggest_key;
 use super::tree::get_at;
 use super::walk::FREE_MAPS;

@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 
 use super::env::{self, EnvLayer, UserEntries, ENV_ORIGIN};
 use super::formats::{FileFormat, Kind, ParseError};
-use super::load::{Sources, DEFAULT_CONFIG_PATH};
 use super::problem::{ConfigProblem, Warning};
 use super::safe;
+use super::sources::{Sources, DEFAULT_CONFIG_PATH};
 use super::Config;
 
 /// Largest configuration file read: far above any real one (the annotated sample is 12 KiB),

@@ -14,8 +14,10 @@ mod problem;
 mod ranges;
 mod safe;
 mod settings;
+mod sources;
 mod suggest;
 mod tree;
+mod typo;
 mod validate;
 mod walk;
 

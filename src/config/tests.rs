@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::suggest::{closest, edit_distance};
 use super::tree::collect_paths;
+use super::typo::closest;
 use super::validate::check_host_port;
 use super::*;
 use crate::config::{BackendKind, LogFormat};
@@ -579,10 +579,12 @@ fn host_port_checks() {
 }
 
 #[test]
-fn edit_distance_and_suggestions() {
-    assert_eq!(edit_distance("api_kye", "api_key"), 1);
-    assert_eq!(edit_distance("kitten", "sitting"), 3);
-    assert_eq!(edit_distance("", "abc"), 3);
+fn typos_are_suggested_by_edit_distance() {
+    // One transposition is one edit.
+    assert_eq!(
+        closest("api_kye", ["api_key", "api_url"].into_iter()),
+        Some("api_key")
+    );
     assert_eq!(
         closest("Priorty", ["priority", "tags"].into_iter()),
         Some("priority")
