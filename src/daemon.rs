@@ -24,6 +24,7 @@ use crate::http::{Heartbeat, HttpError, Monitor, Probes};
 use crate::metrics::Metrics;
 use crate::pipeline::effects::{on_call_lookup, LiveEffects, TeleportSource};
 use crate::pipeline::reconcile::Settings;
+use crate::pipeline::request::Observe;
 use crate::pipeline::requests::{CountActive, Requests};
 use crate::pipeline::shared::Shared;
 use crate::teleport::client::{Connected, TeleportClient};
@@ -96,6 +97,9 @@ impl StartError {
     }
 }
 
+/// How long steps cut short at shutdown get to release their claims (one compare-and-swap each).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A running daemon.
 pub struct Daemon {
     stream: Addr<EventStream<TeleportSource>>,
@@ -167,7 +171,6 @@ impl Daemon {
             );
             move |_| OnCallCache::new(lookup, ttl)
         });
-        let sweep = start_sweep(&config, &options, &teleport, &gateway);
         let effects = LiveEffects {
             teleport: teleport.clone(),
             client,
@@ -186,6 +189,13 @@ impl Daemon {
             .with_metrics(Arc::clone(&metrics)),
         );
         let registry = Requests::new(Rc::clone(&shared)).start();
+        let sweep = start_sweep(
+            &config,
+            &options,
+            &teleport,
+            &gateway,
+            registry.clone().recipient(),
+        );
         let health = Rc::new(WatchHealth::default());
         let source = Rc::new(TeleportSource(teleport.clone()));
         let (sink, h) = (registry.clone().recipient(), Rc::clone(&health));
@@ -305,9 +315,17 @@ impl Daemon {
         if finished {
             info!("Stopped cleanly.");
         } else {
+            // Cut the rest short: each releases its claim, recording what it sent as
+            // unconfirmed, so a restart (or the next pod) resumes at once and verifies it.
+            let in_flight = self.shared.steps_in_flight();
+            self.shared.settings.stop.stop();
+            let released = tokio::time::timeout(RELEASE_TIMEOUT, self.shared.wait_idle())
+                .await
+                .is_ok();
             warn!(
-                in_flight = self.shared.steps_in_flight(),
-                "Stopped with steps still in flight; they will be redone after restart."
+                in_flight,
+                released,
+                "Stopped with steps still in flight; they released their claims and are verified and redone after restart."
             );
         }
         if let Some((_, server)) = &self.http {
@@ -379,6 +397,8 @@ fn settings(
         auto_approval: config.auto_approval.clone(),
         own_user: identity.username.clone(),
         claim_new_without_reading: !options.dry_run,
+        dry_run: options.dry_run,
+        stop: Default::default(),
     }
 }
 
@@ -411,6 +431,7 @@ fn start_sweep(
     options: &RunOptions,
     teleport: &ClientHandle,
     gateway: &Addr<Gateway>,
+    pipeline: Recipient<Observe>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let every = config.daemon.orphan_sweep_interval;
     let tag = config.opsgenie.tags.first()?.trim().to_owned();
@@ -425,7 +446,9 @@ fn start_sweep(
             ticks.tick().await;
             // The client of the moment: the identity may have been renewed since start.
             let client = teleport.get();
-            if let Err(err) = crate::pipeline::sweep::sweep_once(&client, &gateway, &tag).await {
+            let swept =
+                crate::pipeline::sweep::sweep_once(&client, &gateway, &pipeline, &tag).await;
+            if let Err(err) = swept {
                 warn!(error = %err, "Orphan sweep failed; trying again at the next interval.");
             }
         }

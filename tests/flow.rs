@@ -117,7 +117,13 @@ async fn reviews_become_notes_while_pending_and_two_approvals_approve() {
     assert!(a.notes[0]
         .text
         .starts_with("reviewer1@example.com approved the request"));
-    assert!(a.notes[0].text.ends_with("Reason: okay"));
+    assert!(
+        a.notes[0]
+            .text
+            .ends_with("Reason: okay\n\n[teleport-opsgenie: review-0]"),
+        "{}",
+        a.notes[0].text
+    );
     assert_eq!(a.status, AlertStatus::Open);
     assert_eq!(
         world.teleport.request_state(&id),
