@@ -148,7 +148,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         "second review approves: two review notes and the closing note",
     );
 
-    // 4. Deleted: the alert is closed as expired.
+    // 4. Deleted: the alert is closed, and its note says the request was deleted.
     let deleted = create(&world, &mut t, REQUESTER, "wrong role").await?;
     world.teleport.delete_request(&deleted)?;
     t.say(&format!("deleted {deleted}"));
@@ -157,9 +157,9 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         a.as_ref().is_some_and(|a| {
             a.notes
                 .iter()
-                .any(|n| n.text.contains("expired or was deleted"))
+                .any(|n| n.text == teleport_opsgenie::core::render::DELETED_NOTE)
         }),
-        "deleted request: alert closed as expired",
+        "deleted request: alert closed, its note says the request was deleted",
     );
 
     // 5. On call: the daemon approves at once, and says why on the alert.

@@ -198,7 +198,7 @@ async fn deletion_closes_the_alert_as_expired() {
     let a = closed(&world, &id).await;
     assert_eq!(
         a.notes.last().map(|n| n.text.as_str()),
-        Some("Access request expired or was deleted.")
+        Some("Access request was deleted (by a user, or by Teleport once it expired).")
     );
     daemon.shutdown().await;
 }

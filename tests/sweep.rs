@@ -37,10 +37,7 @@ async fn sweep_closes_alerts_of_requests_deleted_while_down() {
     // The sweep closes the orphan.
     let closed = closed(&world, &gone).await;
     assert!(
-        closed
-            .notes
-            .iter()
-            .any(|n| n.text.contains("expired or was deleted")),
+        closed.notes.iter().any(|n| n.text.contains("was deleted")),
         "{:?}",
         closed.notes
     );

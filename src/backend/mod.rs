@@ -9,54 +9,9 @@ pub mod limiter;
 pub mod opsgenie;
 pub mod retry;
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
-/// The JSON body of an alert creation, within Opsgenie's documented limits
-/// (`core::render` guarantees them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AlertPayload {
-    /// At most 130 characters.
-    pub message: String,
-    /// `teleport-access-request/<id>`; the backend de-duplicates open alerts on it.
-    pub alias: String,
-    /// At most 15,000 characters.
-    pub description: String,
-    /// At most 50.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub responders: Vec<Responder>,
-    /// At most 20 tags of at most 50 characters.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// String to string, at most 8,000 characters in all.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub details: BTreeMap<String, String>,
-    /// At most 512 characters.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub entity: String,
-    /// At most 100 characters.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub source: String,
-    /// `P1` to `P5`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub priority: String,
-}
-
-/// Who an alert notifies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Responder {
-    /// `schedule`, `team`, `escalation` or `user`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Set when the configured value is a UUID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Set otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
+// The alert's shape belongs to the core (render produces it); re-exported so callers keep
+// naming it `backend::AlertPayload`.
+pub use crate::core::alert::{AlertPayload, Responder};
 
 /// Which alert a call acts on. Once the alert id is known, calls address the alert by id: an
 /// alias names whichever alert carries it (the open one, else the newest), which after a close and

@@ -1,5 +1,6 @@
 //! The functional core: plain functions and data, no I/O, no clocks, no actors.
 
+pub mod alert;
 pub mod model;
 pub mod plan;
 pub mod plugin_data;

@@ -19,7 +19,9 @@ pub enum Resolution {
     Denied,
     /// The request was promoted to an access list.
     Promoted,
-    /// The request was deleted or expired.
+    /// The request is gone: deleted, by a user or by Teleport when it expired (Teleport cannot
+    /// tell which). Stored as `expired`, the hosted plugin's word; the alert's note says
+    /// "was deleted".
     Expired,
 }
 

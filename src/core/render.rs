@@ -1,16 +1,21 @@
 //! What the alert and its notes say. Every field is kept within Opsgenie's documented limits by
 //! truncating, never by rejecting: an alert that says less is better than no alert.
+//!
+//! Opsgenie is a Java service, and Java strings count UTF-16 code units: a character outside
+//! the Basic Multilingual Plane (most emoji) is two. The limits are counted that way here, and
+//! cuts fall on character boundaries, so a field within them is within them whichever way the
+//! server counts (characters, code points or UTF-16 units; never more units than that).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::backend::{AlertPayload, Responder};
+use crate::core::alert::{AlertPayload, Responder};
 use crate::core::model::{
     AccessRequest, RequestState, Review, NOTIFY_SERVICES_ANNOTATION, TEAMS_ANNOTATION,
 };
 use crate::core::plugin_data::Resolution;
 
-/// Opsgenie's documented field limits, in characters.
+/// Opsgenie's documented field limits, in UTF-16 code units (see the module docs).
 pub mod limits {
     /// `message`.
     pub const MESSAGE: usize = 130;
@@ -176,9 +181,14 @@ pub fn responder(kind: &str, value: &str) -> Responder {
     }
 }
 
-/// Whether `value` is a hyphenated UUID (how Opsgenie writes ids).
+/// Whether `value` is a hyphenated UUID, 8-4-4-4-12 hex digits (how Opsgenie writes ids).
 pub fn is_uuid(value: &str) -> bool {
-    value.len() == 36 && uuid::Uuid::try_parse(value).is_ok()
+    let b = value.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 fn tags(configured: &[String]) -> Vec<String> {
@@ -226,13 +236,19 @@ pub fn review_note(review: &Review) -> String {
     truncate(&note, limits::NOTE)
 }
 
+/// The closing note of a request that is gone.
+pub const DELETED_NOTE: &str =
+    "Access request was deleted (by a user, or by Teleport once it expired).";
+
 /// The note that closes the alert.
 pub fn resolution_note(resolution: Resolution, reason: &str) -> String {
     let mut note = match resolution {
         Resolution::Approved => "Access request approved.".to_owned(),
         Resolution::Denied => "Access request denied.".to_owned(),
         Resolution::Promoted => "Access request promoted to an access list.".to_owned(),
-        Resolution::Expired => "Access request expired or was deleted.".to_owned(),
+        // Teleport cannot tell a deletion from an expiry (it deletes expired requests), so the
+        // note says what is known: the request was deleted. The stored tag stays `expired`.
+        Resolution::Expired => DELETED_NOTE.to_owned(),
     };
     if !reason.trim().is_empty() {
         note.push_str(&format!("\nReason: {}", reason.trim()));
@@ -245,12 +261,30 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// `text` cut to at most `max` characters, ending with `…` when cut.
+/// The length of `text` as Opsgenie counts it: UTF-16 code units.
+pub fn utf16_len(text: &str) -> usize {
+    text.chars().map(char::len_utf16).sum()
+}
+
+/// `text` cut to at most `max` UTF-16 code units, at a character boundary, ending with `…`
+/// (one unit) when cut.
 pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
+    if utf16_len(text) <= max {
         return text.to_owned();
     }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    if max == 0 {
+        return String::new();
+    }
+    let budget = max - 1;
+    let mut used = 0;
+    let mut out = String::new();
+    for c in text.chars() {
+        used += c.len_utf16();
+        if used > budget {
+            break;
+        }
+        out.push(c);
+    }
     out.push('…');
     out
 }
@@ -386,16 +420,16 @@ mod tests {
         let mut s = settings();
         s.tags = (0..30).map(|i| format!("{i}-{}", "t".repeat(60))).collect();
         let a = alert(&req, &s);
-        assert_eq!(a.message.chars().count(), limits::MESSAGE);
-        assert!(a.description.chars().count() <= limits::DESCRIPTION);
+        assert_eq!(utf16_len(&a.message), limits::MESSAGE);
+        assert!(utf16_len(&a.description) <= limits::DESCRIPTION);
         assert!(a.description.contains("Request ID:"), "the link survives");
         assert_eq!(a.responders.len(), limits::RESPONDERS);
         assert_eq!(a.tags.len(), limits::TAGS);
-        assert!(a.tags.iter().all(|t| t.chars().count() <= limits::TAG));
+        assert!(a.tags.iter().all(|t| utf16_len(t) <= limits::TAG));
         let details_len: usize = a
             .details
             .iter()
-            .map(|(k, v)| k.chars().count() + v.chars().count())
+            .map(|(k, v)| utf16_len(k) + utf16_len(v))
             .sum();
         assert!(details_len <= limits::DETAILS);
     }
@@ -418,14 +452,95 @@ mod tests {
         );
         assert_eq!(
             resolution_note(Resolution::Expired, ""),
-            "Access request expired or was deleted."
+            "Access request was deleted (by a user, or by Teleport once it expired)."
         );
+        // Each resolution reads as what happened, never one for another.
+        let table = [
+            (Resolution::Approved, "Access request approved."),
+            (Resolution::Denied, "Access request denied."),
+            (
+                Resolution::Promoted,
+                "Access request promoted to an access list.",
+            ),
+            (Resolution::Expired, DELETED_NOTE),
+        ];
+        for (resolution, want) in table {
+            assert_eq!(resolution_note(resolution, ""), want, "{resolution:?}");
+        }
+        assert!(!DELETED_NOTE.contains("closed as expired"));
     }
 
     #[test]
-    fn truncation_counts_characters_not_bytes() {
-        assert_eq!(truncate("ééé", 3), "ééé");
-        assert_eq!(truncate("éééé", 3), "éé…");
-        assert_eq!(truncate("", 0), "");
+    fn truncation_counts_utf16_units_and_cuts_at_char_boundaries() {
+        let grin = "\u{1F600}"; // outside the BMP: two UTF-16 units, four UTF-8 bytes
+        let table: [(&str, usize, &str); 12] = [
+            ("ééé", 3, "ééé"),
+            ("éééé", 3, "éé…"),
+            ("", 0, ""),
+            ("abc", 0, ""),
+            ("abc", 1, "…"),
+            ("abc", 3, "abc"),
+            ("\u{1F600}\u{1F600}", 4, "\u{1F600}\u{1F600}"),
+            ("\u{1F600}\u{1F600}", 3, "\u{1F600}…"),
+            // The emoji does not fit beside the ellipsis: cut before it, never inside it.
+            ("\u{1F600}\u{1F600}", 2, "…"),
+            ("a\u{1F600}b", 3, "a…"),
+            ("a\u{1F600}b", 4, "a\u{1F600}b"),
+            // Combining marks are characters of their own (BMP, one unit each).
+            ("e\u{301}e\u{301}", 3, "e\u{301}…"),
+        ];
+        for (text, max, want) in table {
+            let got = truncate(text, max);
+            assert_eq!(got, want, "truncate({text:?}, {max})");
+            assert!(utf16_len(&got) <= max, "{got:?} within {max}");
+        }
+        assert_eq!(utf16_len(&grin.repeat(130)), 260);
+    }
+
+    #[test]
+    fn every_field_limit_holds_in_utf16_units() {
+        // 130 emoji are 260 units: each limited field is cut to its limit, with room for
+        // the ellipsis, and what is left is still valid UTF-8 (a String).
+        let emoji = "\u{1F680}".repeat(30_000);
+        let mut req = request();
+        req.user = emoji.clone();
+        req.request_reason = emoji.clone();
+        req.roles = vec![emoji.clone()];
+        let mut s = settings();
+        s.cluster = emoji.clone();
+        s.source = emoji.clone();
+        s.tags = vec![emoji.clone()];
+        let a = alert(&req, &s);
+        let table: [(&str, &str, usize); 5] = [
+            ("message", &a.message, limits::MESSAGE),
+            ("description", &a.description, limits::DESCRIPTION),
+            ("entity", &a.entity, limits::ENTITY),
+            ("source", &a.source, limits::SOURCE),
+            ("tag", &a.tags[0], limits::TAG),
+        ];
+        for (field, value, max) in table {
+            let units = utf16_len(value);
+            assert!(units <= max, "{field}: {units} > {max}");
+            assert!(
+                units >= max - 2,
+                "{field}: cut no shorter than needed ({units} of {max})"
+            );
+            assert!(value.ends_with('…'), "{field}");
+        }
+        let details_len: usize = a
+            .details
+            .iter()
+            .map(|(k, v)| utf16_len(k) + utf16_len(v))
+            .sum();
+        assert!(details_len <= limits::DETAILS);
+        let review = Review {
+            author: emoji.clone(),
+            proposed_state: RequestState::Approved,
+            reason: emoji.clone(),
+            created: None,
+        };
+        assert!(utf16_len(&review_note(&review)) <= limits::NOTE);
+        assert!(utf16_len(&resolution_note(Resolution::Denied, &emoji)) <= limits::NOTE);
+        assert!(utf16_len(&alias(&emoji)) <= limits::ALIAS);
     }
 }

@@ -410,7 +410,7 @@ async fn deletion_closes_the_alert_as_expired() {
     );
     assert_eq!(
         texts(&fx).last().map(String::as_str),
-        Some("Access request expired or was deleted.")
+        Some("Access request was deleted (by a user, or by Teleport once it expired).")
     );
     assert_eq!(stored(&fx).resolution, Some(Resolution::Expired));
 }

@@ -152,6 +152,9 @@ impl World {
             .map_err(setup("starting the fake Opsgenie"))?;
         opsgenie.add_schedule(NOTIFY_SCHEDULE, None, &[]);
         opsgenie.add_schedule(APPROVAL_SCHEDULE, None, &[]);
+        // Responders are resolved by name, as Opsgenie does: the team the guide's roles name
+        // must exist for the alert to reach it.
+        opsgenie.add_team(NOTIFY_TEAM, None);
 
         let dir = match options.dir {
             Some(dir) => dir,

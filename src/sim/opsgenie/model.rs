@@ -1,17 +1,14 @@
-//! The fake account's state: alerts, asynchronous requests, schedules and the call log.
-//!
-//! Everything lives behind one mutex in [`super::FakeOpsgenie`]; every lookup the hot path needs
-//! (alert by id, tiny id or alias; request by id; schedule by id or name) is a hash-map hit so
-//! the load test's thousands of calls stay cheap.
+//! What the fake holds and shows: alerts, notes and the call log, and their wire forms
+//! (`BaseAlert`, `Alert` and `AlertNote` of the official definitions).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
-use uuid::Uuid;
 
-use super::validate::{ActionPayload, CreatePayload, Responder};
+use super::directory::ResolvedResponder;
+use super::validate::Responder;
 
 /// Whether an alert is open or closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +55,11 @@ pub struct Alert {
     pub message: String,
     /// Description, if any.
     pub description: Option<String>,
-    /// Responders as sent.
+    /// Responders as the create sent them (by id, name or username).
     pub responders: Vec<Responder>,
+    /// The responders Opsgenie resolved them to, in order; those naming nothing known are
+    /// left out. Alert answers list these, by `{type, id}`.
+    pub routed_to: Vec<ResolvedResponder>,
     /// `visibleTo` as sent.
     pub visible_to: Vec<Responder>,
     /// Custom actions.
@@ -90,6 +90,10 @@ pub struct Alert {
     pub updated_at: SystemTime,
     /// Last (de-duplicated) create.
     pub last_occurred_at: SystemTime,
+    /// When it was acknowledged, if it was.
+    pub acknowledged_at: Option<SystemTime>,
+    /// `user` of the acknowledge call, if any.
+    pub acknowledged_by: Option<String>,
     /// When it was closed, if it is.
     pub closed_at: Option<SystemTime>,
     /// `user` of the close call, if any.
@@ -114,94 +118,23 @@ pub struct Call {
     pub auth_ok: bool,
     /// Parsed JSON body, if the body was non-empty JSON.
     pub body: Option<Value>,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The body as received (lossy UTF-8; empty when there was none or it was too large).
+    pub raw_body: String,
     /// Status the fake answered.
     pub status: u16,
+    /// The body the fake answered, exactly as sent.
+    pub response_body: String,
+    /// The fault injected into this call, if any (e.g. `garbled answer (html), applied`,
+    /// `fails after acceptance: …`, `503 instead of the call`).
+    pub fault: Option<String>,
     /// Wall-clock time of receipt.
     pub received_at: SystemTime,
     /// Tokio time of receipt (follows a paused test clock).
     pub received_instant: Instant,
     /// The `X-Request-ID` / `requestId` the fake answered with.
     pub request_id: String,
-}
-
-/// `identifierType` of the alert endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IdKind {
-    Id,
-    Alias,
-    Tiny,
-}
-
-impl IdKind {
-    pub(crate) fn parse(s: Option<&str>) -> Option<IdKind> {
-        match s {
-            None | Some("id") => Some(IdKind::Id),
-            Some("alias") => Some(IdKind::Alias),
-            Some("tiny") => Some(IdKind::Tiny),
-            Some(_) => None,
-        }
-    }
-}
-
-/// What a queued request will do when processed.
-#[derive(Debug)]
-pub(crate) enum Action {
-    Create(Box<CreatePayload>),
-    AddNote(ActionPayload),
-    Close(ActionPayload),
-    Acknowledge(ActionPayload),
-}
-
-/// An accepted (202) request waiting for its processing time.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    pub request_id: String,
-    pub ready_at: Instant,
-    /// Target alert for actions other than create.
-    pub target: Option<(String, IdKind)>,
-    pub action: Action,
-}
-
-/// The result the request-status endpoint reports once a request is processed.
-#[derive(Debug, Clone)]
-pub(crate) struct Outcome {
-    pub action: &'static str,
-    pub success: bool,
-    pub status: String,
-    pub alert_id: String,
-    pub alias: String,
-    pub processed_at: SystemTime,
-}
-
-/// An on-call schedule.
-#[derive(Debug, Clone)]
-pub(crate) struct Schedule {
-    pub id: String,
-    pub name: String,
-    pub on_call: Vec<String>,
-}
-
-/// The whole mutable state of the fake account.
-#[derive(Debug, Default)]
-pub(crate) struct State {
-    pub alerts: Vec<Alert>,
-    by_id: HashMap<String, usize>,
-    by_tiny: HashMap<String, usize>,
-    /// The open alert carrying an alias (the de-duplication key).
-    open_by_alias: HashMap<String, usize>,
-    /// The newest alert carrying an alias, open or closed.
-    latest_by_alias: HashMap<String, usize>,
-    /// Request id → outcome (`None` while queued).
-    pub requests: HashMap<String, Option<Outcome>>,
-    /// FIFO of accepted requests; processed in order of receipt, like a queue.
-    pub pending: VecDeque<Pending>,
-    pub schedules: Vec<Schedule>,
-    sched_by_id: HashMap<String, usize>,
-    sched_by_name: HashMap<String, usize>,
-    /// Stable user ids for the nested on-call answer.
-    user_ids: HashMap<String, String>,
-    pub calls: Vec<Call>,
-    next_tiny: u64,
 }
 
 pub(crate) fn epoch_ms(t: SystemTime) -> u128 {
@@ -214,245 +147,34 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-impl State {
-    /// Finds an alert; an alias prefers the open alert, else the newest one with that alias.
-    pub(crate) fn resolve(&self, ident: &str, kind: IdKind) -> Option<usize> {
-        match kind {
-            IdKind::Id => self.by_id.get(ident).copied(),
-            IdKind::Tiny => self.by_tiny.get(ident).copied(),
-            IdKind::Alias => self
-                .open_by_alias
-                .get(ident)
-                .or_else(|| self.latest_by_alias.get(ident))
-                .copied(),
-        }
-    }
-
-    pub(crate) fn newest_by_alias(&self, alias: &str) -> Option<&Alert> {
-        self.latest_by_alias.get(alias).map(|&i| &self.alerts[i])
-    }
-
-    /// Applies every queued request whose time has come. Returns true if anything changed.
-    pub(crate) fn process_due(&mut self, now: Instant) -> bool {
-        let mut changed = false;
-        while self.pending.front().is_some_and(|p| p.ready_at <= now) {
-            let Some(p) = self.pending.pop_front() else {
-                break;
-            };
-            let outcome = self.apply(p.target, p.action);
-            self.requests.insert(p.request_id, Some(outcome));
-            changed = true;
-        }
-        changed
-    }
-
-    fn apply(&mut self, target: Option<(String, IdKind)>, action: Action) -> Outcome {
-        let now = SystemTime::now();
-        let outcome = |action, success, status: &str, alert: Option<&Alert>| Outcome {
-            action,
-            success,
-            status: status.to_owned(),
-            alert_id: alert.map(|a| a.id.clone()).unwrap_or_default(),
-            alias: alert.map(|a| a.alias.clone()).unwrap_or_default(),
-            processed_at: now,
-        };
-        let (name, p) = match action {
-            Action::Create(c) => return self.create(*c, now),
-            Action::AddNote(p) => ("AddNote", p),
-            Action::Close(p) => ("Close", p),
-            Action::Acknowledge(p) => ("Acknowledge", p),
-        };
-        let idx = target.and_then(|(ident, kind)| self.resolve(&ident, kind));
-        let Some(idx) = idx else {
-            return outcome(name, false, "Alert does not exist", None);
-        };
-        let alert = &mut self.alerts[idx];
-        let status = match name {
-            "Close" if alert.status == AlertStatus::Closed => {
-                // Idempotent: nothing changes, but the caller's goal (closed) holds.
-                return outcome(name, true, "Alert is already closed", Some(alert));
-            }
-            "Close" => {
-                alert.status = AlertStatus::Closed;
-                alert.closed_at = Some(now);
-                alert.closed_by = p.user.clone();
-                if self.open_by_alias.get(&alert.alias) == Some(&idx) {
-                    self.open_by_alias.remove(&alert.alias);
-                }
-                "Closed alert"
-            }
-            "Acknowledge" => {
-                alert.acknowledged = true;
-                "Acknowledged alert"
-            }
-            _ => "Added note",
-        };
-        if let Some(text) = p.note {
-            alert.notes.push(Note {
-                text,
-                user: p.user,
-                source: p.source,
-                added_at: now,
-            });
-        }
-        alert.updated_at = now;
-        outcome(name, true, status, Some(alert))
-    }
-
-    /// Applies a create at once; the alert id.
-    pub(crate) fn insert_created(&mut self, c: CreatePayload) -> String {
-        self.create(c, SystemTime::now()).alert_id
-    }
-
-    fn create(&mut self, c: CreatePayload, now: SystemTime) -> Outcome {
-        if let Some(&idx) = c.alias.as_ref().and_then(|a| self.open_by_alias.get(a)) {
-            let alert = &mut self.alerts[idx];
-            alert.count += 1;
-            alert.last_occurred_at = now;
-            alert.updated_at = now;
-            return Outcome {
-                action: "Create",
-                success: true,
-                status: "Alert with the same alias is open, count increased".into(),
-                alert_id: alert.id.clone(),
-                alias: alert.alias.clone(),
-                processed_at: now,
-            };
-        }
-        self.next_tiny += 1;
-        let id = format!("{}-{}", Uuid::new_v4(), epoch_ms(now));
-        let alias = c.alias.unwrap_or_else(|| id.clone());
-        let notes = c
-            .note
-            .map(|text| Note {
-                text,
-                user: c.user.clone(),
-                source: c.source.clone(),
-                added_at: now,
-            })
-            .into_iter()
-            .collect();
-        let alert = Alert {
-            id: id.clone(),
-            tiny_id: self.next_tiny.to_string(),
-            alias: alias.clone(),
-            message: c.message,
-            description: c.description,
-            responders: c.responders,
-            visible_to: c.visible_to,
-            actions: c.actions,
-            tags: c.tags,
-            details: c.details,
-            priority: c.priority,
-            entity: c.entity,
-            source: c.source.unwrap_or_default(),
-            user: c.user,
-            status: AlertStatus::Open,
-            acknowledged: false,
-            count: 1,
-            notes,
-            created_at: now,
-            updated_at: now,
-            last_occurred_at: now,
-            closed_at: None,
-            closed_by: None,
-        };
-        let idx = self.alerts.len();
-        self.by_id.insert(id.clone(), idx);
-        self.by_tiny.insert(alert.tiny_id.clone(), idx);
-        self.open_by_alias.insert(alias.clone(), idx);
-        self.latest_by_alias.insert(alias.clone(), idx);
-        self.alerts.push(alert);
-        Outcome {
-            action: "Create",
-            success: true,
-            status: "Created alert".into(),
-            alert_id: id,
-            alias,
-            processed_at: now,
-        }
-    }
-
-    /// Adds or replaces a schedule; returns its id.
-    pub(crate) fn add_schedule(
-        &mut self,
-        name: &str,
-        id: Option<&str>,
-        on_call: &[&str],
-    ) -> String {
-        let id = id.map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
-        let schedule = Schedule {
-            id: id.clone(),
-            name: name.to_owned(),
-            on_call: on_call.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        if let Some(&i) = self.sched_by_name.get(name) {
-            let old = std::mem::replace(&mut self.schedules[i], schedule);
-            self.sched_by_id.remove(&old.id);
-            self.sched_by_id.insert(id.clone(), i);
-        } else {
-            let i = self.schedules.len();
-            self.schedules.push(schedule);
-            self.sched_by_id.insert(id.clone(), i);
-            self.sched_by_name.insert(name.to_owned(), i);
-        }
-        id
-    }
-
-    /// Finds a schedule by the given identifier type.
-    pub(crate) fn schedule(&self, ident: &str, by_name: bool) -> Option<usize> {
-        if by_name {
-            self.sched_by_name.get(ident).copied()
-        } else {
-            self.sched_by_id.get(ident).copied()
-        }
-    }
-
-    /// Finds a schedule by name, then by id (for the test helpers).
-    pub(crate) fn schedule_any(&self, ident: &str) -> Option<usize> {
-        self.schedule(ident, true)
-            .or_else(|| self.schedule(ident, false))
-    }
-
-    pub(crate) fn user_id(&mut self, username: &str) -> String {
-        self.user_ids
-            .entry(username.to_owned())
-            .or_insert_with(|| Uuid::new_v4().to_string())
-            .clone()
-    }
-}
-
-impl Outcome {
-    pub(crate) fn to_json(&self, integration_id: &str) -> Value {
-        json!({
-            "success": self.success,
-            "isSuccess": self.success,
-            "action": self.action,
-            "status": self.status,
-            "alertId": self.alert_id,
-            "alias": self.alias,
-            "processedAt": rfc3339(self.processed_at),
-            "integrationId": integration_id,
-        })
-    }
-}
-
-fn recipients_json(rs: &[Responder]) -> Value {
+fn responders_json(rs: &[ResolvedResponder]) -> Value {
     rs.iter()
-        .map(|r| {
-            let mut o = serde_json::Map::new();
-            o.insert("type".into(), r.kind.clone().into());
-            for (k, v) in [("id", &r.id), ("name", &r.name), ("username", &r.username)] {
-                if let Some(v) = v {
-                    o.insert(k.into(), v.clone().into());
-                }
-            }
-            Value::Object(o)
-        })
+        .map(|r| json!({"type": r.kind, "id": r.id}))
         .collect()
 }
 
 impl Alert {
+    /// `AlertReport`: times in milliseconds since creation, and who acted.
+    fn report(&self) -> Value {
+        let since = |t: SystemTime| epoch_ms(t).saturating_sub(epoch_ms(self.created_at));
+        let mut o = serde_json::Map::new();
+        if let Some(t) = self.acknowledged_at {
+            o.insert("ackTime".into(), json!(since(t)));
+            o.insert(
+                "acknowledgedBy".into(),
+                json!(self.acknowledged_by.clone().unwrap_or_default()),
+            );
+        }
+        if let Some(t) = self.closed_at {
+            o.insert("closeTime".into(), json!(since(t)));
+            o.insert(
+                "closedBy".into(),
+                json!(self.closed_by.clone().unwrap_or_default()),
+            );
+        }
+        Value::Object(o)
+    }
+
     /// The wire form: `BaseAlert` for lists, the full `Alert` for get.
     pub(crate) fn to_json(&self, full: bool, integration_id: &str) -> Value {
         let mut v = json!({
@@ -472,15 +194,9 @@ impl Alert {
             "source": self.source,
             "owner": self.user.clone().unwrap_or_default(),
             "priority": self.priority,
-            "responders": recipients_json(&self.responders),
+            "responders": responders_json(&self.routed_to),
             "integration": {"id": integration_id, "name": "Fake API integration", "type": "API"},
-            "report": match (&self.closed_at, &self.closed_by) {
-                (Some(t), by) => json!({
-                    "closeTime": epoch_ms(*t).saturating_sub(epoch_ms(self.created_at)),
-                    "closedBy": by.clone().unwrap_or_default(),
-                }),
-                _ => json!({}),
-            },
+            "report": self.report(),
         });
         if full {
             if let Some(o) = v.as_object_mut() {
@@ -494,7 +210,6 @@ impl Alert {
                     json!(self.description.clone().unwrap_or_default()),
                 );
                 o.insert("details".into(), json!(self.details));
-                o.insert("visibleTo".into(), recipients_json(&self.visible_to));
             }
         }
         v

@@ -2,6 +2,14 @@
 
 use super::*;
 
+use std::time::Duration;
+
+use axum::http::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+mod answers;
+
 const CONFIG_ONLY_KEY: &str = "99999999-8888-7777-6666-555555555555";
 
 fn client() -> reqwest::Client {
@@ -16,6 +24,8 @@ struct Answer {
     status: u16,
     headers: reqwest::header::HeaderMap,
     body: Value,
+    /// The body exactly as received.
+    text: String,
 }
 
 impl Answer {
@@ -33,6 +43,10 @@ async fn send(method: &str, url: &str, auth: Option<&str>, body: Option<Value>) 
     if let Some(b) = body {
         req = req.json(&b);
     }
+    answer(req).await
+}
+
+async fn answer(req: reqwest::RequestBuilder) -> Answer {
     let resp = req.send().await.expect("send");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -42,7 +56,27 @@ async fn send(method: &str, url: &str, auth: Option<&str>, body: Option<Value>) 
         status,
         headers,
         body,
+        text,
     }
+}
+
+/// Sends `body` as is, with this `Content-Type` (none when `None`), with the fake's key.
+async fn send_raw(
+    fake: &FakeOpsgenie,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> Answer {
+    let method = Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = client()
+        .request(method, format!("{}{path}", fake.url()))
+        .header("Authorization", format!("GenieKey {}", fake.api_key()))
+        .body(body.to_owned());
+    if let Some(ct) = content_type {
+        req = req.header("Content-Type", ct);
+    }
+    answer(req).await
 }
 
 /// Calls the fake with its own key.

@@ -3,6 +3,7 @@
 //! The real service enforces these server-side and answers 422 with an `errors` map naming each
 //! offending field; the fake does the same so that clients meet the failures in tests instead of
 //! in production. The error texts are our own wording (the vendor's exact texts are unknown).
+//! Lengths are UTF-16 code units (see `chars`).
 
 use std::collections::BTreeMap;
 
@@ -65,8 +66,10 @@ pub(crate) struct ActionPayload {
     pub source: Option<String>,
 }
 
+/// Length as Opsgenie counts it: it is a Java service, and Java strings are UTF-16, so a
+/// character outside the Basic Multilingual Plane (most emoji) counts two.
 fn chars(s: &str) -> usize {
-    s.chars().count()
+    s.encode_utf16().count()
 }
 
 /// Reads an optional string field, checking its type and length.
@@ -330,6 +333,10 @@ mod tests {
         let e = create(&json!({"message": "x".repeat(131)})).unwrap_err();
         assert!(e.contains_key("message"));
         assert!(create(&json!({"message": "é".repeat(130)})).is_ok());
+        // Outside the BMP: two units each, as Java counts.
+        assert!(create(&json!({"message": "\u{1F600}".repeat(65)})).is_ok());
+        let e = create(&json!({"message": "\u{1F600}".repeat(66)})).unwrap_err();
+        assert!(e.contains_key("message"));
         let e = create(
             &json!({"message": "m", "alias": "a".repeat(513), "priority": "P6",
             "tags": vec!["t"; 21], "details": {"k": 1}}),
@@ -357,6 +364,46 @@ mod tests {
             .map(|i| json!({"type": "team", "id": i.to_string()}))
             .collect();
         assert!(create(&json!({"message": "m", "responders": many})).is_err());
+    }
+
+    #[test]
+    fn every_limit_is_counted_in_utf16_units() {
+        // (field, limit): at the limit in emoji (two units each) passes, one unit more fails.
+        let create_fields = [
+            ("message", MESSAGE_MAX),
+            ("alias", ALIAS_MAX),
+            ("description", DESCRIPTION_MAX),
+            ("entity", ENTITY_MAX),
+            ("source", SOURCE_MAX),
+            ("user", USER_MAX),
+            ("note", NOTE_MAX),
+        ];
+        let at = |n: usize| "\u{1F600}".repeat(n / 2) + &"a".repeat(n % 2);
+        for (field, max) in create_fields {
+            let mut ok = json!({"message": "m"});
+            ok[field] = json!(at(max));
+            assert!(create(&ok).is_ok(), "{field} at {max} units");
+            let mut over = json!({"message": "m"});
+            over[field] = json!(at(max) + "a");
+            let e = create(&over).unwrap_err();
+            assert!(e.contains_key(field), "{field} over {max} units: {e:?}");
+        }
+        let tag_ok = json!({"message": "m", "tags": [at(TAG_LEN_MAX)]});
+        assert!(create(&tag_ok).is_ok());
+        let tag_over = json!({"message": "m", "tags": [at(TAG_LEN_MAX) + "a"]});
+        assert!(create(&tag_over).unwrap_err().contains_key("tags"));
+        for (field, max) in [
+            ("note", NOTE_MAX),
+            ("user", USER_MAX),
+            ("source", SOURCE_MAX),
+        ] {
+            let mut over = json!({"note": "n"});
+            over[field] = json!(at(max) + "a");
+            assert!(
+                action(&over, true).unwrap_err().contains_key(field),
+                "{field}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,290 @@
+//! The single entry point of every call: reads the body, applies auth, faults and rate limits
+//! uniformly, dispatches on the route, then adds the common envelope and records the call.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State as AxState};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::auth::{authenticate, Auth};
+use super::model::Call;
+use super::reply::Reply;
+use super::route::{route, Route};
+use super::server::Inner;
+use super::write_faults::WriteFault;
+use super::{lock, notes, reads, search, writes, JSM_PREFIX, MAX_BODY};
+
+pub(super) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Everything a handler needs about one call.
+pub(super) struct Ctx<'a> {
+    pub(super) inner: &'a Inner,
+    pub(super) route: Route,
+    /// Raw path (with the JSM prefix, if used).
+    pub(super) path: &'a str,
+    /// Path without the JSM prefix; what routing sees.
+    pub(super) api_path: &'a str,
+    pub(super) query: Option<&'a str>,
+    pub(super) body: Option<&'a Result<Value, serde_json::Error>>,
+    pub(super) peer: IpAddr,
+    pub(super) request_id: &'a str,
+    /// The request's `Content-Type`, if any.
+    pub(super) content_type: Option<&'a str>,
+    /// Whether the request had a non-empty body.
+    pub(super) has_body: bool,
+    /// Set by an injected fault: the write fails with this status text when processed.
+    pub(super) fail_with: Option<String>,
+    /// Set by an injected fault: the write is validated and answered but not applied.
+    pub(super) discard: bool,
+    /// What was injected into this call, for the call log.
+    pub(super) fault: Option<String>,
+}
+
+/// The single entry point: every path goes through here so that auth, faults, rate limits,
+/// headers and recording are applied uniformly, then dispatches on the parsed route.
+pub(super) async fn handle(
+    AxState(inner): AxState<Arc<Inner>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let received_at = SystemTime::now();
+    let request_id = Uuid::new_v4().to_string();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+    let api_path = match path.strip_prefix(JSM_PREFIX) {
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => path.clone(),
+    };
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await;
+    let parsed: Option<Result<Value, serde_json::Error>> = match &bytes {
+        Ok(b) if !b.is_empty() => Some(serde_json::from_slice(b)),
+        _ => None,
+    };
+    if let Some(d) = inner.faults.latency_sample() {
+        tokio::time::sleep(d).await;
+    }
+    let auth = authenticate(&inner, &parts.headers);
+    let auth_ok = matches!(auth, Auth::Ok { .. });
+    let content_type = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let raw_body = match &bytes {
+        Ok(b) => String::from_utf8_lossy(b).into_owned(),
+        Err(_) => String::new(),
+    };
+    let mut fault = None;
+    let mut reply = if bytes.is_err() {
+        Reply::message(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
+    } else {
+        let mut ctx = Ctx {
+            inner: &inner,
+            route: route(&parts.method, &api_path),
+            path: &path,
+            api_path: &api_path,
+            query: query.as_deref(),
+            body: parsed.as_ref(),
+            peer: peer.ip(),
+            request_id: &request_id,
+            content_type: content_type.as_deref(),
+            has_body: !raw_body.is_empty(),
+            fail_with: None,
+            discard: false,
+            fault: None,
+        };
+        let reply = dispatch(&mut ctx, auth);
+        fault = ctx.fault;
+        reply
+    };
+
+    // Common envelope: `took` and `requestId` in the body, the standard headers.
+    let took = started.elapsed().as_secs_f64();
+    if let Some(o) = reply.body.as_object_mut() {
+        o.insert("took".into(), json!((took * 1000.0).round() / 1000.0));
+        o.entry("requestId").or_insert_with(|| json!(request_id));
+    }
+    let (content_type_out, response_body) = match reply.raw {
+        Some((ct, body)) => (ct, body.to_owned()),
+        None => ("application/json", reply.body.to_string()),
+    };
+    let mut resp = Response::new(Body::from(response_body.clone()));
+    *resp.status_mut() = reply.status;
+    let h = resp.headers_mut();
+    let mut set = |name: &str, value: &str| {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            h.insert(n, v);
+        }
+    };
+    set("content-type", content_type_out);
+    set("x-request-id", &request_id);
+    set("x-response-time", &format!("{took:.3}"));
+    match reply.throttled {
+        Some(period) => {
+            set("x-ratelimit-state", "THROTTLED");
+            set("x-ratelimit-reason", "ACCOUNT");
+            set("x-ratelimit-period-in-sec", &period.to_string());
+        }
+        None => set("x-ratelimit-state", "OK"),
+    }
+    for (name, value) in &reply.headers {
+        set(name, value);
+    }
+    if reply.throttled.is_some() {
+        inner.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    let call = Call {
+        method: parts.method.to_string(),
+        path,
+        api_path,
+        query,
+        auth_ok,
+        body: parsed.and_then(Result::ok),
+        content_type,
+        raw_body,
+        status: reply.status.as_u16(),
+        response_body,
+        fault,
+        received_at,
+        received_instant: started,
+        request_id,
+    };
+    lock(&inner.state).calls.push(call);
+    inner.changed.notify_waiters();
+    resp
+}
+
+pub(super) fn dispatch(ctx: &mut Ctx<'_>, auth: Auth) -> Reply {
+    let inner = ctx.inner;
+    let config_only = match auth {
+        Auth::Ok { config_only } => config_only,
+        Auth::Malformed => {
+            // The real service answers an empty requestId here.
+            return Reply::json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"message": "Key format is not valid!", "requestId": ""}),
+            );
+        }
+        Auth::Missing | Auth::Unknown => {
+            return Reply::message(StatusCode::UNAUTHORIZED, "Could not authenticate")
+        }
+    };
+    if inner.faults.take_throttle() {
+        return Reply::throttled(1);
+    }
+    let injected = inner.faults.roll_error();
+    let after_effect = inner.faults.errors_after_effect.load(Ordering::Relaxed);
+    if let (Some(code), false) = (injected, after_effect) {
+        ctx.fault = Some(format!("{} instead of the call", code.as_u16()));
+        return Reply::message(code, "Internal server error (injected fault)");
+    }
+    if config_only && ctx.route.is_alert_write() {
+        return Reply::json(
+            StatusCode::FORBIDDEN,
+            json!({
+                "code": 40301,
+                "message": "To perform this action, use an API key from an API integration.",
+            }),
+        );
+    }
+    let domain = ctx.route.domain();
+    let is_create = ctx.route == Route::CreateAlert;
+    if let Err(period) = lock(&inner.limiter).acquire(domain, is_create, Instant::now()) {
+        return Reply::throttled(period);
+    }
+    if ctx.route.takes_body() && ctx.has_body && !is_json(ctx.content_type) {
+        return Reply::message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!(
+                "Content type '{}' is not supported; send application/json",
+                ctx.content_type.unwrap_or("")
+            ),
+        );
+    }
+    let taken = ctx
+        .route
+        .write()
+        .and_then(|w| inner.faults.take_write_fault(w));
+    match taken.as_ref().map(|t| &t.fault) {
+        Some(WriteFault::FailAfterAccept(status)) => ctx.fail_with = Some(status.clone()),
+        Some(WriteFault::Garble { applied: false, .. }) => ctx.discard = true,
+        _ => {}
+    }
+    let mut reply = handle_route(ctx);
+    if let Some(taken) = taken {
+        if reply.status.is_success() {
+            ctx.fault = Some(taken.fault.describe());
+            if let WriteFault::Garble { garble, .. } = taken.fault {
+                reply = Reply::garbled(garble);
+            }
+        } else {
+            inner.faults.give_back(taken);
+        }
+    }
+    match injected {
+        Some(code) => {
+            ctx.fault = Some(format!("{} after the call took effect", code.as_u16()));
+            Reply::message(code, "Internal server error (injected fault)")
+        }
+        None => reply,
+    }
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
+pub(super) fn handle_route(ctx: &Ctx<'_>) -> Reply {
+    match &ctx.route {
+        Route::CreateAlert => writes::create_alert(ctx),
+        Route::AddNote(id) => writes::alert_action(ctx, id, "notes"),
+        Route::ListNotes(id) => notes::list_notes(ctx, id),
+        Route::Close(id) => writes::alert_action(ctx, id, "close"),
+        Route::Acknowledge(id) => writes::alert_action(ctx, id, "acknowledge"),
+        Route::RequestStatus(id) => reads::request_status(ctx, id),
+        Route::GetAlert(id) => reads::get_alert(ctx, id),
+        Route::ListAlerts => search::list_alerts(ctx, false),
+        Route::CountAlerts => search::list_alerts(ctx, true),
+        Route::OnCalls(id) => reads::on_calls(ctx, id),
+        Route::Heartbeat => Reply::accepted("PONG - Heartbeat received"),
+        Route::MethodNotAllowed => {
+            Reply::message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+        }
+        Route::NotFound => Reply::message(
+            StatusCode::NOT_FOUND,
+            &format!("No handler found for path {}", ctx.api_path),
+        ),
+    }
+}
+
+/// The JSON body, `{}` when absent (close/ack may have none); `Err` is the 400/422 answer.
+pub(super) fn body_object<'a>(ctx: &'a Ctx<'_>, empty: &'a Value) -> Result<&'a Value, Reply> {
+    match ctx.body {
+        None => Ok(empty),
+        Some(Ok(v)) => Ok(v),
+        Some(Err(_)) => Err(Reply::message(
+            StatusCode::BAD_REQUEST,
+            "Could not parse the request body as JSON",
+        )),
+    }
+}
