@@ -175,11 +175,17 @@ impl Codec for OpsgenieCodec {
             | Operation::AddNote { .. }
             | Operation::CloseAlert { .. } => {
                 let answer: Accepted = serde_json::from_slice(body).map_err(decode)?;
-                Ok(match answer.request_id {
-                    Some(request_id) if !request_id.is_empty() => Outcome::Accepted { request_id },
-                    // A synchronous answer (some JSM variants) carries no request id.
-                    _ => Outcome::Done,
-                })
+                match answer.request_id {
+                    Some(request_id) if !request_id.is_empty() => {
+                        Ok(Outcome::Accepted { request_id })
+                    }
+                    // Without its request id nothing can confirm the write: it is not taken for
+                    // done (the gateway reports it as an unknown outcome, the step verifies).
+                    _ => Err(BackendError::Decode {
+                        endpoint: op.endpoint(),
+                        message: "the answer carries no requestId".into(),
+                    }),
+                }
             }
             Operation::OnCall { .. } => {
                 let answer: Envelope<OnCallData> = serde_json::from_slice(body).map_err(decode)?;

@@ -48,12 +48,6 @@ impl Attempt {
                 *self.request_id.borrow_mut() = request_id.clone();
                 Ok(fx.await_request(&request_id).await?)
             }
-            // A synchronous answer (some JSM variants): applied already.
-            Outcome::Done => Ok(Processed {
-                success: true,
-                alert_id: String::new(),
-                status: String::new(),
-            }),
             other => Err(verify::unexpected(endpoint, &other).into()),
         }
     }

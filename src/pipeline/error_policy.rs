@@ -6,7 +6,7 @@
 //! | error                                                        | class      | action |
 //! |--------------------------------------------------------------|------------|--------|
 //! | lost compare-and-swap                                        | conflict   | re-read and plan again at once |
-//! | Teleport unavailable, timeouts, 5xx/408/429 retries exhausted | transient  | retry after backoff |
+//! | Teleport unavailable, timeouts, 5xx/408/429 retries exhausted, a write the backend processed and failed (`isSuccess:false` for no reason the step handles) | transient | retry after backoff |
 //! | unparseable 2xx, 5xx or timeout after a write was sent, a write not confirmed in time, a step cut short | maybe done | retry after backoff, verifying first |
 //! | 401, 403, 422, a 404 for what does not exist, bad configuration, a refused review | refused | wait for the request to change (or a restart) |
 //! | the request and its progress are gone from Teleport          | gone       | give up, saying why |
@@ -65,13 +65,13 @@ pub fn classify(err: &EffectError) -> Class {
         EffectError::Teleport(err) => teleport(err),
         EffectError::Backend(err) => backend(err),
         EffectError::OnCall { source, .. } => on_call(source),
-        EffectError::LookupsFailed { .. } => Class::Transient,
+        // Processed and failed for a reason the step cannot act on: nothing happened, so doing
+        // it again is safe, and the backend may well succeed next time.
+        EffectError::LookupsFailed { .. } | EffectError::Rejected { .. } => Class::Transient,
         EffectError::StepTimedOut { .. }
         | EffectError::Cancelled
         | EffectError::NotConfirmedYet { .. } => Class::MaybeDone,
-        EffectError::ReviewRefused { .. }
-        | EffectError::Unexpected { .. }
-        | EffectError::Rejected { .. } => Class::Refused,
+        EffectError::ReviewRefused { .. } | EffectError::Unexpected { .. } => Class::Refused,
     }
 }
 
@@ -205,6 +205,14 @@ mod tests {
                 "shutdown",
                 EffectError::Cancelled,
                 Action::Retry { verify: true },
+            ),
+            (
+                "processed and failed",
+                EffectError::Rejected {
+                    action: "add the note",
+                    status: "Could not process the request".into(),
+                },
+                Action::Retry { verify: false },
             ),
             (
                 "lookups failing, progress kept",
