@@ -37,6 +37,8 @@ pub(crate) struct Memory {
     reviewed: RefCell<Vec<(String, String)>>,
     /// When set, Teleport refuses every review for good with this message.
     refuse_reviews: RefCell<Option<String>>,
+    /// Waits for request statuses never end (a backend that never processes).
+    hang_awaits: Cell<bool>,
 }
 
 /// A transient backend failure.
@@ -135,6 +137,9 @@ impl Effects for Memory {
     }
     async fn await_request(&self, request_id: &str) -> Result<Processed, EffectError> {
         self.calls.borrow_mut().push(format!("await {request_id}"));
+        if self.hang_awaits.get() {
+            std::future::pending::<()>().await;
+        }
         if let Some(err) = self.fail_next_await.borrow_mut().take() {
             return Err(err);
         }
@@ -760,5 +765,183 @@ async fn own_reviews_are_noted_when_no_approval_was_recorded() {
         vec![format!(
             "{OWN} approved the request.\nReason: Auto-approved: ..."
         )]
+    );
+}
+
+/// Drives `snapshot` until the alert exists and its id is recorded.
+async fn with_alert(fx: &Memory, s: &Settings, snapshot: &Snapshot) -> PluginData {
+    let mut cached = None;
+    for _ in 0..2 {
+        cached = Some(step(fx, s, snapshot, cached).await.expect("step").data);
+    }
+    let data = stored(fx);
+    assert_eq!(data.alert_id, "alert-1");
+    data
+}
+
+#[actix_rt::test]
+async fn a_refused_lookup_is_declined_at_once_not_retried() {
+    let fx = Memory::default();
+    fx.on_call.borrow_mut().insert(
+        "Primary".into(),
+        Err(GatewayError::Permanent {
+            status: Some(403),
+            endpoint: "on_call",
+            message: "You are not authorized".into(),
+            hint: "check the integration's permissions".into(),
+        }),
+    );
+    let s = approving("me");
+    let snapshot = Snapshot::Present(pending_by("alice"));
+    assert_eq!(drive(&fx, &s, &snapshot).await, Next::Idle);
+    assert_eq!(count(&fx, "on_call Primary"), 1, "a 403 is not asked again");
+    assert_eq!(stored(&fx).decision, Some(Decision::Declined));
+    let notes = texts(&fx);
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].starts_with("Not auto-approved: could not look up who is on call")
+            && notes[0].contains("HTTP 403")
+            && notes[0].ends_with("(refused by the backend; not retried)"),
+        "{notes:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_note_whose_answer_was_lost_is_found_and_not_posted_again() {
+    let fx = Memory::default();
+    let s = settings("me");
+    with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+    let reviewed = request(RequestState::Pending, 1);
+    fx.lose_next_answer.set(true);
+    let err = step(&fx, &s, &reviewed, None)
+        .await
+        .expect_err("the answer is lost");
+    assert_eq!(
+        error_policy::action(&err),
+        error_policy::Action::Retry { verify: true }
+    );
+    let data = stored(&fx);
+    assert_eq!(data.claim, None, "released");
+    assert_eq!(data.reviews_count, 0, "not taken for done");
+    let unconfirmed = data.unconfirmed.expect("recorded as unconfirmed");
+    assert_eq!(unconfirmed.step, "review-0");
+    // The retry reads the alert's notes, finds the marker, records the note.
+    assert_eq!(drive(&fx, &s, &reviewed).await, Next::Idle);
+    assert_eq!(count(&fx, "add_note"), 1);
+    assert_eq!(count(&fx, "list_notes"), 1);
+    assert_eq!(stored(&fx).reviews_count, 1);
+    assert_eq!(stored(&fx).unconfirmed, None);
+    assert!(fx.notes.borrow()[0].ends_with("[teleport-opsgenie: review-0]"));
+}
+
+#[actix_rt::test]
+async fn a_note_not_found_is_posted_again_only_once_it_had_time_to_appear() {
+    let fx = Memory::default();
+    let s = settings("me");
+    with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+    let reviewed = request(RequestState::Pending, 1);
+    // The note failed before it took effect, but the daemon cannot know that.
+    *fx.fail_next_call.borrow_mut() = Some(EffectError::Backend(GatewayError::UnknownOutcome {
+        endpoint: "add_note",
+        reason: "timed out".into(),
+    }));
+    step(&fx, &s, &reviewed, None).await.expect_err("unknown");
+    // Too soon to tell: not posted again yet.
+    let err = step(&fx, &s, &reviewed, None)
+        .await
+        .expect_err("not confirmed yet");
+    assert!(
+        matches!(err, EffectError::NotConfirmedYet { .. }),
+        "{err:?}"
+    );
+    assert_eq!(count(&fx, "add_note"), 0);
+    // Long after, it is not there: posted.
+    fx.now_ms.set(verify::NOTE_SETTLE.as_millis() as u64 + 1);
+    assert_eq!(drive(&fx, &s, &reviewed).await, Next::Idle);
+    assert_eq!(count(&fx, "add_note"), 1);
+    assert_eq!(stored(&fx).reviews_count, 1);
+}
+
+#[actix_rt::test]
+async fn an_unreadable_answer_to_a_create_is_verified_by_alias_and_recorded() {
+    let fx = Memory::default();
+    let s = settings("me");
+    let snapshot = request(RequestState::Pending, 0);
+    fx.lose_next_answer.set(true);
+    let err = step(&fx, &s, &snapshot, None)
+        .await
+        .expect_err("unreadable");
+    assert!(err.is_retryable(), "never parked: {err}");
+    assert_eq!(drive(&fx, &s, &snapshot).await, Next::Idle);
+    assert_eq!(count(&fx, "create_alert"), 1, "found, not created again");
+    assert_eq!(count(&fx, "get_alert"), 1);
+    assert_eq!(stored(&fx).alert_id, "alert-1");
+}
+
+#[actix_rt::test]
+async fn a_close_with_an_unknown_outcome_is_verified_not_sent_again() {
+    let fx = Memory::default();
+    let s = settings("me");
+    with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+    let approved = request(RequestState::Approved, 0);
+    fx.lose_next_answer.set(true);
+    step(&fx, &s, &approved, None).await.expect_err("lost");
+    assert!(!stored(&fx).is_closed());
+    assert_eq!(drive(&fx, &s, &approved).await, Next::Finished);
+    assert_eq!(count(&fx, "close_alert"), 1);
+    assert_eq!(count(&fx, "get_alert"), 1);
+    assert_eq!(stored(&fx).resolution, Some(Resolution::Approved));
+}
+
+#[actix_rt::test]
+async fn a_failed_request_status_is_read_for_what_it_says() {
+    // A note on an alert deleted in the backend is dropped; a close of one is recorded.
+    let fx = Memory::default();
+    let s = settings("me");
+    with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+    *fx.reject_next.borrow_mut() = Some("Alert does not exist".into());
+    assert_eq!(
+        drive(&fx, &s, &request(RequestState::Pending, 1)).await,
+        Next::Idle
+    );
+    assert_eq!(stored(&fx).reviews_count, 1);
+    *fx.reject_next.borrow_mut() = Some("Alert does not exist".into());
+    assert_eq!(
+        drive(&fx, &s, &request(RequestState::Approved, 1)).await,
+        Next::Finished
+    );
+    assert!(stored(&fx).is_closed());
+    // Any other failure is not taken for done, and is retried.
+    let fx = Memory::default();
+    with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+    *fx.reject_next.borrow_mut() = Some("Could not process the request".into());
+    let err = step(&fx, &s, &request(RequestState::Pending, 1), None)
+        .await
+        .expect_err("failed");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(stored(&fx).reviews_count, 0);
+}
+
+#[actix_rt::test]
+async fn shutdown_cuts_a_step_short_and_releases_its_claim() {
+    let fx = Memory::default();
+    let s = settings("me");
+    with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+    fx.hang_awaits.set(true);
+    let reviewed = request(RequestState::Pending, 1);
+    let stopper = async {
+        while count(&fx, "add_note") == 0 {
+            tokio::task::yield_now().await;
+        }
+        s.stop.stop();
+    };
+    let (result, ()) = tokio::join!(step(&fx, &s, &reviewed, None), stopper);
+    assert!(matches!(result, Err(EffectError::Cancelled)), "{result:?}");
+    let data = stored(&fx);
+    assert_eq!(data.claim, None, "released at once, not left to expire");
+    let unconfirmed = data.unconfirmed.expect("unconfirmed");
+    assert_eq!(
+        (unconfirmed.step.as_str(), unconfirmed.request_id.as_str()),
+        ("review-0", "rq-2")
     );
 }
