@@ -482,3 +482,28 @@ async fn after_sigterm_with_a_step_in_flight_a_restart_resumes_within_seconds() 
     assert_eq!(alert(&world, &id).await.notes.len(), 1);
     second.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn an_ordinary_lifecycle_costs_no_more_writes_than_before() {
+    // Created, one review, approved. Confirming each Opsgenie write adds backend reads only; a
+    // write with an unknown outcome is recorded in the release the failed step makes anyway.
+    // Plugin-data writes: claim + record for the create, the alert id, claim + record for the
+    // note and for the close (7, as before confirmation; issue 17 takes it further).
+    let world = world().await;
+    let daemon = daemon(&world).await;
+    let before = world.teleport.count_calls("UpdatePluginData");
+    let id = request(&world, REQUESTER, "count the writes");
+    alert_id_recorded(&world, &id).await;
+    world
+        .teleport
+        .review(&id, REVIEWERS[0], true, "fine")
+        .expect("review");
+    recorded(&world, &id, "resolution", "approved").await;
+    let writes = world.teleport.count_calls("UpdatePluginData") - before;
+    assert!(writes <= 7, "{writes} plugin-data writes");
+    // Opsgenie: create, note, close, each confirmed by its request status.
+    let calls = world.opsgenie.calls();
+    let posts = calls.iter().filter(|c| c.method == "POST").count();
+    assert_eq!(posts, 3);
+    daemon.shutdown().await;
+}

@@ -36,6 +36,11 @@ impl Attempt {
         }
     }
 
+    /// Whether this attempt's write was accepted by the backend (its request id is known).
+    pub(crate) fn accepted(&self) -> bool {
+        !self.request_id.borrow().is_empty()
+    }
+
     /// Sends an asynchronous write and waits until the backend confirms it was applied.
     pub(crate) async fn write<E: Effects>(
         &self,

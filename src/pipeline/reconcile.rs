@@ -189,7 +189,9 @@ pub async fn step<E: Effects>(
                 claim: None,
                 ..keep.unwrap_or_else(|| claimed.clone())
             };
-            if error_policy::classify(&err) == Class::MaybeDone {
+            // Unconfirmed: the outcome is unknown, or the write was accepted and whatever failed
+            // afterwards (e.g. its request status could not be read) says nothing about it.
+            if error_policy::classify(&err) == Class::MaybeDone || attempt.accepted() {
                 released.unconfirmed = Some(attempt.unconfirmed_now(fx.now()));
             }
             if let Err(release) = fx

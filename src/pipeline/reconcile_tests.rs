@@ -945,3 +945,25 @@ async fn shutdown_cuts_a_step_short_and_releases_its_claim() {
         ("review-0", "rq-2")
     );
 }
+
+#[actix_rt::test]
+async fn a_note_accepted_but_not_confirmed_is_verified_before_it_is_posted_again() {
+    // Traced in chaos: the note was accepted (202), then its request status could not be read
+    // (5xx until the gateway gave up). That failure is transient, but the note may be on the
+    // alert: the attempt leaves it unconfirmed, with its request id.
+    let fx = Memory::default();
+    let s = settings("me");
+    with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+    let reviewed = request(RequestState::Pending, 1);
+    *fx.fail_next_await.borrow_mut() = Some(EffectError::Backend(unavailable()));
+    let err = step(&fx, &s, &reviewed, None)
+        .await
+        .expect_err("status unreadable");
+    assert_eq!(error_policy::classify(&err), error_policy::Class::Transient);
+    let unconfirmed = stored(&fx).unconfirmed.expect("unconfirmed");
+    assert_eq!(unconfirmed.request_id, "rq-2");
+    assert_eq!(drive(&fx, &s, &reviewed).await, Next::Idle);
+    assert_eq!(count(&fx, "add_note"), 1, "confirmed by its request status");
+    assert_eq!(count(&fx, "await rq-2"), 2);
+    assert_eq!(stored(&fx).reviews_count, 1);
+}
