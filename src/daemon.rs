@@ -25,6 +25,7 @@ use crate::http::{Heartbeat, HttpError, Monitor, Probes};
 use crate::metrics::Metrics;
 use crate::pipeline::effects::{on_call_lookup, LiveEffects, TeleportSource};
 use crate::pipeline::reconcile::Settings;
+use crate::pipeline::request::Observe;
 use crate::pipeline::requests::{CountActive, Requests};
 use crate::pipeline::shared::Shared;
 use crate::teleport::client::{Connected, TeleportClient};
@@ -100,6 +101,9 @@ impl StartError {
     }
 }
 
+/// How long steps cut short at shutdown get to release their claims (one compare-and-swap each).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A running daemon.
 pub struct Daemon {
     stream: Addr<EventStream<TeleportSource>>,
@@ -172,7 +176,6 @@ impl Daemon {
             );
             move |_| OnCallCache::new(lookup, ttl)
         });
-        let sweep = start_sweep(&config, &options, &teleport, &gateway);
         let effects = LiveEffects {
             teleport: teleport.clone(),
             client,
@@ -191,6 +194,13 @@ impl Daemon {
             .with_metrics(Arc::clone(&metrics)),
         );
         let registry = Requests::new(Rc::clone(&shared)).start();
+        let sweep = start_sweep(
+            &config,
+            &options,
+            &teleport,
+            &gateway,
+            registry.clone().recipient(),
+        );
         let health = Rc::new(WatchHealth::default());
         let source = Rc::new(TeleportSource(teleport.clone()));
         let (sink, h) = (registry.clone().recipient(), Rc::clone(&health));
@@ -310,9 +320,17 @@ impl Daemon {
         if finished {
             info!("Stopped cleanly.");
         } else {
+            // Cut the rest short: each releases its claim, recording what it sent as
+            // unconfirmed, so a restart (or the next pod) resumes at once and verifies it.
+            let in_flight = self.shared.steps_in_flight();
+            self.shared.settings.stop.stop();
+            let released = tokio::time::timeout(RELEASE_TIMEOUT, self.shared.wait_idle())
+                .await
+                .is_ok();
             warn!(
-                in_flight = self.shared.steps_in_flight(),
-                "Stopped with steps still in flight; they will be redone after restart."
+                in_flight,
+                released,
+                "Stopped with steps still in flight; they released their claims and are verified and redone after restart."
             );
         }
         if let Some((_, server)) = &self.http {
@@ -384,6 +402,8 @@ fn settings(
         auto_approval: (&config.auto_approval).into(),
         own_user: identity.username.clone(),
         claim_new_without_reading: !options.dry_run,
+        dry_run: options.dry_run,
+        stop: Default::default(),
     }
 }
 
@@ -416,6 +436,7 @@ fn start_sweep(
     options: &RunOptions,
     teleport: &ClientHandle,
     gateway: &Addr<Gateway>,
+    pipeline: Recipient<Observe>,
 ) -> Option<Addr<Sweeper>> {
     let every = config.daemon.orphan_sweep_interval;
     let tag = config.opsgenie.tags.first()?.trim().to_owned();
@@ -425,8 +446,15 @@ fn start_sweep(
     let (teleport, gateway) = (teleport.clone(), gateway.clone());
     let sweep: SweepFn = Rc::new(move || {
         // The client of the moment: the identity may have been renewed since start.
-        let (client, gateway, tag) = (teleport.get(), gateway.clone(), tag.clone());
-        Box::pin(async move { crate::pipeline::sweep::sweep_once(&client, &gateway, &tag).await })
+        let (client, gateway, pipeline, tag) = (
+            teleport.get(),
+            gateway.clone(),
+            pipeline.clone(),
+            tag.clone(),
+        );
+        Box::pin(async move {
+            crate::pipeline::sweep::sweep_once(&client, &gateway, &pipeline, &tag).await
+        })
     });
     Some(Supervisor::start(move |_| Sweeper::new(sweep, every)))
 }

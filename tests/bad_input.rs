@@ -496,6 +496,7 @@ fn plugin_data() -> impl Strategy<Value = PluginData> {
                 resolve_reason,
                 decision,
                 lookup_failures,
+                unconfirmed: None,
                 claim: claim.map(|(holder, until_ms)| Claim { holder, until_ms }),
             },
         )

@@ -9,6 +9,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -18,8 +19,10 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::backend::backoff::Backoff;
 use crate::core::model::{AccessRequest, Snapshot};
-use crate::pipeline::request::{Backoff, Observe, Origin};
+use crate::pipeline::request::{Observe, Origin};
+use crate::teleport::error::TeleportError;
 
 /// One event of the watch, decoded.
 // Nearly every event is `Observed`; boxing it would add an allocation per event for nothing.
@@ -34,10 +37,32 @@ pub enum WatchEvent {
     Ignored,
 }
 
-/// Why the watch or the listing failed. Always retried: the supervisor reconnects.
+/// Why the watch or the listing failed. Always retried: the supervisor reconnects (with the
+/// crate's backoff); the error is kept typed for the log line that says why.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct SourceError(pub String);
+pub enum SourceError {
+    /// Teleport refused or failed the watch or the listing.
+    #[error(transparent)]
+    Teleport(Arc<TeleportError>),
+    /// The watch opened with something other than its INIT event.
+    #[error("the watch's first event was not INIT but {first}")]
+    NotInit {
+        /// What came first.
+        first: String,
+    },
+    /// The watch ended before its INIT event.
+    #[error("the watch ended before INIT")]
+    EndedBeforeInit,
+    /// No INIT event came in time.
+    #[error("no INIT event within {}s", .0.as_secs())]
+    NoInit(Duration),
+}
+
+impl From<TeleportError> for SourceError {
+    fn from(err: TeleportError) -> Self {
+        Self::Teleport(Arc::new(err))
+    }
+}
 
 /// A stream of watch events.
 pub type EventStreamOf = LocalBoxStream<'static, Result<WatchEvent, SourceError>>;
@@ -162,18 +187,13 @@ impl<S: EventSource> EventStream<S> {
             match tokio::time::timeout(init_timeout, stream.next()).await {
                 Ok(Some(Ok(WatchEvent::Init))) => {}
                 Ok(Some(Ok(other))) => {
-                    return Err(SourceError(format!(
-                        "the watch's first event was not INIT but {other:?}"
-                    )))
+                    return Err(SourceError::NotInit {
+                        first: format!("{other:?}"),
+                    })
                 }
                 Ok(Some(Err(err))) => return Err(err),
-                Ok(None) => return Err(SourceError("the watch ended before INIT".into())),
-                Err(_) => {
-                    return Err(SourceError(format!(
-                        "no INIT event within {}s",
-                        init_timeout.as_secs()
-                    )))
-                }
+                Ok(None) => return Err(SourceError::EndedBeforeInit),
+                Err(_) => return Err(SourceError::NoInit(init_timeout)),
             }
             let requests = source.list().await?;
             Ok((stream, requests))
@@ -371,7 +391,7 @@ mod tests {
 
         // The stream fails: the supervisor reconnects and resyncs again.
         source.watches.borrow()[0]
-            .send(Err(SourceError("boom".into())))
+            .send(Err(SourceError::EndedBeforeInit))
             .ok();
         until("second connect", || health.resyncs() == 2).await;
         until("second resync delivered", || seen.borrow().len() == 3).await;

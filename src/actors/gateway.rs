@@ -15,9 +15,15 @@
 //! 3. reads the answer with the codec, or classifies the failure ([`retry::classify`]):
 //!    - 429: pauses the **whole domain** for `X-RateLimit-Period-In-Sec` / `Retry-After`
 //!      (default 1 s) and tries again, at most [`RetryPolicy::max_throttles`] times;
-//!    - 5xx, 408, timeouts, connection failures: tries again after a decorrelated-jitter
-//!      backoff (from [`RetryPolicy::backoff_base`] up to [`RetryPolicy::backoff_cap`], 30 s by
-//!      default), for at most [`RetryPolicy::max_attempts`] attempts in all;
+//!    - 5xx, 408, timeouts, connection failures: tries again after the crate's backoff
+//!      ([`Backoff`], from [`RetryPolicy::backoff_base`] up to [`RetryPolicy::backoff_cap`], 30 s
+//!      by default), for at most [`RetryPolicy::max_attempts`] attempts in all, but only when
+//!      sending again is safe ([`Operation::retry_blind`]: reads and the alias-de-duplicated
+//!      create). A note or close that may have reached the backend (a 5xx, a timeout, a broken
+//!      connection after sending) is not sent again here: it fails with
+//!      [`GatewayError::UnknownOutcome`], and the step verifies before sending it again;
+//!    - a 2xx whose body cannot be read: for a write, [`GatewayError::UnknownOutcome`] (it may
+//!      well have been accepted); for a read, a transient failure like a 5xx;
 //!    - anything else: fails at once with a hint that names the fix.
 //!
 //!    No retry starts after [`RetryPolicy::deadline`] (2 min by default) since the first attempt;
@@ -39,13 +45,16 @@ use std::time::Duration;
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use http::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::backend::backoff::Backoff;
 use crate::backend::limiter::Limiter;
-use crate::backend::retry::{self, Backoff, Verdict};
-use crate::backend::{codec_for, BackendError, Codec, Domain, HttpRequest, Operation, Outcome};
+use crate::backend::retry::{self, Verdict};
+use crate::backend::{
+    codec_for, BackendError, Codec, Domain, HttpRequest, Operation, Outcome, Processed,
+};
 use crate::config::{OpsgenieConfig, Secret};
 
 /// The `User-Agent` of every call.
@@ -66,11 +75,12 @@ pub const POLL_FIRST_DELAY: Duration = Duration::from_millis(100);
 /// Longest delay between request-status polls.
 pub const POLL_MAX_DELAY: Duration = Duration::from_secs(2);
 
-/// Why a gateway call failed.
+/// Why a gateway call failed. `pipeline::error_policy` decides what each means for a step.
 ///
-/// Retryable (worth trying again later, see [`GatewayError::is_retryable`]): `Exhausted` and
-/// `Timeout`. Not retryable: `Permanent` (fix the configuration or report a bug),
-/// `RequestFailed` (the backend processed the request and said no) and `Config`.
+/// Transient (worth trying again later, [`GatewayError::is_retryable`]): `Exhausted`. Maybe done
+/// (also retryable, after verifying): `UnknownOutcome`, `Timeout`, `UnknownRequest`. Final:
+/// `Permanent` (fix the configuration or report a bug), `RequestFailed` (the backend processed
+/// the request and said no) and `Config`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     /// The backend refused the call, or cannot do it; trying again will not help.
@@ -95,6 +105,15 @@ pub enum GatewayError {
         /// The last failure.
         last: String,
     },
+    /// A write may have taken effect, or not: the answer was lost or unreadable (a 5xx or a
+    /// timeout after it was sent, a 2xx whose body is not the API's).
+    #[error("{endpoint} may or may not have taken effect: {reason}")]
+    UnknownOutcome {
+        /// The operation's label.
+        endpoint: &'static str,
+        /// What happened to the answer.
+        reason: String,
+    },
     /// A deadline passed, e.g. while waiting for an asynchronous request to be processed.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {
@@ -102,6 +121,13 @@ pub enum GatewayError {
         what: String,
         /// The deadline.
         after: Duration,
+    },
+    /// The backend does not know the request id (a plain 404 to a request-status poll: a wrong
+    /// region or account, or the status expired). Whether the write happened is found by a read.
+    #[error("the backend does not know request {request_id} (wrong region or account, or its status expired)")]
+    UnknownRequest {
+        /// The id asked about.
+        request_id: String,
     },
     /// The backend processed an asynchronous request and reports that it failed.
     #[error("request {request_id} was processed but failed: {status}")]
@@ -117,9 +143,15 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    /// Whether the same call may succeed later.
+    /// Whether the same call may succeed later (possibly after verifying what the last one did).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Exhausted { .. } | Self::Timeout { .. })
+        matches!(
+            self,
+            Self::Exhausted { .. }
+                | Self::Timeout { .. }
+                | Self::UnknownOutcome { .. }
+                | Self::UnknownRequest { .. }
+        )
     }
 }
 
@@ -294,7 +326,13 @@ impl GatewayClient {
             .map_err(|e| backend_error(e, inner.product, None))?;
         let started = Instant::now();
         let deadline = started + inner.policy.deadline;
-        let mut backoff = Backoff::new(inner.policy.backoff_base, inner.policy.backoff_cap);
+        let seed = inner
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .random::<u64>();
+        let mut backoff =
+            Backoff::new(inner.policy.backoff_base, inner.policy.backoff_cap).seeded(seed);
         let mut attempt = 0u32;
         let mut failures = 0u32;
         let mut throttles = 0u32;
@@ -330,6 +368,31 @@ impl GatewayClient {
                         Err(BackendError::Status { status }) => {
                             (Some(status), retry::classify(status, &headers, &body))
                         }
+                        // A 2xx we cannot read. A write may have been accepted: the step finds
+                        // out. A read is simply asked again.
+                        Err(BackendError::Decode { message, .. })
+                            if (200..300).contains(&status) =>
+                        {
+                            let reason = format!(
+                                "{} answered HTTP {status} with a body that is not its API's ({message}); check `opsgenie.api_url` if this persists",
+                                inner.product
+                            );
+                            if op.is_write() {
+                                observe(Some(status), false, None);
+                                return Err(GatewayError::UnknownOutcome { endpoint, reason });
+                            }
+                            (
+                                Some(status),
+                                Verdict::Transient {
+                                    reason,
+                                    maybe_done: false,
+                                },
+                            )
+                        }
+                        Err(BackendError::UnknownRequest { request_id }) => {
+                            observe(Some(status), false, None);
+                            return Err(GatewayError::UnknownRequest { request_id });
+                        }
                         Err(other) => {
                             observe(Some(status), false, None);
                             return Err(backend_error(other, inner.product, Some(status)));
@@ -338,6 +401,19 @@ impl GatewayClient {
                 }
                 Err(e) => (e.status(), e.verdict(inner.product)),
             };
+            // A write that may have reached the backend is not sent again blindly (see
+            // `Operation::retry_blind`): a 5xx may come after the effect, a timeout or a broken
+            // connection after the request left. Only "never sent" (no connection) and answers
+            // that say "not done" (408, 429) are safe to repeat.
+            if let Verdict::Transient { reason, maybe_done } = &verdict {
+                if *maybe_done && !op.retry_blind() {
+                    observe(status, false, None);
+                    return Err(GatewayError::UnknownOutcome {
+                        endpoint,
+                        reason: reason.clone(),
+                    });
+                }
+            }
             let now = Instant::now();
             // Ok(delay before the next attempt) or Err(why no further attempt is made).
             let next: Result<Duration, String> = match verdict {
@@ -350,10 +426,9 @@ impl GatewayClient {
                         Ok(pause)
                     }
                 }
-                Verdict::Transient { reason } => {
+                Verdict::Transient { reason, .. } => {
                     failures += 1;
-                    let delay = backoff
-                        .next(&mut *inner.rng.lock().unwrap_or_else(PoisonError::into_inner));
+                    let delay = backoff.next_delay();
                     if failures >= inner.policy.max_attempts || now + delay > deadline {
                         Err(reason)
                     } else {
@@ -404,36 +479,26 @@ impl GatewayClient {
 
     /// Polls the status of an asynchronous request until it is processed: after 100 ms, then
     /// with each delay used twice before it doubles, up to 2 s between polls (at 0.1, 0.2, 0.4,
-    /// 0.6, 1.0, 1.4 s, ...). Using each delay twice keeps the lag behind a backend that takes
-    /// half a second or so small (a poll lands 100 ms after 0.5 s, not 200 ms after), for one
-    /// poll more than plain doubling. Returns the alert id on success;
-    /// [`GatewayError::RequestFailed`] if the backend says the request failed;
-    /// [`GatewayError::Timeout`] once `deadline` has passed.
-    pub async fn await_alert_id(
+    /// 0.6, 1.0, 1.4 s, ...; [`Backoff::exact`] with `repeat_each(2)`). Using each delay twice
+    /// keeps the lag behind a backend that takes half a second or so small (a poll lands 100 ms
+    /// after 0.5 s, not 200 ms after), for one poll more than plain doubling. "Not processed yet"
+    /// (Opsgenie's 404 with `X-Opsgenie-Errortype: RequestNotProcessed`) is waited out, not taken
+    /// for a refusal. Returns what the backend says, success or not; [`GatewayError::Timeout`]
+    /// once `deadline` has passed; [`GatewayError::UnknownRequest`] for an id it does not know.
+    pub async fn await_request(
         &self,
         request_id: &str,
         deadline: Duration,
-    ) -> Result<String, GatewayError> {
+    ) -> Result<Processed, GatewayError> {
         let poll = async {
-            let mut delay = POLL_FIRST_DELAY;
-            let mut polls = 0u32;
+            let mut delays = Backoff::exact(POLL_FIRST_DELAY, POLL_MAX_DELAY).repeat_each(2);
             loop {
-                tokio::time::sleep(delay).await;
+                delays.wait().await;
                 let op = Operation::RequestStatus {
                     request_id: request_id.to_owned(),
                 };
                 match self.call(op).await? {
-                    Outcome::Processed {
-                        success: true,
-                        alert_id,
-                        ..
-                    } => return Ok(alert_id),
-                    Outcome::Processed { status, .. } => {
-                        return Err(GatewayError::RequestFailed {
-                            request_id: request_id.to_owned(),
-                            status,
-                        })
-                    }
+                    Outcome::Processed(processed) => return Ok(processed),
                     Outcome::NotProcessed => {}
                     other => {
                         return Err(GatewayError::Permanent {
@@ -444,10 +509,6 @@ impl GatewayClient {
                         })
                     }
                 }
-                polls += 1;
-                if polls.is_multiple_of(2) {
-                    delay = (delay * 2).min(POLL_MAX_DELAY);
-                }
             }
         };
         match tokio::time::timeout(deadline, poll).await {
@@ -456,6 +517,24 @@ impl GatewayClient {
                 what: format!("request {request_id} to be processed"),
                 after: deadline,
             }),
+        }
+    }
+
+    /// [`GatewayClient::await_request`] for an alert creation: the alert id on success,
+    /// [`GatewayError::RequestFailed`] if the backend says the creation failed.
+    pub async fn await_alert_id(
+        &self,
+        request_id: &str,
+        deadline: Duration,
+    ) -> Result<String, GatewayError> {
+        let processed = self.await_request(request_id, deadline).await?;
+        if processed.success {
+            Ok(processed.alert_id)
+        } else {
+            Err(GatewayError::RequestFailed {
+                request_id: request_id.to_owned(),
+                status: processed.status,
+            })
         }
     }
 
@@ -552,6 +631,8 @@ fn transport_verdict(e: &reqwest::Error, product: &str) -> Verdict {
     };
     Verdict::Transient {
         reason: format!("{what} talking to {product}: {e}"),
+        // Only a connection that was never made proves that nothing was sent.
+        maybe_done: !e.is_connect(),
     }
 }
 
@@ -584,12 +665,14 @@ impl SendError {
     }
 
     /// What to do about it. An oversized answer is retried like a 5xx: a proxy or a backend
-    /// in trouble may answer properly next time, and the work must not be lost meanwhile.
+    /// in trouble may answer properly next time, and the work must not be lost meanwhile. An
+    /// answer did arrive, so a write may have taken effect: maybe done, verify before redoing.
     fn verdict(&self, product: &str) -> Verdict {
         match self {
             Self::Transport(e) => transport_verdict(e, product),
             Self::TooLarge { .. } => Verdict::Transient {
                 reason: format!("{product}: {self}"),
+                maybe_done: true,
             },
         }
     }
@@ -793,14 +876,11 @@ mod tests {
     }
 
     #[actix::test]
-    async fn note_and_close_go_to_the_escaped_alias() {
+    async fn note_and_close_go_to_the_alert_by_id() {
         let mut server = mockito::Server::new_async().await;
         let note = accepting_once(
             server
-                .mock(
-                    "POST",
-                    "/v2/alerts/teleport-access-request%2Fabc/notes?identifierType=alias",
-                )
+                .mock("POST", "/v2/alerts/a-1/notes?identifierType=id")
                 .match_header("authorization", format!("GenieKey {KEY}").as_str())
                 .match_body(Matcher::Json(
                     json!({"note": "bob approved", "source": "teleport-opsgenie"}),
@@ -809,10 +889,7 @@ mod tests {
         .await;
         let close = accepting_once(
             server
-                .mock(
-                    "POST",
-                    "/v2/alerts/teleport-access-request%2Fabc/close?identifierType=alias",
-                )
+                .mock("POST", "/v2/alerts/a-1/close?identifierType=id")
                 .match_body(Matcher::Json(
                     json!({"note": "request approved", "source": "teleport-opsgenie"}),
                 )),
@@ -820,10 +897,10 @@ mod tests {
         .await;
         let (client, _) = client(&config(&server.url()));
         let gateway = Gateway::from_client(client).start();
-        let alias = "teleport-access-request/abc".to_owned();
+        let alert = crate::backend::AlertRef::Id("a-1".into());
         let noted = gateway
             .send(Call(Operation::AddNote {
-                alias: alias.clone(),
+                alert: alert.clone(),
                 note: "bob approved".into(),
             }))
             .await
@@ -831,7 +908,7 @@ mod tests {
         assert!(matches!(noted, Ok(Outcome::Accepted { .. })), "{noted:?}");
         let closed = gateway
             .send(Call(Operation::CloseAlert {
-                alias,
+                alert,
                 note: "request approved".into(),
             }))
             .await
@@ -973,11 +1050,17 @@ mod tests {
             .await_alert_id("unknown", Duration::from_secs(5))
             .await
             .unwrap_err();
+        // Typed, and "maybe done": the step reads the alert to find out.
+        assert_eq!(
+            unknown,
+            GatewayError::UnknownRequest {
+                request_id: "unknown".into()
+            }
+        );
         assert!(
-            unknown.to_string().contains("unknown request id"),
+            unknown.to_string().contains("wrong region or account"),
             "{unknown}"
         );
-        assert!(!unknown.is_retryable());
     }
 
     #[tokio::test(start_paused = true)]
@@ -1042,12 +1125,11 @@ mod tests {
             .filter_map(|e| e.retry_in)
             .collect();
         assert_eq!(delays.len(), 3);
-        // Decorrelated jitter: each delay lies in [base, 3 × previous], so the ceiling grows.
+        // The crate's backoff: each delay lies in [base, ceiling], the ceiling doubling.
         let base = policy().backoff_base;
-        let mut prev = base;
-        for delay in &delays {
-            assert!(*delay >= base && *delay <= prev * 3, "{delays:?}");
-            prev = *delay;
+        for (n, delay) in delays.iter().enumerate() {
+            let ceiling = (base * 2u32.pow(n as u32)).min(policy().backoff_cap);
+            assert!(*delay >= base && *delay <= ceiling, "{delays:?}");
         }
     }
 

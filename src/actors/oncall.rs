@@ -26,17 +26,19 @@ use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use tokio::time::Instant;
 use tracing::debug;
 
-/// Looks up the users on call in a schedule (by name or id); the error is a human-readable
-/// message.
-pub type Lookup = Rc<dyn Fn(String) -> LocalBoxFuture<'static, Result<Vec<String>, String>>>;
+use crate::actors::gateway::GatewayError;
 
-/// Why nobody can say who is on call. Every variant is worth retrying later: failed lookups are
-/// never cached.
+/// Looks up the users on call in a schedule (by name or id); the error is the gateway's, typed,
+/// so that a refusal (403, an unknown schedule) can be told from a failure worth retrying.
+pub type Lookup = Rc<dyn Fn(String) -> LocalBoxFuture<'static, Result<Vec<String>, GatewayError>>>;
+
+/// Why nobody can say who is on call. Failed lookups are never cached; whether one is worth
+/// retrying is `pipeline::error_policy::on_call`'s call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OnCallError {
     /// The lookup failed (backend error, throttling, timeout).
-    #[error("{0}")]
-    Lookup(String),
+    #[error(transparent)]
+    Lookup(GatewayError),
     /// The cache stopped before it answered (it is being restarted).
     #[error("the on-call cache is not running")]
     Stopped,
@@ -247,7 +249,7 @@ mod tests {
 
     /// A lookup that takes a second, counts its calls, and answers from a script (the last
     /// answer repeats).
-    fn scripted(answers: Vec<Result<Vec<String>, String>>) -> (Lookup, Calls) {
+    fn scripted(answers: Vec<Result<Vec<String>, GatewayError>>) -> (Lookup, Calls) {
         let calls = Rc::new(Cell::new(0));
         let asked = Rc::new(RefCell::new(Vec::new()));
         let (c, a) = (Rc::clone(&calls), Rc::clone(&asked));
@@ -259,7 +261,7 @@ mod tests {
                 .get(n)
                 .or(answers.last())
                 .cloned()
-                .unwrap_or_else(|| Err("no answer scripted".into()));
+                .unwrap_or_else(|| Err(failed("no answer scripted")));
             async move {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 answer
@@ -267,6 +269,14 @@ mod tests {
             .boxed_local()
         });
         (lookup, (calls, asked))
+    }
+
+    fn failed(why: &str) -> GatewayError {
+        GatewayError::Exhausted {
+            endpoint: "on_call",
+            attempts: 5,
+            last: why.into(),
+        }
     }
 
     fn users(v: &[&str]) -> Vec<String> {
@@ -307,14 +317,14 @@ mod tests {
     #[actix_rt::test]
     async fn a_failed_lookup_reaches_every_asker_and_is_not_cached() {
         tokio::time::pause();
-        let (lookup, (calls, _)) = scripted(vec![Err("HTTP 503".into()), Ok(users(&["alice"]))]);
+        let (lookup, (calls, _)) = scripted(vec![Err(failed("HTTP 503")), Ok(users(&["alice"]))]);
         let cache = OnCallCache::new(lookup, Duration::from_secs(30)).start();
 
         let answers =
             futures::future::join_all((0..10).map(|_| who_is_on_call(&cache, "Primary"))).await;
         assert_eq!(calls.get(), 1);
         for answer in answers {
-            assert_eq!(answer, Err(OnCallError::Lookup("HTTP 503".into())));
+            assert_eq!(answer, Err(OnCallError::Lookup(failed("HTTP 503"))));
         }
 
         // No time passes: the failure was not cached, so the next ask looks up again.

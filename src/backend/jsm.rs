@@ -82,7 +82,7 @@ mod tests {
     fn mirrors_opsgenie_paths() {
         let req = JsmCodec::new("s")
             .request(&Operation::CloseAlert {
-                alias: "teleport-access-request/x".into(),
+                alert: crate::backend::AlertRef::Alias("teleport-access-request/x".into()),
                 note: "n".into(),
             })
             .unwrap();

@@ -314,7 +314,7 @@ mod tests {
     }
 
     fn ops() -> Vec<crate::backend::Operation> {
-        use crate::backend::{AlertPayload, Operation};
+        use crate::backend::{AlertPayload, AlertRef, Operation};
         let alias = "teleport-access-request/abc".to_owned();
         vec![
             Operation::CreateAlert(AlertPayload {
@@ -329,15 +329,22 @@ mod tests {
                 priority: String::new(),
             }),
             Operation::AddNote {
-                alias: alias.clone(),
+                alert: AlertRef::Alias(alias.clone()),
                 note: "n".into(),
             },
             Operation::CloseAlert {
-                alias,
+                alert: AlertRef::Id("id".into()),
                 note: "n".into(),
             },
             Operation::RequestStatus {
                 request_id: "r".into(),
+            },
+            Operation::GetAlert {
+                alert: AlertRef::Alias(alias),
+            },
+            Operation::ListNotes {
+                alert_id: "id".into(),
+                offset: None,
             },
             Operation::ListOpenAlerts {
                 tag: "t".into(),
@@ -347,6 +354,7 @@ mod tests {
                 schedule: "s".into(),
             },
             Operation::Heartbeat { name: "h".into() },
+            Operation::GetHeartbeat { name: "h".into() },
         ]
     }
 
@@ -363,9 +371,12 @@ mod tests {
                 ("add_note", "alert"),
                 ("close_alert", "alert"),
                 ("request_status", "alert"),
+                ("get_alert", "alert"),
+                ("list_notes", "alert"),
                 ("list_alerts", "search"),
                 ("on_call", "schedule_oncalls"),
                 ("heartbeat", "heartbeat"),
+                ("get_heartbeat", "heartbeat"),
             ]
         );
     }

@@ -3,6 +3,7 @@
 //! actor (`actors::gateway`) is the only code that sends them, so rate limits and retries live in
 //! one place.
 
+pub mod backoff;
 pub mod jsm;
 pub mod limiter;
 pub mod opsgenie;
@@ -12,22 +13,58 @@ pub mod retry;
 // naming it `backend::AlertPayload`.
 pub use crate::core::alert::{AlertPayload, Responder};
 
+/// Which alert a call acts on. Once the alert id is known, calls address the alert by id: an
+/// alias names whichever alert carries it (the open one, else the newest), which after a close and
+/// a re-creation is not necessarily the one the daemon means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertRef {
+    /// The backend's alert id (`identifierType=id`).
+    Id(String),
+    /// The alias the daemon gave it (`identifierType=alias`), before the id is known.
+    Alias(String),
+}
+
+impl AlertRef {
+    /// The identifier and its `identifierType`.
+    pub fn parts(&self) -> (&str, &'static str) {
+        match self {
+            Self::Id(id) => (id, "id"),
+            Self::Alias(alias) => (alias, "alias"),
+        }
+    }
+}
+
 /// One call to the backend.
+///
+/// What repeating a write does on the backend, which decides what the gateway may retry blindly
+/// ([`Operation::retry_blind`]) and what the request pipeline must verify after an unknown
+/// outcome (`pipeline::reconcile`, "Unknown outcomes"):
+///
+/// - `CreateAlert` is idempotent while the alert is open: the backend de-duplicates creates on
+///   the alias. The daemon never closes an alert while a create for it may still be in flight
+///   (both need the request's claim), so a repeated create lands on the same alert.
+/// - `CloseAlert` is idempotent in effect (closing a closed alert changes nothing and adds no
+///   note), but it carries a note, so it is not repeated blindly either: after an unknown outcome
+///   the alert is read first.
+/// - `AddNote` is not idempotent: every accepted note is one more note. After an unknown
+///   outcome the alert's notes are read, looking for the note's marker, before posting again.
+/// - Reads (`RequestStatus`, `GetAlert`, `ListNotes`, `OnCall`, `ListOpenAlerts`, `Heartbeat`)
+///   change nothing and may be repeated freely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// Create an alert (asynchronous: answers a request id).
     CreateAlert(AlertPayload),
-    /// Add a note to the alert with this alias.
+    /// Add a note to an alert (asynchronous).
     AddNote {
-        /// The alert's alias.
-        alias: String,
+        /// The alert.
+        alert: AlertRef,
         /// At most 25,000 characters.
         note: String,
     },
-    /// Close the alert with this alias, leaving a note.
+    /// Close an alert, leaving a note (asynchronous).
     CloseAlert {
-        /// The alert's alias.
-        alias: String,
+        /// The alert.
+        alert: AlertRef,
         /// At most 25,000 characters.
         note: String,
     },
@@ -35,6 +72,18 @@ pub enum Operation {
     RequestStatus {
         /// The request id from a 202 answer.
         request_id: String,
+    },
+    /// Read one alert: whether it exists, its id, whether it is open.
+    GetAlert {
+        /// The alert.
+        alert: AlertRef,
+    },
+    /// One page of an alert's notes, newest first.
+    ListNotes {
+        /// The alert's id.
+        alert_id: String,
+        /// Where the page starts (the previous page's last `offset`); `None` for the first.
+        offset: Option<String>,
     },
     /// Who is on call now in a schedule (by UUID or name).
     OnCall {
@@ -97,7 +146,9 @@ impl Operation {
             Self::CreateAlert(_)
             | Self::AddNote { .. }
             | Self::CloseAlert { .. }
-            | Self::RequestStatus { .. } => Domain::Alert,
+            | Self::RequestStatus { .. }
+            | Self::GetAlert { .. }
+            | Self::ListNotes { .. } => Domain::Alert,
             Self::ListOpenAlerts { .. } => Domain::Search,
             Self::OnCall { .. } => Domain::ScheduleOnCalls,
             Self::Heartbeat { .. } | Self::GetHeartbeat { .. } => Domain::Heartbeat,
@@ -115,7 +166,25 @@ impl Operation {
             Self::Heartbeat { .. } => "heartbeat",
             Self::GetHeartbeat { .. } => "get_heartbeat",
             Self::ListOpenAlerts { .. } => "list_alerts",
+            Self::GetAlert { .. } => "get_alert",
+            Self::ListNotes { .. } => "list_notes",
         }
+    }
+
+    /// Whether the call writes.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateAlert(_) | Self::AddNote { .. } | Self::CloseAlert { .. }
+        )
+    }
+
+    /// Whether the gateway may send the call again after an answer that does not say whether it
+    /// took effect (a 5xx, a timeout): reads, and the create, which the backend de-duplicates on
+    /// the alias (see [`Operation`]). Notes and closes are not: their unknown outcome goes back
+    /// to the step, which verifies before sending again.
+    pub fn retry_blind(&self) -> bool {
+        !matches!(self, Self::AddNote { .. } | Self::CloseAlert { .. })
     }
 }
 
@@ -130,13 +199,22 @@ pub enum Outcome {
     /// The asynchronous request has not been processed yet.
     NotProcessed,
     /// The asynchronous request was processed.
-    Processed {
-        /// Whether it did what was asked.
-        success: bool,
-        /// The alert it acted on (empty on failure).
-        alert_id: String,
-        /// The backend's free-text status, e.g. "Created alert".
-        status: String,
+    Processed(Processed),
+    /// The alert read by [`Operation::GetAlert`].
+    Alert {
+        /// Its id.
+        id: String,
+        /// Whether it is open.
+        open: bool,
+    },
+    /// There is no such alert (a 404 to [`Operation::GetAlert`] or [`Operation::ListNotes`]).
+    NoSuchAlert,
+    /// One page of an alert's notes.
+    Notes {
+        /// The notes' texts, newest first.
+        texts: Vec<String>,
+        /// Where the next page starts, if there is one.
+        next: Option<String>,
     },
     /// Users on call (Opsgenie: user names, i.e. e-mail addresses).
     OnCall(Vec<String>),
@@ -149,6 +227,24 @@ pub enum Outcome {
     },
     /// The call succeeded and returns nothing of interest.
     Done,
+}
+
+/// What the backend says about a processed asynchronous request (Opsgenie's request status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    /// Whether it did what was asked (`isSuccess`).
+    pub success: bool,
+    /// The alert it acted on (empty on failure).
+    pub alert_id: String,
+    /// The backend's free-text status, e.g. "Created alert" or "Alert does not exist".
+    pub status: String,
+}
+
+impl Processed {
+    /// Whether a failed request failed because its alert does not exist.
+    pub fn alert_missing(&self) -> bool {
+        !self.success && self.status.to_ascii_lowercase().contains("does not exist")
+    }
 }
 
 /// An HTTP request a [`Codec`] built; the gateway adds the base URL, authentication and the

@@ -1,17 +1,21 @@
 //! The Opsgenie REST API v2 codec: which path, query and JSON body each [`Operation`] becomes, and
 //! how the answers read. No I/O here; `actors::gateway` sends the requests.
 //!
-//! Alerts are addressed by alias (`identifierType=alias`). Aliases contain `/`
-//! (`teleport-access-request/<id>`), so every path segment is percent-encoded, `/` as `%2F`.
+//! Alerts are addressed by id once it is known (`identifierType=id`), by alias before that
+//! (`identifierType=alias`). Aliases contain `/` (`teleport-access-request/<id>`), so every path
+//! segment is percent-encoded, `/` as `%2F`.
 
 use http::{HeaderMap, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{BackendError, Codec, HttpRequest, Operation, Outcome};
+use super::{AlertRef, BackendError, Codec, HttpRequest, Operation, Outcome, Processed};
 
 /// Alerts per page of the orphan-sweep listing (Opsgenie's maximum).
 pub const LIST_PAGE_SIZE: u32 = 100;
+
+/// Notes per page when reading an alert's notes (Opsgenie's maximum).
+pub const NOTES_PAGE_SIZE: u32 = 100;
 
 /// The header Opsgenie sets on a 404 for a request that is still queued.
 pub const ERROR_TYPE_HEADER: &str = "x-opsgenie-errortype";
@@ -57,16 +61,27 @@ impl Codec for OpsgenieCodec {
                 })?;
                 (Method::POST, "/v2/alerts".to_owned(), Some(body))
             }
-            Operation::AddNote { alias, note } => (
+            Operation::AddNote { alert, note } => (
                 Method::POST,
-                format!("/v2/alerts/{}/notes?identifierType=alias", escape(alias)),
+                alert_path(alert, "/notes"),
                 Some(self.action_body(note)),
             ),
-            Operation::CloseAlert { alias, note } => (
+            Operation::CloseAlert { alert, note } => (
                 Method::POST,
-                format!("/v2/alerts/{}/close?identifierType=alias", escape(alias)),
+                alert_path(alert, "/close"),
                 Some(self.action_body(note)),
             ),
+            Operation::GetAlert { alert } => (Method::GET, alert_path(alert, ""), None),
+            Operation::ListNotes { alert_id, offset } => {
+                let mut path = format!(
+                    "/v2/alerts/{}/notes?identifierType=id&order=desc&direction=next&limit={NOTES_PAGE_SIZE}",
+                    escape(alert_id)
+                );
+                if let Some(offset) = offset {
+                    path.push_str(&format!("&offset={}", escape(offset)));
+                }
+                (Method::GET, path, None)
+            }
             Operation::RequestStatus { request_id } => (
                 Method::GET,
                 format!("/v2/alerts/requests/{}", escape(request_id)),
@@ -149,29 +164,66 @@ impl Codec for OpsgenieCodec {
                 let answer: Envelope<RequestStatusData> =
                     serde_json::from_slice(body).map_err(decode)?;
                 let data = answer.data;
-                Ok(Outcome::Processed {
+                Ok(Outcome::Processed(Processed {
                     // `isSuccess` is authoritative; older answers only carry `success`.
                     success: data.is_success.or(data.success).unwrap_or(false),
                     alert_id: data.alert_id,
                     status: data.status,
-                })
+                }))
+            }
+            // A 404 here is an answer: there is no such alert.
+            Operation::GetAlert { .. } | Operation::ListNotes { .. } if status == 404 => {
+                Ok(Outcome::NoSuchAlert)
             }
             _ if !(200..300).contains(&status) => Err(BackendError::Status { status }),
             Operation::CreateAlert(_)
             | Operation::AddNote { .. }
             | Operation::CloseAlert { .. } => {
                 let answer: Accepted = serde_json::from_slice(body).map_err(decode)?;
-                Ok(match answer.request_id {
-                    Some(request_id) if !request_id.is_empty() => Outcome::Accepted { request_id },
-                    // A synchronous answer (some JSM variants) carries no request id.
-                    _ => Outcome::Done,
-                })
+                match answer.request_id {
+                    Some(request_id) if !request_id.is_empty() => {
+                        Ok(Outcome::Accepted { request_id })
+                    }
+                    // Without its request id nothing can confirm the write: it is not taken for
+                    // done (the gateway reports it as an unknown outcome, the step verifies).
+                    _ => Err(BackendError::Decode {
+                        endpoint: op.endpoint(),
+                        message: "the answer carries no requestId".into(),
+                    }),
+                }
             }
             Operation::OnCall { .. } => {
                 let answer: Envelope<OnCallData> = serde_json::from_slice(body).map_err(decode)?;
                 Ok(Outcome::OnCall(answer.data.on_call_recipients))
             }
             Operation::Heartbeat { .. } | Operation::GetHeartbeat { .. } => Ok(Outcome::Done),
+            Operation::GetAlert { .. } => {
+                let answer: Envelope<AlertData> = serde_json::from_slice(body).map_err(decode)?;
+                if answer.data.id.is_empty() {
+                    return Err(BackendError::Decode {
+                        endpoint: op.endpoint(),
+                        message: "the alert has no id".into(),
+                    });
+                }
+                Ok(Outcome::Alert {
+                    open: !answer.data.status.eq_ignore_ascii_case("closed"),
+                    id: answer.data.id,
+                })
+            }
+            Operation::ListNotes { .. } => {
+                let answer: NoteList = serde_json::from_slice(body).map_err(decode)?;
+                let more = answer.paging.as_ref().is_some_and(|p| p.next.is_some())
+                    && answer.data.len() >= NOTES_PAGE_SIZE as usize;
+                let next = answer
+                    .data
+                    .last()
+                    .map(|n| n.offset.clone())
+                    .filter(|o| more && !o.is_empty());
+                Ok(Outcome::Notes {
+                    texts: answer.data.into_iter().map(|n| n.note).collect(),
+                    next,
+                })
+            }
             Operation::ListOpenAlerts { .. } => {
                 let answer: AlertList = serde_json::from_slice(body).map_err(decode)?;
                 let full_page = answer.data.len() >= LIST_PAGE_SIZE as usize;
@@ -190,6 +242,12 @@ impl Codec for OpsgenieCodec {
             }
         }
     }
+}
+
+/// `/v2/alerts/<identifier><suffix>?identifierType=<id|alias>`.
+fn alert_path(alert: &AlertRef, suffix: &str) -> String {
+    let (ident, kind) = alert.parts();
+    format!("/v2/alerts/{}{suffix}?identifierType={kind}", escape(ident))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, so a value is safe as one
@@ -249,6 +307,30 @@ struct AlertList {
 }
 
 #[derive(Deserialize)]
+struct AlertData {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct NoteList {
+    #[serde(default)]
+    data: Vec<ListedNote>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Deserialize)]
+struct ListedNote {
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    offset: String,
+}
+
+#[derive(Deserialize)]
 struct ListedAlert {
     id: String,
     #[serde(default)]
@@ -301,7 +383,7 @@ mod tests {
     fn note_and_close_escape_the_alias() {
         let note = codec()
             .request(&Operation::AddNote {
-                alias: "teleport-access-request/a b".into(),
+                alert: AlertRef::Alias("teleport-access-request/a b".into()),
                 note: "approved".into(),
             })
             .unwrap();
@@ -315,15 +397,72 @@ mod tests {
         );
         let close = OpsgenieCodec::new("")
             .request(&Operation::CloseAlert {
-                alias: "teleport-access-request/x".into(),
+                alert: AlertRef::Id("a-1".into()),
                 note: "resolved".into(),
             })
             .unwrap();
         assert_eq!(
             close.path_and_query,
-            "/v2/alerts/teleport-access-request%2Fx/close?identifierType=alias"
+            "/v2/alerts/a-1/close?identifierType=id"
         );
         assert_eq!(close.body.unwrap(), json!({"note": "resolved"}));
+    }
+
+    #[test]
+    fn alerts_and_their_notes_are_read_by_id() {
+        let get = codec()
+            .request(&Operation::GetAlert {
+                alert: AlertRef::Id("a-1".into()),
+            })
+            .unwrap();
+        assert_eq!(get.method, Method::GET);
+        assert_eq!(get.path_and_query, "/v2/alerts/a-1?identifierType=id");
+        let op = Operation::GetAlert {
+            alert: AlertRef::Alias("teleport-access-request/x".into()),
+        };
+        let body = br#"{"data":{"id":"a-1","status":"closed","alias":"teleport-access-request/x"},"took":0.01,"requestId":"r"}"#;
+        assert_eq!(
+            codec().response(&op, 200, &HeaderMap::new(), body).unwrap(),
+            Outcome::Alert {
+                id: "a-1".into(),
+                open: false
+            }
+        );
+        let missing = br#"{"message":"Alert does not exist","took":0.0,"requestId":"r"}"#;
+        assert_eq!(
+            codec()
+                .response(&op, 404, &HeaderMap::new(), missing)
+                .unwrap(),
+            Outcome::NoSuchAlert
+        );
+
+        let first = Operation::ListNotes {
+            alert_id: "a-1".into(),
+            offset: None,
+        };
+        assert_eq!(
+            codec().request(&first).unwrap().path_and_query,
+            "/v2/alerts/a-1/notes?identifierType=id&order=desc&direction=next&limit=100"
+        );
+        let body = br#"{"data":[{"note":"two","owner":"x","createdAt":"2024-01-01T00:00:01Z","offset":"1704067201000_1704067201000"},{"note":"one","owner":"x","createdAt":"2024-01-01T00:00:00Z","offset":"1704067200000_1704067200000"}],"paging":{"first":"https://api.opsgenie.com/v2/alerts/a-1/notes?identifierType=id&order=desc&direction=next&limit=100"},"took":0.01,"requestId":"r"}"#;
+        assert_eq!(
+            codec()
+                .response(&first, 200, &HeaderMap::new(), body)
+                .unwrap(),
+            Outcome::Notes {
+                texts: vec!["two".into(), "one".into()],
+                next: None
+            }
+        );
+        let next = Operation::ListNotes {
+            alert_id: "a-1".into(),
+            offset: Some("1704067200000_1704067200000".into()),
+        };
+        assert!(codec()
+            .request(&next)
+            .unwrap()
+            .path_and_query
+            .ends_with("&offset=1704067200000_1704067200000"));
     }
 
     #[test]
@@ -424,11 +563,11 @@ mod tests {
         let body = br#"{"data":{"success":false,"isSuccess":false,"action":"Acknowledge","status":"Alert does not exist","alertId":"","alias":""},"took":0.02,"requestId":"x"}"#;
         assert_eq!(
             codec().response(&op, 200, &HeaderMap::new(), body).unwrap(),
-            Outcome::Processed {
+            Outcome::Processed(Processed {
                 success: false,
                 alert_id: String::new(),
                 status: "Alert does not exist".into()
-            }
+            })
         );
         assert_eq!(
             codec().response(&op, 503, &HeaderMap::new(), b""),

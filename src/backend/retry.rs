@@ -3,14 +3,12 @@
 //! [`classify`] is a pure function of the status, headers and body: a 429 pauses the domain for
 //! the period Opsgenie names, 5xx and 408 are transient, everything else is permanent and comes
 //! with a hint that names the fix (wrong key, wrong region, wrong kind of key, ...).
-//! [`Backoff`] is decorrelated jitter: each delay is random between the base and three times
-//! the previous one, capped.
+//! The delay between attempts is [`crate::backend::backoff::Backoff`], the crate's one backoff.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::HeaderMap;
-use rand::Rng;
 use serde::Deserialize;
 
 /// How long to pause a domain after a 429 that names no period.
@@ -33,6 +31,10 @@ pub enum Verdict {
     Transient {
         /// What happened, for logs and for the error when retries run out.
         reason: String,
+        /// Whether the call may have taken effect anyway: a 5xx can come after the work was
+        /// done, while a 408 (the server gave up reading the request) or a connection that was
+        /// never made means it was not.
+        maybe_done: bool,
     },
     /// Trying again will not help.
     Permanent {
@@ -74,6 +76,7 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
     if status == 408 || ((500..600).contains(&status) && status != 501) {
         return Verdict::Transient {
             reason: format!("HTTP {status}: {message}"),
+            maybe_done: status != 408,
         };
     }
     let hint = match status {
@@ -138,49 +141,10 @@ pub fn throttle_pause(headers: &HeaderMap) -> Duration {
         .unwrap_or(DEFAULT_THROTTLE_PAUSE)
 }
 
-/// Decorrelated-jitter backoff: each delay is uniform in `[base, 3 × previous]`, capped at
-/// `cap`. Spreads retries of many callers apart while still growing quickly.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    cap: Duration,
-    prev: Duration,
-}
-
-impl Backoff {
-    /// A backoff starting at `base` and never exceeding `cap` (`cap` is raised to `base`).
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            base,
-            cap: cap.max(base),
-            prev: base,
-        }
-    }
-
-    /// The next delay.
-    pub fn next<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Duration {
-        let low = self.base.as_nanos().min(u128::from(u64::MAX)) as u64;
-        let high = self
-            .prev
-            .saturating_mul(3)
-            .min(self.cap)
-            .as_nanos()
-            .min(u128::from(u64::MAX)) as u64;
-        let delay = if high > low {
-            Duration::from_nanos(rng.random_range(low..=high))
-        } else {
-            self.base
-        };
-        self.prev = delay.min(self.cap);
-        self.prev
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
-    use rand::SeedableRng;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -200,11 +164,17 @@ mod tests {
     #[test]
     fn success_and_transients() {
         assert_eq!(classify(202, &HeaderMap::new(), b""), Verdict::Success);
-        for status in [500, 502, 503, 504, 408] {
+        for (status, maybe) in [
+            (500, true),
+            (502, true),
+            (503, true),
+            (504, true),
+            (408, false),
+        ] {
             assert!(
                 matches!(
                     classify(status, &HeaderMap::new(), b""),
-                    Verdict::Transient { .. }
+                    Verdict::Transient { maybe_done, .. } if maybe_done == maybe
                 ),
                 "{status}"
             );
@@ -265,30 +235,5 @@ mod tests {
         );
         assert!(hint(402, "").contains("plan"));
         assert!(hint(404, "not json").contains("not found"));
-    }
-
-    #[test]
-    fn backoff_grows_within_bounds() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let base = Duration::from_millis(100);
-        let cap = Duration::from_secs(30);
-        let mut backoff = Backoff::new(base, cap);
-        let mut prev = base;
-        let mut delays = vec![];
-        for _ in 0..50 {
-            let d = backoff.next(&mut rng);
-            assert!(
-                d >= base && d <= cap && d <= prev * 3,
-                "{d:?} after {prev:?}"
-            );
-            prev = d;
-            delays.push(d);
-        }
-        assert!(delays.iter().any(|d| *d > Duration::from_secs(5)));
-        // Same seed, same sequence.
-        let mut again = Backoff::new(base, cap);
-        let mut rng2 = rand::rngs::StdRng::seed_from_u64(7);
-        let replay: Vec<_> = (0..50).map(|_| again.next(&mut rng2)).collect();
-        assert_eq!(replay, delays);
     }
 }

@@ -38,6 +38,20 @@ pub enum Step {
     Finished,
 }
 
+impl Step {
+    /// A stable name for a step that writes to the backend, unique within one request: what an
+    /// unconfirmed write is recorded under, and the marker of the note it posts.
+    pub fn key(&self) -> Option<String> {
+        match self {
+            Self::CreateAlert => Some("create".into()),
+            Self::Decide => Some("decision".into()),
+            Self::NoteReview { index } => Some(format!("review-{index}")),
+            Self::Close { .. } => Some("close".into()),
+            Self::ResolveAlertId | Self::Wait | Self::Finished => None,
+        }
+    }
+}
+
 /// What the planner needs to know besides the request and its progress.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlanOptions {

@@ -95,6 +95,38 @@ impl Claim {
     }
 }
 
+/// A write whose outcome is not known yet: it was sent (or may have been) by an attempt that
+/// failed or was cut short before the backend confirmed it. The next attempt of the same step
+/// finds out whether it took effect before doing it again (`pipeline::verify`). Recorded when
+/// the failed attempt releases its claim, so it costs no write of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconfirmed {
+    /// The step's key (`plan::Step::key`), e.g. `review-2`.
+    pub step: String,
+    /// The backend's request id of the write, when its 202 arrived (empty otherwise).
+    pub request_id: String,
+    /// When the attempt was made, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl Unconfirmed {
+    fn encode(&self) -> String {
+        format!("{} {} {}", self.step, self.at_ms, self.request_id)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, ' ');
+        let step = parts.next().filter(|s| !s.is_empty())?.to_owned();
+        let at_ms = parts.next()?.parse().ok()?;
+        let request_id = parts.next().unwrap_or("").trim().to_owned();
+        Some(Self {
+            step,
+            request_id,
+            at_ms,
+        })
+    }
+}
+
 /// One request's progress.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginData {
@@ -120,6 +152,8 @@ pub struct PluginData {
     pub decision: Option<Decision>,
     /// Failed on-call lookups so far.
     pub lookup_failures: u32,
+    /// A write of the current step whose outcome is unknown, if any.
+    pub unconfirmed: Option<Unconfirmed>,
     /// The replica acting on the request, if any.
     pub claim: Option<Claim>,
 }
@@ -135,11 +169,12 @@ const RESOLUTION: &str = "resolution";
 const RESOLVE_REASON: &str = "resolve_reason";
 const DECISION: &str = "approval_decision";
 const LOOKUP_FAILURES: &str = "approval_lookup_failures";
+const UNCONFIRMED: &str = "unconfirmed";
 const CLAIMED_BY: &str = "claimed_by";
 const CLAIMED_UNTIL: &str = "claimed_until";
 
 /// Every key the daemon writes, in a fixed order.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 14] = [
     ALERT_ID,
     ALERT_REQUEST_ID,
     USER,
@@ -151,6 +186,7 @@ pub const KEYS: [&str; 13] = [
     RESOLVE_REASON,
     DECISION,
     LOOKUP_FAILURES,
+    UNCONFIRMED,
     CLAIMED_BY,
     CLAIMED_UNTIL,
 ];
@@ -179,7 +215,7 @@ impl PluginData {
     /// Encodes every field; empty strings stand for "absent".
     pub fn encode(&self) -> Encoded {
         let count = |n: usize| if n == 0 { String::new() } else { n.to_string() };
-        let values: [String; 13] = [
+        let values: [String; 14] = [
             self.alert_id.clone(),
             self.alert_request_id.clone(),
             self.user.clone(),
@@ -198,6 +234,10 @@ impl PluginData {
                 .map(|d| d.as_str().to_owned())
                 .unwrap_or_default(),
             count(self.lookup_failures as usize),
+            self.unconfirmed
+                .as_ref()
+                .map(Unconfirmed::encode)
+                .unwrap_or_default(),
             self.claim
                 .as_ref()
                 .map(|c| c.holder.clone())
@@ -239,6 +279,7 @@ impl PluginData {
             resolve_reason: get(RESOLVE_REASON).to_owned(),
             decision: Decision::parse(get(DECISION)),
             lookup_failures: get(LOOKUP_FAILURES).parse().unwrap_or(0),
+            unconfirmed: Unconfirmed::decode(get(UNCONFIRMED)),
             claim,
         }
     }
@@ -301,6 +342,11 @@ mod tests {
             resolve_reason: "ok".into(),
             decision: Some(Decision::Declined),
             lookup_failures: 1,
+            unconfirmed: Some(Unconfirmed {
+                step: "review-2".into(),
+                request_id: "rq-9".into(),
+                at_ms: 1_700_000_000_123,
+            }),
             claim: Some(Claim {
                 holder: "host-1".into(),
                 until_ms: 1_700_000_060_000,
@@ -313,6 +359,22 @@ mod tests {
         for data in [full(), PluginData::default()] {
             assert_eq!(PluginData::decode(&data.encode()), data);
         }
+    }
+
+    #[test]
+    fn an_unconfirmed_write_without_a_request_id_round_trips() {
+        let data = PluginData {
+            unconfirmed: Some(Unconfirmed {
+                step: "close".into(),
+                request_id: String::new(),
+                at_ms: 5,
+            }),
+            ..PluginData::default()
+        };
+        assert_eq!(data.encode()[UNCONFIRMED], "close 5 ");
+        assert_eq!(PluginData::decode(&data.encode()), data);
+        let garbage = BTreeMap::from([(UNCONFIRMED.to_owned(), "close soon".to_owned())]);
+        assert_eq!(PluginData::decode(&garbage).unconfirmed, None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tracing::info;
 use crate::actors::event_stream::{EventSource, EventStreamOf, SourceError, WatchEvent};
 use crate::actors::gateway::{Call, Gateway, GatewayClient, GatewayError};
 use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
-use crate::backend::{Operation as BackendOp, Outcome};
+use crate::backend::{Operation as BackendOp, Outcome, Processed};
 use crate::core::model::{AccessRequest, RequestState};
 use crate::core::plugin_data::{Encoded, PluginData};
 use crate::pipeline::reconcile::{EffectError, Effects, ReviewResult, MFA_REQUIRED_FIX};
@@ -37,12 +37,7 @@ pub struct LiveEffects {
 
 impl Effects for LiveEffects {
     async fn read(&self, request_id: &str) -> Result<PluginData, EffectError> {
-        let map = self
-            .teleport
-            .get()
-            .get_plugin_data(request_id)
-            .await
-            .map_err(teleport_error)?;
+        let map = self.teleport.get().get_plugin_data(request_id).await?;
         Ok(PluginData::decode(&map))
     }
 
@@ -55,53 +50,57 @@ impl Effects for LiveEffects {
         if self.dry_run {
             return Ok(());
         }
-        self.teleport
+        Ok(self
+            .teleport
             .get()
             .update_plugin_data(request_id, set, expect)
-            .await
-            .map_err(teleport_error)
+            .await?)
     }
 
     async fn call(&self, op: BackendOp) -> Result<Outcome, EffectError> {
-        if self.dry_run {
+        if self.dry_run && op.is_write() {
             info!(
                 endpoint = op.endpoint(),
                 "Dry run: not calling the backend."
             );
-            return Ok(match op {
-                BackendOp::CreateAlert(_) => Outcome::Accepted {
-                    request_id: "dry-run".into(),
-                },
-                _ => Outcome::Done,
+            return Ok(Outcome::Accepted {
+                request_id: "dry-run".into(),
             });
         }
-        self.client.call(op).await.map_err(gateway_error)
+        if self.dry_run {
+            // Reads are real, but a dry run made no alert to read about.
+            return Ok(match op {
+                BackendOp::GetAlert { .. } | BackendOp::ListNotes { .. } => Outcome::NoSuchAlert,
+                op => self.client.call(op).await?,
+            });
+        }
+        Ok(self.client.call(op).await?)
     }
 
-    async fn await_alert_id(&self, request_id: &str) -> Result<String, EffectError> {
+    async fn await_request(&self, request_id: &str) -> Result<Processed, EffectError> {
         if self.dry_run {
-            return Ok("dry-run".into());
+            return Ok(Processed {
+                success: true,
+                alert_id: "dry-run".into(),
+                status: "dry run".into(),
+            });
         }
         // Like `call`: straight through the client, so the polls stop with their step and log
         // under the request's span.
-        match self
+        Ok(self
             .client
-            .await_alert_id(request_id, self.alert_id_deadline)
-            .await
-        {
-            Ok(alert_id) => Ok(alert_id),
-            Err(GatewayError::RequestFailed { status, .. }) => {
-                Err(EffectError::CreateFailed(status))
-            }
-            Err(err) => Err(gateway_error(err)),
-        }
+            .await_request(request_id, self.alert_id_deadline)
+            .await?)
     }
 
     async fn on_call(&self, schedule: &str) -> Result<Vec<String>, EffectError> {
         who_is_on_call(&self.on_call, schedule)
             .await
             .map(|users| users.as_ref().clone())
-            .map_err(|e| EffectError::Retryable(e.to_string()))
+            .map_err(|source| EffectError::OnCall {
+                schedule: schedule.to_owned(),
+                source,
+            })
     }
 
     async fn submit_review(
@@ -126,10 +125,11 @@ impl Effects for LiveEffects {
             Err(TeleportError::AlreadyReviewed { .. } | TeleportError::AlreadyResolved { .. }) => {
                 Ok(ReviewResult::AlreadyDone)
             }
-            Err(TeleportError::MfaRequired { message, .. }) => Err(EffectError::Permanent(
-                format!("{MFA_REQUIRED_FIX} (Teleport said: {message})"),
-            )),
-            Err(err) => Err(teleport_error(err)),
+            Err(source @ TeleportError::MfaRequired { .. }) => Err(EffectError::ReviewRefused {
+                fix: MFA_REQUIRED_FIX,
+                source,
+            }),
+            Err(err) => Err(err.into()),
         }
     }
 
@@ -145,31 +145,22 @@ pub fn on_call_lookup(gateway: Addr<Gateway>) -> Lookup {
         async move {
             match gateway.send(Call(BackendOp::OnCall { schedule })).await {
                 Ok(Ok(Outcome::OnCall(users))) => Ok(users),
-                Ok(Ok(other)) => Err(format!("unexpected answer to an on-call lookup: {other:?}")),
-                Ok(Err(err)) => Err(err.to_string()),
-                Err(err) => Err(format!("the gateway is not running: {err}")),
+                Ok(Ok(other)) => Err(GatewayError::Permanent {
+                    status: None,
+                    endpoint: "on_call",
+                    message: format!("unexpected answer to an on-call lookup: {other:?}"),
+                    hint: "check `opsgenie.backend` and `opsgenie.api_url`".into(),
+                }),
+                Ok(Err(err)) => Err(err),
+                Err(_) => Err(GatewayError::Exhausted {
+                    endpoint: "on_call",
+                    attempts: 0,
+                    last: "the gateway is not running".into(),
+                }),
             }
         }
         .boxed_local()
     })
-}
-
-fn teleport_error(err: TeleportError) -> EffectError {
-    if matches!(err, TeleportError::CompareFailed { .. }) {
-        EffectError::Conflict
-    } else if err.is_retryable() {
-        EffectError::Retryable(err.to_string())
-    } else {
-        EffectError::Permanent(err.to_string())
-    }
-}
-
-fn gateway_error(err: GatewayError) -> EffectError {
-    if err.is_retryable() {
-        EffectError::Retryable(err.to_string())
-    } else {
-        EffectError::Permanent(err.to_string())
-    }
 }
 
 /// Teleport as the source of the event stream.
@@ -181,8 +172,7 @@ impl EventSource for TeleportSource {
         async move {
             let stream = client
                 .watch_access_requests()
-                .await
-                .map_err(|e| SourceError(e.to_string()))?;
+                .await?;
             let events = stream.map(|item| match item {
                 Ok(event) => Ok(match snapshot_from_event(event) {
                     Ok(EventKind::Init) => WatchEvent::Init,
@@ -193,7 +183,10 @@ impl EventSource for TeleportSource {
                         WatchEvent::Ignored
                     }
                 }),
-                Err(status) => Err(SourceError(TeleportError::from_status(Operation::WatchAccessRequests, status).to_string())),
+                Err(status) => Err(SourceError::from(TeleportError::from_status(
+                    Operation::WatchAccessRequests,
+                    status,
+                ))),
             });
             Ok(events.boxed_local())
         }
@@ -202,12 +195,6 @@ impl EventSource for TeleportSource {
 
     fn list(&self) -> LocalBoxFuture<'static, Result<Vec<AccessRequest>, SourceError>> {
         let client = self.0.get();
-        async move {
-            client
-                .list_access_requests()
-                .await
-                .map_err(|e| SourceError(e.to_string()))
-        }
-        .boxed_local()
+        async move { Ok(client.list_access_requests().await?) }.boxed_local()
     }
 }

@@ -5,13 +5,27 @@
 //! - [`request`]: the per-request state actor; keeps the newest snapshot and runs one step at a
 //!   time;
 //! - [`reconcile`]: one step: read plugin data, plan, claim, act, record by compare-and-swap;
+//! - [`port`]: the `Effects` reconcile acts through and the typed errors they fail with;
+//! - [`settings`]: what shapes every step;
+//! - [`attempt`]: one attempt of a backend write, confirmed before it counts;
+//! - [`decide`]: the auto-approval step;
 //! - [`effects`]: the real effects behind reconcile's `Effects` trait (Teleport, the gateway);
 //! - [`sweep`]: the orphan sweep, closing alerts whose request no longer exists;
+//! - [`error_policy`]: what a failed step means: retry, verify first, wait for a change, give up;
+//! - [`verify`]: after an unknown outcome, whether a write already took effect;
+//! - [`stop`]: the shutdown switch that cuts steps short so they release their claims;
 //! - [`shared`]: what the request actors share.
 
+pub mod attempt;
+pub mod decide;
 pub mod effects;
+pub mod error_policy;
+pub mod port;
 pub mod reconcile;
 pub mod request;
 pub mod requests;
+pub mod settings;
 pub mod shared;
+pub mod stop;
 pub mod sweep;
+pub mod verify;

@@ -1,6 +1,7 @@
 //! `RequestActor`: one per access request id. It keeps only the newest snapshot of its request
 //! (never a queue of stale ones) and runs reconcile steps one at a time until there is nothing
-//! left to do. Failures are retried with backoff; the actor stops when its request is finished.
+//! left to do. What a failure means is `error_policy`'s decision; the actor carries it out
+//! (retries wait for the crate's [`Backoff`]) and stops when its request is finished.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -8,10 +9,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{error, info_span, warn, Instrument};
 
+use crate::backend::backoff::Backoff;
 use crate::core::model::{RequestState, Snapshot};
 use crate::core::plan;
 use crate::core::plugin_data::PluginData;
 use crate::core::render;
+use crate::pipeline::error_policy::{self, Action};
 use crate::pipeline::reconcile::{self, EffectError, Effects, Next, Reconciled};
 use crate::pipeline::shared::{Finished, Shared};
 
@@ -101,6 +104,11 @@ impl<E: Effects + 'static> RequestActor<E> {
             } else {
                 Some(shared.permits.acquire().await)
             };
+            if shared.is_draining() {
+                // Shutdown began while this step waited for a permit: it never claimed anything,
+                // so there is nothing to release; the next process picks the request up.
+                return Err(EffectError::Cancelled);
+            }
             let _in_flight = shared.in_flight();
             reconcile::step(&shared.effects, &shared.settings, &snapshot, cached).await
         }
@@ -135,27 +143,33 @@ impl<E: Effects + 'static> RequestActor<E> {
                     }
                 }
             }
-            Err(EffectError::Conflict) => {
-                // Someone else changed the request's progress: re-read and re-plan at once.
-                self.cached = None;
-                self.run(ctx);
-            }
-            Err(err) if err.is_retryable() => {
-                self.cached = None;
-                let delay = self.retry.next_delay();
-                warn!(request_id = %self.id, alias = %render::alias(&self.id), error = %err, retry_in_ms = delay.as_millis() as u64, "Step failed; will retry.");
-                self.run_later(delay, ctx);
-            }
             Err(err) => {
                 self.cached = None;
-                self.shared.count_permanent_failure();
-                error!(request_id = %self.id, alias = %render::alias(&self.id), error = %err, "Step failed permanently; will try again when the request changes or the daemon restarts.");
-                // "When the request changes": if it already has, during this step, try again
-                // now; otherwise give the slot back until it does.
-                if self.dirty {
-                    self.run(ctx);
-                } else {
-                    self.release(ctx);
+                match error_policy::action(&err) {
+                    Action::Reread => {
+                        // Someone else changed the request's progress: re-read and re-plan now.
+                        self.run(ctx);
+                    }
+                    Action::Retry { verify } => {
+                        let delay = self.retry.next_delay();
+                        warn!(request_id = %self.id, alias = %render::alias(&self.id), error = %err, verify, retry_in_ms = delay.as_millis() as u64, "Step failed; will retry.");
+                        self.run_later(delay, ctx);
+                    }
+                    Action::WaitForChange { reason } => {
+                        self.shared.count_permanent_failure();
+                        error!(request_id = %self.id, alias = %render::alias(&self.id), error = %reason, "Step refused; will try again when the request changes or the daemon restarts.");
+                        // "When the request changes": if it already has, during this step, try
+                        // again now; otherwise give the slot back until it does.
+                        if self.dirty {
+                            self.run(ctx);
+                        } else {
+                            self.release(ctx);
+                        }
+                    }
+                    Action::GiveUp { reason } => {
+                        warn!(request_id = %self.id, alias = %render::alias(&self.id), %reason, "Giving up on the request.");
+                        self.release(ctx);
+                    }
                 }
             }
         }
@@ -201,65 +215,5 @@ impl<E: Effects + 'static> Handler<Observe> for RequestActor<E> {
         } else if self.timer.is_none() {
             self.run(ctx);
         }
-    }
-}
-
-/// Exponential backoff with full jitter between `min` and `max`, so that many requests failing
-/// together (the backend is down) do not retry in lock-step.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// Starts at `min`, doubles up to `max`.
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max: max.max(min),
-            attempt: 0,
-        }
-    }
-
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .min
-            .saturating_mul(2u32.saturating_pow(self.attempt.min(20)))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let spread = ceiling.saturating_sub(self.min);
-        self.min + spread.mul_f64(rand::random::<f64>())
-    }
-
-    /// Back to the first delay.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_within_bounds_and_resets() {
-        let min = Duration::from_millis(100);
-        let max = Duration::from_secs(2);
-        let mut b = Backoff::new(min, max);
-        // The ceiling doubles from `min` (no jitter on the first attempt) and stops at `max`.
-        for attempt in 0..10 {
-            let ceiling = (min * 2u32.pow(attempt)).min(max);
-            let d = b.next_delay();
-            assert!(d >= min && d <= ceiling, "attempt {attempt}: {d:?}");
-        }
-        // At the cap the jitter spreads over [min, max]: 100 draws all below 4 × min would mean
-        // the delay never grew (odds about 0.16^100 otherwise).
-        let longest = (0..100).map(|_| b.next_delay()).max().expect("draws");
-        assert!(longest > min * 4, "{longest:?}");
-        b.reset();
-        assert_eq!(b.next_delay(), min);
     }
 }

@@ -3,20 +3,29 @@
 //! A request deleted or expired while every replica was down leaves an open alert behind: its
 //! deletion event is never seen, and the resync after a restart only lists requests that still
 //! exist. Every `daemon.orphan_sweep_interval` the daemon lists the open alerts carrying its
-//! first tag, lists Teleport's requests, and closes the alerts of requests that are gone (the
-//! decision is [`crate::core::sweep::orphans`]). Closing is idempotent, so replicas may sweep
-//! at the same time without harm.
+//! first tag, lists Teleport's requests, and finds the alerts of requests that are gone (the
+//! decision is [`crate::core::sweep::orphans`]).
+//!
+//! The sweep does not close them behind the steps' backs: a step may be in flight for the very
+//! request (a create answered 503 after it took effect, being retried), and a close slipped in
+//! before that retry would let it open a second alert. So the sweep and the steps agree on who
+//! acts through the claim ([`crate::core::sweep::handling`]): a request whose progress exists is
+//! handed to the pipeline as deleted, and its request actor closes the alert under a claim,
+//! confirms it and records it; a live claim is left alone; only alerts no step will ever act on
+//! are closed directly.
 
 use std::collections::HashSet;
 
-use actix::Addr;
+use actix::{Addr, Recipient};
 use tracing::{debug, info, warn};
 
 use crate::actors::gateway::{Call, Gateway};
-use crate::backend::{Operation, Outcome};
+use crate::backend::{AlertRef, Operation, Outcome};
+use crate::core::model::Snapshot;
 use crate::core::plugin_data::{PluginData, Resolution};
 use crate::core::render::resolution_note;
-use crate::core::sweep::orphans;
+use crate::core::sweep::{handling, orphans, Handling};
+use crate::pipeline::request::{Observe, Origin};
 use crate::teleport::client::TeleportClient;
 
 /// Pages of open alerts read in one sweep at most (Opsgenie pages hold 100 alerts; its offset
@@ -42,15 +51,20 @@ pub struct SweepReport {
     pub open: usize,
     /// Alerts whose request is gone.
     pub orphans: usize,
-    /// Of those, closed now.
+    /// Of those, handed to the pipeline to close.
+    pub handed_over: usize,
+    /// Of those, closed directly.
     pub closed: usize,
+    /// Of those, left alone because a replica holds the request.
+    pub left: usize,
 }
 
-/// One sweep: list open alerts tagged `tag`, then the requests, then close the orphans and
-/// record `resolution = expired` in their plugin data where it still exists.
+/// One sweep: list open alerts tagged `tag`, then the requests, then see to the orphans: hand
+/// them to `pipeline` as deleted, or close them directly (see the module docs).
 pub async fn sweep_once(
     teleport: &TeleportClient,
     gateway: &Addr<Gateway>,
+    pipeline: &Recipient<Observe>,
     tag: &str,
 ) -> Result<SweepReport, SweepError> {
     // Alerts first, requests second: a request created in between cannot have an alert in the
@@ -65,7 +79,7 @@ pub async fn sweep_once(
         match gateway.send(Call(op)).await {
             Ok(Ok(Outcome::Alerts { alerts, more })) => {
                 let n = u32::try_from(alerts.len()).unwrap_or(u32::MAX);
-                open.extend(alerts.into_iter().map(|(alias, _)| alias));
+                open.extend(alerts);
                 if !more || n == 0 {
                     break;
                 }
@@ -92,23 +106,41 @@ pub async fn sweep_once(
     let mut report = SweepReport {
         open: open.len(),
         orphans: found.len(),
-        closed: 0,
+        ..SweepReport::default()
     };
+    let now = std::time::SystemTime::now();
     for orphan in found {
-        let op = Operation::CloseAlert {
-            alias: orphan.alias.clone(),
-            note: resolution_note(Resolution::Expired, ""),
-        };
-        match gateway.send(Call(op)).await {
-            Ok(Ok(_)) => {
-                report.closed += 1;
-                record_expired(teleport, &orphan.request_id).await;
-            }
-            Ok(Err(err)) => {
-                warn!(request_id = %orphan.request_id, error = %err, "Could not close an orphaned alert; the next sweep retries.");
-            }
+        let data = match teleport.get_plugin_data(&orphan.request_id).await {
+            Ok(map) if map.is_empty() => None,
+            Ok(map) => Some(PluginData::decode(&map)),
             Err(err) => {
-                warn!(request_id = %orphan.request_id, error = %err, "The gateway stopped during the sweep.");
+                debug!(request_id = %orphan.request_id, error = %err, "Could not read the progress of an orphan; the next sweep tries again.");
+                continue;
+            }
+        };
+        match handling(&orphan, data.as_ref(), now) {
+            Handling::Leave => report.left += 1,
+            Handling::Pipeline => {
+                report.handed_over += 1;
+                let gone = Snapshot::Gone {
+                    id: orphan.request_id.clone(),
+                };
+                pipeline.do_send(Observe(gone, Origin::Resync));
+            }
+            Handling::Close => {
+                let op = Operation::CloseAlert {
+                    alert: AlertRef::Id(orphan.alert_id.clone()),
+                    note: resolution_note(Resolution::Expired, ""),
+                };
+                match gateway.send(Call(op)).await {
+                    Ok(Ok(_)) => report.closed += 1,
+                    Ok(Err(err)) => {
+                        warn!(request_id = %orphan.request_id, error = %err, "Could not close an orphaned alert; the next sweep retries.");
+                    }
+                    Err(err) => {
+                        warn!(request_id = %orphan.request_id, error = %err, "The gateway stopped during the sweep.");
+                    }
+                }
             }
         }
     }
@@ -116,40 +148,13 @@ pub async fn sweep_once(
         info!(
             open = report.open,
             orphans = report.orphans,
+            handed_over = report.handed_over,
             closed = report.closed,
-            "Orphan sweep closed alerts of requests that no longer exist."
+            left = report.left,
+            "Orphan sweep found alerts of requests that no longer exist."
         );
     } else {
         debug!(open = report.open, "Orphan sweep found nothing to close.");
     }
     Ok(report)
-}
-
-/// Records the resolution in the request's plugin data, if any is left, so a replica that later
-/// sees the request (it cannot: it is gone, but its data may be read) knows the alert is closed.
-/// Best effort: a conflict or failure leaves it for the next sweep or nobody.
-async fn record_expired(teleport: &TeleportClient, request_id: &str) {
-    let map = match teleport.get_plugin_data(request_id).await {
-        Ok(map) if !map.is_empty() => map,
-        Ok(_) => return,
-        Err(err) => {
-            debug!(request_id, error = %err, "Could not read plugin data of an orphan.");
-            return;
-        }
-    };
-    let data = PluginData::decode(&map);
-    if data.is_closed() {
-        return;
-    }
-    let after = PluginData {
-        resolution: Some(Resolution::Expired),
-        claim: None,
-        ..data.clone()
-    };
-    if let Err(err) = teleport
-        .update_plugin_data(request_id, after.encode(), data.expect_exactly())
-        .await
-    {
-        debug!(request_id, error = %err, "Could not record the resolution of an orphan.");
-    }
 }

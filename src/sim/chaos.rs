@@ -18,15 +18,18 @@
 //! - `lost`: requests still pending at the end that have no open alert.
 //! - `unclosed`: requests resolved (approved, denied, promoted) or deleted whose alert is open.
 //! - `duplicate_notes`: notes beyond the first with identical text on the same alert. A note
-//!   call whose answer was lost (`errors_after_effect`) is retried and may add the same note
-//!   twice; the backend offers no idempotency key for notes, so this is reported, not failed.
+//!   whose answer was lost (`errors_after_effect`, a garbled 2xx) or whose replica was killed
+//!   mid-step is verified before it is posted again (its marker among the alert's notes), so
+//!   this must stay zero.
 //! - `duplicate_reviews`: reviews beyond the first by the same author on the same request
 //!   (requests that still exist at the end; Teleport refuses a second review by one author, so
 //!   this stays zero unless the fake or the daemon misbehave).
 //! - `kills`: SIGKILLs sent to replicas.
 //! - `faults_injected`: fault events (dropped watch streams, UNAVAILABLE bursts, 429 bursts,
-//!   latency spikes, switches of the lost-answer mode); the constant 30% 5xx rate counts once.
-//! - `ok`: `duplicate_alerts`, `lost`, `unclosed` and `duplicate_reviews` are all zero.
+//!   latency spikes, switches of the lost-answer mode); the constant rates (30% 5xx, 5% garbled
+//!   2xx answers, 5% writes failing after acceptance) count once.
+//! - `ok`: `duplicate_alerts`, `duplicate_notes`, `lost`, `unclosed` and `duplicate_reviews` are
+//!   all zero.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -116,7 +119,7 @@ pub struct ChaosReport {
     pub repeated_creates: u64,
     /// Whether the end state was reached before the settle deadline.
     pub quiescent: bool,
-    /// No duplicate alerts, lost or unclosed requests, or duplicate reviews.
+    /// No duplicate alerts or notes, lost or unclosed requests, or duplicate reviews.
     pub ok: bool,
 }
 
@@ -321,8 +324,11 @@ async fn drive(
     let mut next_fault = Instant::now();
     let mut latency_on = false;
     if options.faults {
-        world.opsgenie.faults().set_error_rate(0.3);
-        faults_injected += 1;
+        let faults = world.opsgenie.faults();
+        faults.set_error_rate(0.3);
+        faults.set_garble_rate(0.05);
+        faults.set_write_failure_rate(0.05);
+        faults_injected += 3;
     }
 
     let mut kill_idx = 0usize;
@@ -390,6 +396,7 @@ async fn drive(
     report.kills = fleet.kills;
     report.faults_injected = faults_injected;
     report.ok = report.duplicate_alerts == 0
+        && report.duplicate_notes == 0
         && report.lost == 0
         && report.unclosed == 0
         && report.duplicate_reviews == 0;

@@ -166,6 +166,10 @@ pub(super) async fn handle(
     };
     lock(&inner.state).calls.push(call);
     inner.changed.notify_waiters();
+    // Done and recorded, answered late: a client that gives up first never learns the outcome.
+    if let Some(d) = inner.faults.answer_delay() {
+        tokio::time::sleep(d).await;
+    }
     resp
 }
 

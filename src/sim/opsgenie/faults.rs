@@ -21,6 +21,7 @@ pub struct Faults {
     pub(super) errors_after_effect: AtomicBool,
     throttle_next: AtomicUsize,
     latency: Mutex<Option<(Duration, Duration)>>,
+    answer_delay: Mutex<Option<Duration>>,
     writes: Mutex<WriteFaults>,
     rng: Mutex<StdRng>,
 }
@@ -32,6 +33,7 @@ impl Faults {
             errors_after_effect: AtomicBool::new(false),
             throttle_next: AtomicUsize::new(0),
             latency: Mutex::new(None),
+            answer_delay: Mutex::new(None),
             writes: Mutex::new(WriteFaults::default()),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
         }
@@ -79,6 +81,18 @@ impl Faults {
     /// No added latency.
     pub fn clear_latency(&self) {
         *lock(&self.latency) = None;
+        *lock(&self.answer_delay) = None;
+    }
+
+    /// Every call takes effect (and is recorded) at once but is answered only after `d`, as a
+    /// slow network or proxy does: a client whose timeout is shorter never learns that its
+    /// write went through. `None` answers at once again.
+    pub fn set_answer_delay(&self, d: Option<Duration>) {
+        *lock(&self.answer_delay) = d;
+    }
+
+    pub(super) fn answer_delay(&self) -> Option<Duration> {
+        *lock(&self.answer_delay)
     }
 
     /// Turns every fault off.
