@@ -23,6 +23,7 @@
 
 mod admin;
 mod knobs;
+mod locks;
 pub mod requester;
 mod roles;
 mod service;
@@ -199,6 +200,10 @@ pub(crate) struct Inner {
     list_stream: Mutex<(Duration, Option<usize>)>,
     calls: Mutex<Vec<CallRecord>>,
     call_counts: Mutex<HashMap<&'static str, usize>>,
+    /// Locks by name (`locks.rs`).
+    locks: Mutex<locks::Locks>,
+    /// Refuse lock writes with the admin-action MFA error.
+    mfa_required_for_locks: AtomicBool,
 }
 
 impl Inner {
@@ -282,6 +287,8 @@ impl FakeTeleport {
             list_stream: Mutex::new((Duration::ZERO, None)),
             calls: Mutex::new(Vec::new()),
             call_counts: Mutex::new(HashMap::new()),
+            locks: Mutex::new(locks::Locks::new()),
+            mfa_required_for_locks: AtomicBool::new(false),
         });
 
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
