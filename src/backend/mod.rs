@@ -8,6 +8,7 @@ pub mod jsm;
 pub mod limiter;
 pub mod opsgenie;
 pub mod retry;
+pub mod timeline;
 
 // The alert's shape belongs to the core (render produces it); re-exported so callers keep
 // naming it `backend::AlertPayload`.

@@ -6,4 +6,5 @@ pub mod plan;
 pub mod plugin_data;
 pub mod policy;
 pub mod render;
+pub mod shift;
 pub mod sweep;

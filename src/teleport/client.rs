@@ -575,6 +575,10 @@ fn convert_or_warn(pb: pb::types::AccessRequestV3) -> Option<AccessRequest> {
     }
 }
 
+#[path = "locks.rs"]
+mod locks;
+pub use self::locks::{RequestLock, LOCK_KIND};
+
 #[cfg(test)]
 #[path = "client_tests.rs"]
 mod tests;

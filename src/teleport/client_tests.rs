@@ -254,6 +254,24 @@ mod e2e_tests {
         ) -> Result<Response<Self::GetCurrentUserRolesStream>, Status> {
             Err(Status::unimplemented("not in this fake"))
         }
+
+        async fn upsert_lock(&self, _: Request<pb::types::LockV2>) -> Result<Response<()>, Status> {
+            Err(Status::unimplemented("not in this fake"))
+        }
+
+        async fn get_lock(
+            &self,
+            _: Request<pb::proto::GetLockRequest>,
+        ) -> Result<Response<pb::types::LockV2>, Status> {
+            Err(Status::unimplemented("not in this fake"))
+        }
+
+        async fn delete_lock(
+            &self,
+            _: Request<pb::proto::DeleteLockRequest>,
+        ) -> Result<Response<()>, Status> {
+            Err(Status::unimplemented("not in this fake"))
+        }
     }
 
     /// A client identity for `access-plugin` issued by `issuer`, trusting `trusted_ca`.

@@ -40,6 +40,12 @@ pub enum Operation {
     DeleteAccessRequest,
     /// `GetCurrentUserRoles`.
     GetOwnRoles,
+    /// `UpsertLock`.
+    UpsertLock,
+    /// `GetLock`.
+    GetLock,
+    /// `DeleteLock`.
+    DeleteLock,
 }
 
 impl Operation {
@@ -57,6 +63,9 @@ impl Operation {
             Self::SetAccessRequestState => "set access request state",
             Self::DeleteAccessRequest => "delete access request",
             Self::GetOwnRoles => "read the identity's own roles",
+            Self::UpsertLock => "create a lock",
+            Self::GetLock => "read a lock",
+            Self::DeleteLock => "delete a lock",
         }
     }
 
@@ -79,6 +88,11 @@ impl Operation {
             Self::SetAccessRequestState => "allow rule `access_request` with verb `update`",
             Self::DeleteAccessRequest => "allow rule `access_request` with verb `delete`",
             Self::GetOwnRoles => "nothing more than a valid certificate (any user may read its own roles)",
+            Self::UpsertLock => {
+                "allow rule `lock` with verbs `create`, `update` in the plugin's role (the commented `lock` rule in config/access-plugin.yaml)"
+            }
+            Self::GetLock => "allow rule `lock` with verb `read` in the plugin's role",
+            Self::DeleteLock => "allow rule `lock` with verb `delete` in the plugin's role",
         }
     }
 }
@@ -407,6 +421,15 @@ impl TeleportError {
             failure,
             detail: render_chain(error),
         }
+    }
+
+    /// Whether Teleport refused the call for the identity's rights: a missing role rule, or
+    /// admin-action MFA the identity cannot do. Never retryable; the message names the fix.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::PermissionDenied { .. } | Self::MfaRequired { .. }
+        )
     }
 
     /// Whether the same call may succeed later without any change.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use super::timeline::StoredTimeline;
 use super::validate::Responder;
 
 /// An on-call schedule.
@@ -19,6 +20,8 @@ pub(crate) struct Schedule {
     pub id: String,
     pub name: String,
     pub on_call: Vec<String>,
+    /// The final timeline tests set (`timeline.rs`).
+    pub timeline: StoredTimeline,
 }
 
 /// Something a responder can name: its id and name.
@@ -66,6 +69,7 @@ impl Directory {
             id: id.clone(),
             name: name.to_owned(),
             on_call: on_call.iter().map(|s| (*s).to_owned()).collect(),
+            timeline: StoredTimeline::default(),
         };
         if let Some(&i) = self.sched_by_name.get(name) {
             let old = std::mem::replace(&mut self.schedules[i], schedule);

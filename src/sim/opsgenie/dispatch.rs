@@ -20,7 +20,7 @@ use super::reply::Reply;
 use super::route::{route, Route};
 use super::server::Inner;
 use super::write_faults::WriteFault;
-use super::{lock, notes, reads, search, writes, JSM_PREFIX, MAX_BODY};
+use super::{lock, notes, reads, search, timeline, writes, JSM_PREFIX, MAX_BODY};
 
 pub(super) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query?.as_bytes())
@@ -270,6 +270,7 @@ pub(super) fn handle_route(ctx: &Ctx<'_>) -> Reply {
         Route::ListAlerts => search::list_alerts(ctx, false),
         Route::CountAlerts => search::list_alerts(ctx, true),
         Route::OnCalls(id) => reads::on_calls(ctx, id),
+        Route::Timeline(id) => timeline::timeline(ctx, id),
         Route::Heartbeat => Reply::accepted("PONG - Heartbeat received"),
         Route::GetHeartbeat(name) => ctx.inner.heartbeats.get(name),
         Route::MethodNotAllowed => {

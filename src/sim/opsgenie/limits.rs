@@ -21,6 +21,8 @@ pub struct FakeRateLimits {
     pub schedule_oncalls: Option<(u32, u32)>,
     /// Heartbeat domain: pings.
     pub heartbeat: Option<(u32, u32)>,
+    /// Configuration domain: schedule timelines.
+    pub configuration: Option<(u32, u32)>,
     /// An extra per-second bucket for alert creates only (checked in addition to `alert`); the
     /// load test's `--backend-limit`.
     pub create_per_second: Option<u32>,
@@ -33,6 +35,7 @@ pub(crate) enum Domain {
     Search,
     ScheduleOnCalls,
     Heartbeat,
+    Configuration,
     /// Unknown routes: never limited.
     None,
 }
@@ -123,6 +126,7 @@ pub(crate) struct Limiter {
     search: Pair,
     schedule: Pair,
     heartbeat: Pair,
+    configuration: Pair,
     create: Pair,
 }
 
@@ -133,6 +137,7 @@ impl Limiter {
             search: Pair::new(limits.search, now),
             schedule: Pair::new(limits.schedule_oncalls, now),
             heartbeat: Pair::new(limits.heartbeat, now),
+            configuration: Pair::new(limits.configuration, now),
             create: Pair {
                 second: limits
                     .create_per_second
@@ -155,6 +160,7 @@ impl Limiter {
             Domain::Search => &mut self.search,
             Domain::ScheduleOnCalls => &mut self.schedule,
             Domain::Heartbeat => &mut self.heartbeat,
+            Domain::Configuration => &mut self.configuration,
             Domain::None => return Ok(()),
         };
         pair.ready(now)?;
@@ -168,6 +174,7 @@ impl Limiter {
             Domain::Search => self.search.take(),
             Domain::ScheduleOnCalls => self.schedule.take(),
             Domain::Heartbeat => self.heartbeat.take(),
+            Domain::Configuration => self.configuration.take(),
             Domain::None => {}
         }
         Ok(())

@@ -12,7 +12,9 @@
 //!   accessor also applies it lazily, so state always matches the clock.
 //! - Alias de-duplication, request status outcomes (`isSuccess:false`, "Alert does not exist"),
 //!   get/list/count alerts with a small query language, an alert's notes
-//!   (`GET /v2/alerts/{id}/notes`), on-call schedules, heartbeat pings.
+//!   (`GET /v2/alerts/{id}/notes`), on-call schedules and their final timelines
+//!   (`GET /v2/schedules/{id}/timeline`, settable with [`FakeOpsgenie::set_timeline`]), heartbeat
+//!   pings.
 //! - Shapes and refusals of the official definitions (`opsgenie/opsgenie-oas`): responders
 //!   named by id or name are resolved against the fake's teams and schedules and answered as
 //!   `{type, id}`; a body sent as anything but `application/json` gets 415; enum query values
@@ -49,6 +51,7 @@ mod route;
 mod search;
 mod server;
 mod state;
+mod timeline;
 mod validate;
 mod write_faults;
 mod writes;
@@ -65,6 +68,7 @@ pub use heartbeats::DEFAULT_HEARTBEAT;
 pub use limits::FakeRateLimits;
 pub use model::{Alert, AlertStatus, Call, Note};
 pub use server::FakeOpsgenie;
+pub use timeline::{TimelinePeriod, TimelineRecipient};
 pub use validate::Responder;
 pub use write_faults::{Garble, Write, INJECTED_FAILURE_STATUS};
 

@@ -18,6 +18,7 @@ pub(super) enum Route {
     Close(String),
     Acknowledge(String),
     OnCalls(String),
+    Timeline(String),
     Heartbeat,
     GetHeartbeat(String),
     MethodNotAllowed,
@@ -36,6 +37,8 @@ impl Route {
             | Route::Acknowledge(_) => Domain::Alert,
             Route::ListAlerts | Route::CountAlerts => Domain::Search,
             Route::OnCalls(_) => Domain::ScheduleOnCalls,
+            // A schedule API, so the configuration domain (opsgenie-api.md §13).
+            Route::Timeline(_) => Domain::Configuration,
             Route::Heartbeat | Route::GetHeartbeat(_) => Domain::Heartbeat,
             Route::MethodNotAllowed | Route::NotFound => Domain::None,
         }
@@ -103,6 +106,7 @@ pub(super) fn route(method: &Method, api_path: &str) -> Route {
         ["v2", "alerts", id, "close"] => pick(post, Route::Close((*id).to_owned())),
         ["v2", "alerts", id, "acknowledge"] => pick(post, Route::Acknowledge((*id).to_owned())),
         ["v2", "schedules", id, "on-calls"] => pick(get, Route::OnCalls((*id).to_owned())),
+        ["v2", "schedules", id, "timeline"] => pick(get, Route::Timeline((*id).to_owned())),
         ["v2", "heartbeats", _, "ping"] => pick(
             matches!(
                 *method,

@@ -44,7 +44,7 @@ pub(super) struct Inner {
 /// A running fake Opsgenie. Cheap to clone; all clones share one server.
 #[derive(Clone)]
 pub struct FakeOpsgenie {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for FakeOpsgenie {

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 mod answers;
+mod timeline;
 
 const CONFIG_ONLY_KEY: &str = "99999999-8888-7777-6666-555555555555";
 

@@ -5,7 +5,9 @@
 //! What it reproduces: INIT-first watch streams with PUT/DELETE events (DELETE carries only a
 //! `ResourceHeader`), RBAC from Teleport role YAML, UUID request ids, system annotations and
 //! review thresholds from the requester's roles, the exact review error messages clients match
-//! on, plugin-data compare-and-swap, and plugin data outliving its request.
+//! on, plugin-data compare-and-swap, plugin data outliving its request, and locks with the
+//! `lock` rule's RBAC check, a request's access counting as revoked while a lock targeting it
+//! is in force ([`FakeTeleport::access_revoked`]).
 //!
 //! What it simplifies: thresholds are counted (any deny count reached denies, every approve count
 //! reached approves; `filter` predicates and `where` clauses are ignored), there is no expiry
@@ -23,6 +25,7 @@
 
 mod admin;
 mod knobs;
+mod locks;
 pub mod requester;
 mod roles;
 mod service;
@@ -199,6 +202,10 @@ pub(crate) struct Inner {
     list_stream: Mutex<(Duration, Option<usize>)>,
     calls: Mutex<Vec<CallRecord>>,
     call_counts: Mutex<HashMap<&'static str, usize>>,
+    /// Locks by name (`locks.rs`).
+    locks: Mutex<locks::Locks>,
+    /// Refuse lock writes with the admin-action MFA error.
+    mfa_required_for_locks: AtomicBool,
 }
 
 impl Inner {
@@ -282,6 +289,8 @@ impl FakeTeleport {
             list_stream: Mutex::new((Duration::ZERO, None)),
             calls: Mutex::new(Vec::new()),
             call_counts: Mutex::new(HashMap::new()),
+            locks: Mutex::new(locks::Locks::new()),
+            mfa_required_for_locks: AtomicBool::new(false),
         });
 
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;

@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::store::{Actor, WatchFilter, KIND_ACCESS_REQUEST};
-use super::{lock, Inner};
+use super::{lock, locks, Inner};
 use crate::pb::proto::auth_service_server::AuthService;
 use crate::pb::{proto, types};
 
@@ -311,6 +311,31 @@ impl AuthService for AuthServiceImpl {
         Ok(Response::new(Box::pin(tokio_stream::iter(
             roles.into_iter().map(Ok),
         ))))
+    }
+
+    async fn upsert_lock(&self, request: Request<types::LockV2>) -> Result<Response<()>, Status> {
+        let user = self.enter("UpsertLock", caller_of(&request)).await?;
+        locks::upsert(&self.inner, &user, request.into_inner())?;
+        Ok(Response::new(()))
+    }
+
+    async fn get_lock(
+        &self,
+        request: Request<proto::GetLockRequest>,
+    ) -> Result<Response<types::LockV2>, Status> {
+        let user = self.enter("GetLock", caller_of(&request)).await?;
+        let name = request.into_inner().name;
+        Ok(Response::new(locks::get(&self.inner, &user, &name)?))
+    }
+
+    async fn delete_lock(
+        &self,
+        request: Request<proto::DeleteLockRequest>,
+    ) -> Result<Response<()>, Status> {
+        let user = self.enter("DeleteLock", caller_of(&request)).await?;
+        let name = request.into_inner().name;
+        locks::delete(&self.inner, &user, &name)?;
+        Ok(Response::new(()))
     }
 }
 
