@@ -230,10 +230,6 @@ fn malformed_configurations_exit_78_and_unreadable_files_69_naming_the_key() {
             "opsgenie.tags",
         ),
         (
-            good.replace(&identity.display().to_string(), "/nonexistent/identity"),
-            "teleport.identity",
-        ),
-        (
             good.replace(&format!("  api_key_file: {}\n", key.display()), ""),
             "opsgenie.api_key",
         ),
@@ -252,6 +248,11 @@ fn malformed_configurations_exit_78_and_unreadable_files_69_naming_the_key() {
         assert!(stderr.contains(names), "{names} not named in: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // A named file that cannot be read is 69, not 78 (README, exit codes; `check` agrees).
+    let missing = good.replace(&identity.display().to_string(), "/nonexistent/identity");
+    let (code, stderr) = start_with(&dir, &missing);
+    assert_eq!(code, 69, "{stderr}");
+    assert!(stderr.contains("teleport.identity"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
