@@ -884,3 +884,41 @@ async fn secret_files_readable_by_others_are_warned_about_once_with_the_chmod() 
         }
     }
 }
+
+#[actix_rt::test]
+async fn the_api_key_file_given_as_identity_is_not_advised_to_be_overwritten() {
+    let world = common::world().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = tmp.path().join("api-key");
+    std::fs::write(&key, world.opsgenie.api_key()).expect("key");
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "teleport:\n  addr: 127.0.0.1:1\n  identity: {}\nopsgenie:\n  api_url: {}\n  api_key_file: {}\n",
+            key.display(),
+            world.opsgenie.url(),
+            key.display(),
+        ),
+    )
+    .expect("config");
+    let shown = key.display().to_string();
+    for command in ["check", "start"] {
+        let path = config.clone();
+        let (code, stdout, stderr) =
+            tokio::task::spawn_blocking(move || run_with(&[command, "-c"], &path))
+                .await
+                .expect("joined");
+        assert_eq!(code, Some(78), "{command}: {stdout}{stderr}");
+        let out = format!("{stdout}{stderr}");
+        assert!(
+            out.contains(&format!("identity file {shown}")),
+            "{command}: {out}"
+        );
+        assert!(
+            out.contains("not a Teleport identity file"),
+            "{command}: {out}"
+        );
+        assert!(!out.contains(&format!("--out={shown}")), "{command}: {out}");
+    }
+}
