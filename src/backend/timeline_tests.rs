@@ -260,32 +260,21 @@ fn instants_in_every_offset_form() {
     }
 }
 
-/// (year, month, day) of days since 1970-01-01, for writing local times in the property test.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 proptest::proptest! {
     /// Any instant written in any zone's local time with its offset parses back to itself.
     #[test]
     fn any_offset_round_trips(secs in 86_400i64..253_402_214_400, offset_min in -1439i64..=1439) {
         let local = secs + offset_min * 60;
-        let (y, mo, d) = civil(local.div_euclid(86_400));
-        let tod = local.rem_euclid(86_400);
+        // The local wall-clock reading, written by the `time` crate's calendar.
+        let wall = time::OffsetDateTime::from_unix_timestamp(local).expect("within year 9999");
+        let (y, mo, d) = wall.to_calendar_date();
+        let mo = u8::from(mo);
         let sign = if offset_min < 0 { '-' } else { '+' };
         let text = format!(
             "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
-            tod / 3600,
-            tod / 60 % 60,
-            tod % 60,
+            wall.hour(),
+            wall.minute(),
+            wall.second(),
             offset_min.abs() / 60,
             offset_min.abs() % 60
         );

@@ -1,6 +1,7 @@
 //! Fakes that behave like the real services, for tests, the sandbox and the load test.
 //! Compiled only with the `sim` feature; never part of the daemon's own path.
 
+pub mod calendar;
 pub mod chaos;
 pub mod fixtures;
 pub mod jsm;

@@ -11,7 +11,7 @@
 //! What it simplifies: only the final timeline is served (`expand` is accepted and ignored),
 //! and every period's `type` is `default`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -24,8 +24,7 @@ use super::reply::Reply;
 use super::timeline_data::TimelineRecipient;
 use super::validate::FieldErrors;
 use crate::backend::timeline::parse_instant;
-
-const DAY: u64 = 86_400;
+use crate::sim::calendar::{add, start_of, Unit};
 
 fn refuse(name: &str, reason: String) -> Reply {
     Reply::unprocessable(FieldErrors::from([(name.to_owned(), reason)]))
@@ -35,51 +34,10 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Days since 1970-01-01 to (year, month, day), the inverse of the era-based conversion.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-}
-
 /// The window `[start, end)` for `date`: its UTC day, then `interval` units.
 fn window(date: SystemTime, interval: usize, unit: &str) -> Option<(SystemTime, SystemTime)> {
-    let secs = date.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    let day = secs / DAY;
-    let start = UNIX_EPOCH + Duration::from_secs(day * DAY);
-    let n = u64::try_from(interval).ok()?;
-    let end_day = match unit {
-        "days" => day.checked_add(n)?,
-        "weeks" => day.checked_add(n.checked_mul(7)?)?,
-        _ => {
-            // Calendar months: the same day of the month `n` months later, clamped to its end.
-            let (y, m, d) = civil_from_days(i64::try_from(day).ok()?);
-            let months = (m - 1).checked_add(i64::try_from(n).ok()?)?;
-            let (y2, m2) = (
-                y.checked_add(months.div_euclid(12))?,
-                months.rem_euclid(12) + 1,
-            );
-            let first_next = days_from_civil(y2 + i64::from(m2 == 12), m2 % 12 + 1, 1);
-            let last = first_next - days_from_civil(y2, m2, 1);
-            u64::try_from(days_from_civil(y2, m2, d.min(last))).ok()?
-        }
-    };
-    let end = UNIX_EPOCH.checked_add(Duration::from_secs(end_day.checked_mul(DAY)?))?;
+    let start = start_of(date, Unit::Days)?;
+    let end = add(start, Unit::parse(unit)?, u64::try_from(interval).ok()?)?;
     Some((start, end))
 }
 
