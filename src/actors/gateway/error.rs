@@ -4,7 +4,8 @@ use std::time::Duration;
 
 /// Why a gateway call failed. `pipeline::error_policy` decides what each means for a step.
 ///
-/// Transient (worth trying again later, [`GatewayError::is_retryable`]): `Exhausted`. Maybe done
+/// Transient (worth trying again later, [`GatewayError::is_retryable`]): `Exhausted`,
+/// `Stopped`. Maybe done
 /// (also retryable, after verifying): `UnknownOutcome`, `Timeout`, `UnknownRequest`. Final:
 /// `Permanent` (fix the configuration or report a bug), `RequestFailed` (the backend processed
 /// the request and said no) and `Config`.
@@ -31,6 +32,15 @@ pub enum GatewayError {
         attempts: u32,
         /// The last failure.
         last: String,
+    },
+    /// The gateway actor did not run the call: it was not taking messages (the system is
+    /// shutting down), so nothing was sent; or the caller gave up, and nobody reads the answer.
+    #[error("{endpoint} was not run by the gateway: {reason}")]
+    Stopped {
+        /// The operation's label.
+        endpoint: &'static str,
+        /// Why.
+        reason: String,
     },
     /// A write may have taken effect, or not: the answer was lost or unreadable (a 5xx or a
     /// timeout after it was sent, a 2xx whose body is not the API's).
@@ -75,6 +85,7 @@ impl GatewayError {
         matches!(
             self,
             Self::Exhausted { .. }
+                | Self::Stopped { .. }
                 | Self::Timeout { .. }
                 | Self::UnknownOutcome { .. }
                 | Self::UnknownRequest { .. }

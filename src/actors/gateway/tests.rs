@@ -15,10 +15,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-const KEY: &str = "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab";
+pub(super) const KEY: &str = "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab";
 
 #[derive(Default)]
-struct Recorder(StdMutex<Vec<CallEvent>>);
+pub(super) struct Recorder(StdMutex<Vec<CallEvent>>);
 
 impl BackendCallObserver for Recorder {
     fn on_call(&self, event: &CallEvent) {
@@ -27,12 +27,12 @@ impl BackendCallObserver for Recorder {
 }
 
 impl Recorder {
-    fn events(&self) -> Vec<CallEvent> {
+    pub(super) fn events(&self) -> Vec<CallEvent> {
         self.0.lock().unwrap().clone()
     }
 }
 
-fn config(url: &str) -> OpsgenieConfig {
+pub(super) fn config(url: &str) -> OpsgenieConfig {
     let none = Limit::new(0, 0);
     OpsgenieConfig {
         api_url: Some(url.to_owned()),
@@ -56,7 +56,7 @@ fn policy() -> RetryPolicy {
     }
 }
 
-fn client(cfg: &OpsgenieConfig) -> (GatewayClient, Arc<Recorder>) {
+pub(super) fn client(cfg: &OpsgenieConfig) -> (GatewayClient, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     let client = GatewayClient::with_policy(
         cfg,
@@ -68,7 +68,7 @@ fn client(cfg: &OpsgenieConfig) -> (GatewayClient, Arc<Recorder>) {
     (client, recorder)
 }
 
-fn payload() -> AlertPayload {
+pub(super) fn payload() -> AlertPayload {
     AlertPayload {
         message: "alice requested editor".into(),
         alias: "teleport-access-request/abc".into(),
@@ -82,7 +82,8 @@ fn payload() -> AlertPayload {
     }
 }
 
-const ACCEPTED: &str = r#"{"result":"Request will be processed","took":0.302,"requestId":"req-1"}"#;
+pub(super) const ACCEPTED: &str =
+    r#"{"result":"Request will be processed","took":0.302,"requestId":"req-1"}"#;
 
 /// Finishes `mock`: it answers 202 Accepted (request id `req-1`), and expects one call.
 async fn accepting_once(mock: mockito::Mock) -> mockito::Mock {
@@ -114,11 +115,8 @@ async fn create_sends_the_exact_request() {
     )
     .await;
     let cfg = config(&server.url());
-    let gateway = Gateway::from_client(GatewayClient::new(&cfg, Secret::new(KEY)).unwrap()).start();
-    let outcome = gateway
-        .send(Call(Operation::CreateAlert(payload())))
-        .await
-        .unwrap();
+    let gateway = Gateway::start_supervised(GatewayClient::new(&cfg, Secret::new(KEY)).unwrap());
+    let outcome = gateway.call(Operation::CreateAlert(payload())).await;
     assert_eq!(
         outcome,
         Ok(Outcome::Accepted {
@@ -149,37 +147,35 @@ async fn note_and_close_go_to_the_alert_by_id() {
     )
     .await;
     let (client, _) = client(&config(&server.url()));
-    let gateway = Gateway::from_client(client).start();
+    let gateway = Gateway::start_supervised(client);
     let alert = crate::backend::AlertRef::Id("a-1".into());
     let noted = gateway
-        .send(Call(Operation::AddNote {
+        .call(Operation::AddNote {
             alert: alert.clone(),
             note: "bob approved".into(),
-        }))
-        .await
-        .unwrap();
+        })
+        .await;
     assert!(matches!(noted, Ok(Outcome::Accepted { .. })), "{noted:?}");
     let closed = gateway
-        .send(Call(Operation::CloseAlert {
+        .call(Operation::CloseAlert {
             alert,
             note: "request approved".into(),
-        }))
-        .await
-        .unwrap();
+        })
+        .await;
     assert!(matches!(closed, Ok(Outcome::Accepted { .. })), "{closed:?}");
     note.assert_async().await;
     close.assert_async().await;
 }
 
 /// One answer of a [`scripted_server`]: status, extra headers, body.
-type Answer = (u16, Vec<(&'static str, &'static str)>, &'static str);
+pub(super) type Answer = (u16, Vec<(&'static str, &'static str)>, &'static str);
 
 /// A loopback HTTP/1.1 server on the test's own runtime, answering the n-th request (from
 /// 0) with `answer(n)`, one connection per request. Unlike mockito, which serves from a
 /// thread of its own, it runs on the test's paused clock: an answer that is ready at once
 /// wakes the runtime before the clock can auto-advance past a client timeout, so virtual
 /// time moves only where the gateway sleeps. Returns its URL and the request count.
-async fn scripted_server(
+pub(super) async fn scripted_server(
     answer: impl Fn(usize) -> Answer + Send + Sync + 'static,
 ) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -443,8 +439,8 @@ async fn bad_key_error_names_the_fix_and_hides_the_key() {
     let cfg = config(&server.url());
     let gateway = Gateway::from_client(GatewayClient::new(&cfg, Secret::new(KEY)).unwrap());
     assert!(!format!("{gateway:?}").contains(KEY));
-    let addr = gateway.start();
-    let err = addr.send(Health).await.unwrap().unwrap_err();
+    let handle = GatewayHandle::from_addr(gateway.start());
+    let err = handle.health().await.unwrap_err();
     let text = format!("{err} {err:?}");
     assert!(text.contains("opsgenie.region: eu"), "{text}");
     assert!(!text.contains(KEY));
