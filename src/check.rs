@@ -111,7 +111,21 @@ async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Findin
     } else {
         findings.extend(check_backend(config).await);
     }
+    findings.extend(check_auto_approval_backend(config));
     findings
+}
+
+/// Auto-approval needs on-call lookups. On JSM Operations those exist only on its REST API,
+/// which this version does not call yet: every request would be declined with "could not look
+/// up", quietly. Say so here instead.
+fn check_auto_approval_backend(config: &Config) -> Option<Finding> {
+    (config.auto_approval.enabled && config.opsgenie.backend == BackendKind::Jsm).then(|| {
+        Finding::failed(
+            "auto-approval",
+            "on-call lookups are not available with `opsgenie.backend: jsm` yet (they need JSM's REST API, which this version does not call), so every request would be declined; fix: set `auto_approval.enabled: false` (alerts, notes and closing still work), or keep `backend: opsgenie` until JSM lookups are supported",
+            exit::CONFIG,
+        )
+    })
 }
 
 /// Binds `http.listen` and lets it go at once, as `start` would bind it.
@@ -300,4 +314,26 @@ fn render(findings: &[Finding]) -> String {
         writeln!(out, "{failed} check(s) failed.")
     };
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_approval_on_jsm_fails_with_the_fix_and_elsewhere_says_nothing() {
+        let mut config = Config::default();
+        config.auto_approval.enabled = true;
+        config.opsgenie.backend = BackendKind::Jsm;
+        let finding = check_auto_approval_backend(&config).expect("a finding");
+        let (text, code) = finding.result.expect_err("a failure");
+        assert_eq!(code, exit::CONFIG);
+        assert!(text.contains("auto_approval.enabled: false"), "{text}");
+
+        config.opsgenie.backend = BackendKind::Opsgenie;
+        assert!(check_auto_approval_backend(&config).is_none());
+        config.opsgenie.backend = BackendKind::Jsm;
+        config.auto_approval.enabled = false;
+        assert!(check_auto_approval_backend(&config).is_none());
+    }
 }

@@ -2,22 +2,28 @@
 //! Operations) alerts, notes every review, closes the alert when the request is resolved, and
 //! approves requests from engineers who are on call, under a configurable policy.
 //!
-//! # Layout
+//! # Layout (the README's "Architecture" section has the picture and the rules)
 //!
 //! - [`core`]: the functional core. What to do next for a request (`plan`), what the alert says
-//!   (`render`), how progress is stored in Teleport (`plugin_data`), whether to auto-approve
-//!   (`policy`). Plain functions, no I/O.
-//! - [`actors`]: thin actix shells around the core. `EventStream` watches Teleport and resyncs
-//!   after every (re)connect, `Gateway` is the only HTTP caller, `OnCallCache` answers "who is on
-//!   call".
+//!   (`render`, `alert`), how progress is stored in Teleport (`plugin_data`), whether to
+//!   auto-approve (`policy`), which alerts are orphans (`sweep`), when a shift ends (`shift`).
+//!   Plain functions and data; imports nothing but std, serde, thiserror and time types.
 //! - [`pipeline`]: the request pipeline. `Requests` keeps one `RequestActor` per request id;
-//!   `reconcile` is one request's side effects: read plugin data, plan, act, record by
-//!   compare-and-swap; `effects` are the real ones; `sweep` closes orphaned alerts.
-//! - [`teleport`]: the gRPC client, identity files and TLS.
-//! - [`backend`]: the on-call backends (Opsgenie v2, JSM Operations), retry classification and
-//!   rate limiting.
-//! - [`config`]: layered settings and their validation.
-//! - `sim` (feature `sim`): fake Teleport and fake Opsgenie for tests, examples and load tests.
+//!   `reconcile` is one step under a claim (plan, act, confirm, record by compare-and-swap);
+//!   `attempt` and `verify` confirm writes and settle unknown outcomes; `error_policy` maps each
+//!   typed error to what happens next; `effects` are the real Teleport and backend; `sweep` hands
+//!   orphaned alerts to the same steps.
+//! - [`actors`]: the long-lived, supervised actors. `EventStream` watches Teleport and resyncs
+//!   after every (re)connect, `Gateway` is the only HTTP caller (rate limits, concurrency,
+//!   retries), `OnCallCache` answers "who is on call", `Sweeper` runs the orphan sweep,
+//!   `IdentityWatcher` picks up renewed identities, `Monitor` is what the probes read.
+//! - [`teleport`]: the gRPC client, identity files, TLS, the identity's own roles.
+//! - [`backend`]: the on-call backends as codecs (Opsgenie v2, JSM Operations), the limiter, the
+//!   one backoff, retry classification, timeline and JSM REST decoders.
+//! - [`config`]: layered settings (the `config` crate), their schema walk and validation.
+//! - [`http`]: the bounded listener for the probes and `/metrics`.
+//! - `sim` (feature `sim`): the fakes (Teleport, Opsgenie, JSM Operations, a Proxy, a PKI) for
+//!   tests, examples and load tests.
 
 // Lints for the whole library; `clippy.toml` adds the async daemon's footguns.
 #![forbid(unsafe_code)]

@@ -230,10 +230,6 @@ fn malformed_configurations_exit_78_and_unreadable_files_69_naming_the_key() {
             "opsgenie.tags",
         ),
         (
-            good.replace(&identity.display().to_string(), "/nonexistent/identity"),
-            "teleport.identity",
-        ),
-        (
             good.replace(&format!("  api_key_file: {}\n", key.display()), ""),
             "opsgenie.api_key",
         ),
@@ -252,6 +248,11 @@ fn malformed_configurations_exit_78_and_unreadable_files_69_naming_the_key() {
         assert!(stderr.contains(names), "{names} not named in: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // A named file that cannot be read is 69, not 78 (README, exit codes; `check` agrees).
+    let missing = good.replace(&identity.display().to_string(), "/nonexistent/identity");
+    let (code, stderr) = start_with(&dir, &missing);
+    assert_eq!(code, 69, "{stderr}");
+    assert!(stderr.contains("teleport.identity"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -881,5 +882,43 @@ async fn secret_files_readable_by_others_are_warned_about_once_with_the_chmod() 
             let fix = format!("chmod 600 {}", file.display());
             assert_eq!(out.matches(&fix).count(), 1, "{command}: {fix} in {out}");
         }
+    }
+}
+
+#[actix_rt::test]
+async fn the_api_key_file_given_as_identity_is_not_advised_to_be_overwritten() {
+    let world = common::world().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = tmp.path().join("api-key");
+    std::fs::write(&key, world.opsgenie.api_key()).expect("key");
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "teleport:\n  addr: 127.0.0.1:1\n  identity: {}\nopsgenie:\n  api_url: {}\n  api_key_file: {}\n",
+            key.display(),
+            world.opsgenie.url(),
+            key.display(),
+        ),
+    )
+    .expect("config");
+    let shown = key.display().to_string();
+    for command in ["check", "start"] {
+        let path = config.clone();
+        let (code, stdout, stderr) =
+            tokio::task::spawn_blocking(move || run_with(&[command, "-c"], &path))
+                .await
+                .expect("joined");
+        assert_eq!(code, Some(78), "{command}: {stdout}{stderr}");
+        let out = format!("{stdout}{stderr}");
+        assert!(
+            out.contains(&format!("identity file {shown}")),
+            "{command}: {out}"
+        );
+        assert!(
+            out.contains("not a Teleport identity file"),
+            "{command}: {out}"
+        );
+        assert!(!out.contains(&format!("--out={shown}")), "{command}: {out}");
     }
 }

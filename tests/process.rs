@@ -329,3 +329,42 @@ async fn a_second_signal_stops_at_once() {
     daemon.drained().await;
     assert!(daemon.logs().iter().any(|l| l.contains("Second signal")));
 }
+
+#[actix_rt::test]
+async fn debug_flag_before_the_subcommand_shows_the_daemons_lines_not_its_libraries() {
+    let world = world().await;
+    // The file says `info`; `-d` raises the daemon's own lines to debug.
+    let file = write_config(&world, "info", "5s");
+    let mut daemon = spawn(&["-d", "start"], &file);
+    let addr = daemon.http_addr().await;
+    until_status(addr, "/readyz", 200).await;
+    let id = request(&world, "debug lines");
+    alert_id_recorded(&world, &id).await;
+    daemon.signal("TERM");
+    let (status, _) = daemon.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = daemon
+        .logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let debug_targets: BTreeSet<String> = lines
+        .iter()
+        .filter(|l| l["level"] == "DEBUG")
+        .filter_map(|l| l["target"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        debug_targets
+            .iter()
+            .any(|t| t.starts_with("teleport_opsgenie")),
+        "no debug line of the daemon's own: {debug_targets:?}"
+    );
+    // gRPC over h2, TLS by rustls, HTTP by hyper and reqwest all ran; none of their debug
+    // lines got through.
+    for target in &debug_targets {
+        assert!(
+            target.starts_with("teleport_opsgenie"),
+            "a library's debug line got through: {target}"
+        );
+    }
+}

@@ -72,10 +72,23 @@ pub(super) fn open_readable(key: &str, path: &Path) -> Result<fs::File, ConfigPr
             ))
         }
         Ok(meta) if meta.is_dir() => {
-            return Err(ConfigProblem::new(
-                key,
-                format!("{shown} is a directory, not a file"),
-            ))
+            // tbot writes its identity output into a folder, as a file named `identity`; the
+            // folder itself is the common mistake.
+            let inside = path.join("identity");
+            let hint = if inside.is_file() {
+                format!(
+                    "set `{key}: {}` (tbot's identity output in that folder)",
+                    safe::show_path(&inside)
+                )
+            } else {
+                format!(
+                    "name a file; if this is tbot's destination folder, its identity output is `{}`",
+                    safe::show_path(&inside)
+                )
+            };
+            return Err(
+                ConfigProblem::new(key, format!("{shown} is a directory, not a file")).hint(hint),
+            );
         }
         Ok(_) => {}
     }

@@ -427,11 +427,23 @@ fn credential_rules() {
         .message
         .starts_with("no credentials"));
 
-    // A directory is not a file.
+    // A directory is not a file; tbot's destination folder gets the file inside it named.
     let err = load_with(None, base(&[("IDENTITY", dir.path())])).unwrap_err();
-    assert!(problem(&err, "teleport.identity")
-        .message
-        .contains("is a directory"));
+    let dir_problem = problem(&err, "teleport.identity");
+    assert!(dir_problem.message.contains("is a directory"));
+    let hint = dir_problem.hint.as_deref().unwrap_or_default();
+    assert!(hint.contains("tbot's destination folder"), "{hint}");
+    std::fs::write(dir.path().join("identity"), "x").unwrap();
+    let err = load_with(None, base(&[("IDENTITY", dir.path())])).unwrap_err();
+    let hint = problem(&err, "teleport.identity")
+        .hint
+        .clone()
+        .unwrap_or_default();
+    let inside = dir.path().join("identity");
+    assert!(
+        hint.contains("set `teleport.identity: ") && hint.contains(&*inside.to_string_lossy()),
+        "{hint}"
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@
 
 use crate::actors::gateway::GatewayError;
 use crate::actors::oncall::OnCallError;
-use crate::pipeline::port::EffectError;
+use crate::pipeline::effect_error::EffectError;
 use crate::teleport::error::TeleportError;
 
 /// What kind of failure an error is, as far as retrying goes.
@@ -124,6 +124,13 @@ pub fn action(err: &EffectError) -> Action {
         Class::Gone => Action::GiveUp {
             reason: format!("the request is gone from Teleport: {err}"),
         },
+    }
+}
+
+impl EffectError {
+    /// Whether the step should be tried again later (see [`action`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(action(self), Action::Retry { .. } | Action::Reread)
     }
 }
 

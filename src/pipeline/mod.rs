@@ -18,6 +18,7 @@
 
 pub mod attempt;
 pub mod decide;
+pub mod effect_error;
 pub mod effects;
 pub mod error_policy;
 pub mod port;

@@ -2,8 +2,8 @@
 
 use axum::http::HeaderMap;
 
+use super::inner::Inner;
 use super::lock;
-use super::server::Inner;
 
 pub(super) enum Auth {
     Ok { config_only: bool },

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::timeline::StoredTimeline;
+use super::timeline_data::StoredTimeline;
 use super::validate::Responder;
 
 /// An on-call schedule.

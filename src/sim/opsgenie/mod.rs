@@ -36,10 +36,12 @@
 //! clock; recorded wall-clock times use [`std::time::SystemTime`].
 
 mod auth;
+mod ctx;
 mod directory;
 mod dispatch;
 mod faults;
 mod heartbeats;
+mod inner;
 mod limits;
 mod model;
 mod notes;
@@ -52,6 +54,7 @@ mod search;
 mod server;
 mod state;
 mod timeline;
+mod timeline_data;
 mod validate;
 mod write_faults;
 mod writes;
@@ -68,7 +71,7 @@ pub use heartbeats::DEFAULT_HEARTBEAT;
 pub use limits::FakeRateLimits;
 pub use model::{Alert, AlertStatus, Call, Note};
 pub use server::FakeOpsgenie;
-pub use timeline::{TimelinePeriod, TimelineRecipient};
+pub use timeline_data::{TimelinePeriod, TimelineRecipient};
 pub use validate::Responder;
 pub use write_faults::{Garble, Write, INJECTED_FAILURE_STATUS};
 

@@ -11,11 +11,11 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::dispatch::{query_param, Ctx};
+use super::ctx::{query_param, Ctx};
 use super::model::rfc3339;
+use super::params::id_kind;
 use super::params::{ascending, int_in, one_of};
 use super::reply::Reply;
-use super::writes::id_kind;
 use super::{lock, validate};
 
 pub(super) fn list_notes(ctx: &Ctx<'_>, ident: &str) -> Reply {

@@ -3,8 +3,9 @@
 //! value outside gets 422 with an `errors` entry naming the parameter and what it accepts, like
 //! a body field that fails validation.
 
-use super::dispatch::{query_param, Ctx};
+use super::ctx::{query_param, Ctx};
 use super::reply::Reply;
+use super::state::IdKind;
 use super::validate::FieldErrors;
 
 fn refuse(name: &str, reason: String) -> Reply {
@@ -60,4 +61,10 @@ pub(super) fn int_in(
 /// `order`: `asc` or `desc` (default); true for ascending.
 pub(super) fn ascending(ctx: &Ctx<'_>) -> Result<bool, Reply> {
     Ok(one_of(ctx, "order", &["asc", "desc"], "desc")? == "asc")
+}
+
+/// `identifierType` (or another parameter of the same enum): `id` (default), `alias`, `tiny`.
+pub(super) fn id_kind(ctx: &Ctx<'_>, param: &str) -> Result<IdKind, Reply> {
+    let raw = one_of(ctx, param, &["id", "alias", "tiny"], "id")?;
+    Ok(IdKind::parse(Some(raw)).unwrap_or(IdKind::Id))
 }

@@ -4,11 +4,11 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::lock;
+use super::params::id_kind;
 use super::params::one_of;
 use super::reply::Reply;
-use super::writes::id_kind;
 
 pub(super) fn request_status(ctx: &Ctx<'_>, id: &str) -> Reply {
     let mut st = lock(&ctx.inner.state);

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::dispatch::{query_param, Ctx};
+use super::ctx::{query_param, Ctx};
 use super::model::{epoch_ms, Alert};
 use super::params::{ascending, int_in, one_of};
 use super::reply::Reply;

@@ -1,7 +1,6 @@
 //! The running server: its shared state, the handle tests hold, and the task that applies
 //! queued requests when they fall due.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,37 +8,18 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::dispatch::handle;
 use super::faults::Faults;
 use super::heartbeats::Heartbeats;
+use super::inner::Inner;
 use super::limits::{FakeRateLimits, Limiter};
 use super::model::{Alert, Call};
 use super::state::State;
+use super::timeline_data::{StoredTimeline, TimelinePeriod};
 use super::{lock, validate, FakeOpsgenieOptions};
-
-pub(super) struct Inner {
-    pub(super) addr: SocketAddr,
-    pub(super) first_key: String,
-    pub(super) api_keys: HashSet<String>,
-    pub(super) config_only: Mutex<HashSet<String>>,
-    pub(super) processing_delay: Mutex<Duration>,
-    pub(super) integration_id: String,
-    pub(super) faults: Faults,
-    pub(super) limiter: Mutex<Limiter>,
-    pub(super) state: Mutex<State>,
-    pub(super) heartbeats: Heartbeats,
-    /// Woken on every state change or recorded call (for `wait_until`).
-    pub(super) changed: Notify,
-    /// Woken when work is queued (for the processor task).
-    pub(super) work: Notify,
-    pub(super) throttled: AtomicUsize,
-    pub(super) shutdown: watch::Sender<bool>,
-    pub(super) tasks: Mutex<Vec<JoinHandle<()>>>,
-}
 
 /// A running fake Opsgenie. Cheap to clone; all clones share one server.
 #[derive(Clone)]
@@ -117,6 +97,19 @@ impl FakeOpsgenie {
     /// Deletes a heartbeat: pings still answer 202, the lookup 404.
     pub fn delete_heartbeat(&self, name: &str) {
         self.inner.heartbeats.delete(name);
+    }
+
+    /// Replaces the final timeline of a schedule given by name or id. Returns false if there is
+    /// no such schedule.
+    pub fn set_timeline(&self, schedule: &str, periods: &[TimelinePeriod]) -> bool {
+        let mut st = lock(&self.inner.state);
+        let Some(i) = st.directory.schedule_any(schedule) else {
+            return false;
+        };
+        st.directory.schedules[i].timeline = StoredTimeline::new(periods);
+        drop(st);
+        self.inner.changed.notify_waiters();
+        true
     }
 
     /// The first configured API-integration key.

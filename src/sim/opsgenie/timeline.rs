@@ -3,7 +3,7 @@
 //! shapes it: `{data: {_parent, startDate, endDate, finalTimeline: {rotations: [{id, name,
 //! order, periods: [{startDate, endDate, type, recipient: {id, name, type}}]}]}}}`.
 //!
-//! Tests set a schedule's final timeline as periods ([`TimelinePeriod`]); each answer cuts
+//! Tests set a schedule's final timeline as periods ([`super::TimelinePeriod`]); each answer cuts
 //! its window out of them. The window starts at the beginning (UTC, the fake schedules' zone)
 //! of the day containing `date` and lasts `interval` days, weeks or calendar months; periods
 //! crossing its edges are cut at them, as Opsgenie cuts them.
@@ -17,71 +17,13 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::dispatch::{query_param, Ctx};
+use super::ctx::{query_param, Ctx};
 use super::lock;
 use super::params::{int_in, one_of};
 use super::reply::Reply;
-use super::server::FakeOpsgenie;
+use super::timeline_data::TimelineRecipient;
 use super::validate::FieldErrors;
 use crate::backend::timeline::parse_instant;
-
-/// Who a period names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TimelineRecipient {
-    /// A user, by username (e-mail).
-    User(String),
-    /// A team, by name.
-    Team(String),
-    /// An escalation, by name.
-    Escalation(String),
-}
-
-/// One period of a schedule's final timeline, as a test sets it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimelinePeriod {
-    /// The rotation's name (rotations are listed in the order their names first appear).
-    pub rotation: String,
-    /// Inclusive start.
-    pub start: SystemTime,
-    /// Exclusive end.
-    pub end: SystemTime,
-    /// Who is on call.
-    pub recipient: TimelineRecipient,
-}
-
-/// A schedule's settable timeline: its periods and made-up, stable rotation ids.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct StoredTimeline {
-    periods: Vec<TimelinePeriod>,
-    /// (rotation name, id), in order of first appearance.
-    rotations: Vec<(String, String)>,
-}
-
-impl FakeOpsgenie {
-    /// Replaces the final timeline of a schedule given by name or id. Returns false if there is
-    /// no such schedule.
-    pub fn set_timeline(&self, schedule: &str, periods: &[TimelinePeriod]) -> bool {
-        let mut st = lock(&self.inner.state);
-        let Some(i) = st.directory.schedule_any(schedule) else {
-            return false;
-        };
-        let mut stored = StoredTimeline {
-            periods: periods.to_vec(),
-            rotations: Vec::new(),
-        };
-        for p in periods {
-            if !stored.rotations.iter().any(|(name, _)| *name == p.rotation) {
-                stored
-                    .rotations
-                    .push((p.rotation.clone(), Uuid::new_v4().to_string()));
-            }
-        }
-        st.directory.schedules[i].timeline = stored;
-        drop(st);
-        self.inner.changed.notify_waiters();
-        true
-    }
-}
 
 const DAY: u64 = 86_400;
 

@@ -4,10 +4,11 @@
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::dispatch::{body_object, Ctx};
+use super::ctx::{body_object, Ctx};
+use super::params::id_kind;
 use super::reply::Reply;
 use super::state::{Action, IdKind, Pending};
-use super::{lock, params, validate};
+use super::{lock, validate};
 
 /// Queues work and answers 202; with a zero delay it is applied before answering.
 pub(super) fn enqueue(ctx: &Ctx<'_>, target: Option<(String, IdKind)>, action: Action) -> Reply {
@@ -48,12 +49,6 @@ pub(super) fn create_alert(ctx: &Ctx<'_>) -> Reply {
         }
         Err(errors) => Reply::unprocessable(errors),
     }
-}
-
-/// `identifierType` (or another parameter of the same enum): `id` (default), `alias`, `tiny`.
-pub(super) fn id_kind(ctx: &Ctx<'_>, param: &str) -> Result<IdKind, Reply> {
-    let raw = params::one_of(ctx, param, &["id", "alias", "tiny"], "id")?;
-    Ok(IdKind::parse(Some(raw)).unwrap_or(IdKind::Id))
 }
 
 pub(super) fn alert_action(ctx: &Ctx<'_>, ident: &str, what: &str) -> Reply {

@@ -5,9 +5,11 @@
 //! What it reproduces: INIT-first watch streams with PUT/DELETE events (DELETE carries only a
 //! `ResourceHeader`), RBAC from Teleport role YAML, UUID request ids, system annotations and
 //! review thresholds from the requester's roles, the exact review error messages clients match
-//! on, plugin-data compare-and-swap, plugin data outliving its request, and locks with the
-//! `lock` rule's RBAC check, a request's access counting as revoked while a lock targeting it
-//! is in force ([`FakeTeleport::access_revoked`]).
+//! on, plugin-data compare-and-swap, plugin data outliving its request, each caller's own roles
+//! (`GetCurrentUserRoles`, readable by any authenticated user), and locks with the `lock` rule's
+//! RBAC check, a request's access counting as revoked while a lock targeting it is in force
+//! ([`FakeTeleport::access_revoked`]). `GetAccessRequestsV2` can be paced or stalled like a slow
+//! server.
 //!
 //! What it simplifies: thresholds are counted (any deny count reached denies, every approve count
 //! reached approves; `filter` predicates and `where` clauses are ignored), there is no expiry

@@ -959,3 +959,58 @@ async fn ten_thousand_requests_stream_and_page() {
     }
     assert_eq!(total, N);
 }
+
+#[tokio::test]
+async fn own_roles_are_served_as_written_to_any_known_user() {
+    let tp = fake().await;
+    tp.add_role_yaml(
+        r#"
+kind: role
+version: v7
+metadata:
+  name: narrow
+spec:
+  allow:
+    rules:
+      - resources: ['lock']
+        verbs: ['create']
+        where: 'equals(user.metadata.name, "x")'
+    review_requests:
+      roles: ['editor']
+      where: 'contains(reviewer.roles, "x")'
+  deny:
+    rules:
+      - resources: ['lock']
+        verbs: ['update']
+    review_requests:
+      roles: ['admin']
+"#,
+    )
+    .unwrap();
+    tp.add_user("narrow-user", ["narrow", "no-such-role"]);
+    let mut c = client(&tp, "narrow-user").await;
+    let mut stream = c.get_current_user_roles(()).await.unwrap().into_inner();
+    let mut roles = Vec::new();
+    while let Some(role) = stream.message().await.unwrap() {
+        roles.push(role);
+    }
+    // A role the user names but the cluster lacks is not served.
+    assert_eq!(roles.len(), 1);
+    let role = &roles[0];
+    assert_eq!(role.metadata.as_ref().unwrap().name, "narrow");
+    let spec = role.spec.as_ref().unwrap();
+    let allow = spec.allow.as_ref().unwrap();
+    assert_eq!(allow.rules[0].resources, vec!["lock"]);
+    assert_eq!(allow.rules[0].r#where, "equals(user.metadata.name, \"x\")");
+    let review = allow.review_requests.as_ref().unwrap();
+    assert_eq!(review.roles, vec!["editor"]);
+    assert_eq!(review.r#where, "contains(reviewer.roles, \"x\")");
+    let deny = spec.deny.as_ref().unwrap();
+    assert_eq!(deny.rules[0].verbs, vec!["update"]);
+    assert_eq!(deny.review_requests.as_ref().unwrap().roles, vec!["admin"]);
+    // No rule is needed, but the user must exist.
+    let mut c = client(&tp, "stranger").await;
+    let err = c.get_current_user_roles(()).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(tp.count_calls("GetCurrentUserRoles"), 2);
+}

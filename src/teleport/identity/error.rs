@@ -209,11 +209,20 @@ impl Origin {
     }
 }
 
-/// The error for a configured path that is a directory: tbot's destination folder holds the
-/// identity in a file named `identity`, so name that file.
+/// The error for a configured path that is a directory.
 pub fn directory_error(what: &str, path: &Path) -> IdentityError {
+    IdentityError::Directory {
+        what: what.to_owned(),
+        hint: directory_hint(path),
+    }
+}
+
+/// What to do when `teleport.identity` names the directory `path`: tbot's destination folder
+/// holds the identity in a file named `identity`, so name that file (for the configuration's
+/// own file checks too).
+pub fn directory_hint(path: &Path) -> String {
     let inside = path.join("identity");
-    let hint = if inside.is_file() {
+    if inside.is_file() {
         format!(
             "set `teleport.identity: {}` (tbot's identity output in that folder)",
             inside.display()
@@ -223,9 +232,5 @@ pub fn directory_error(what: &str, path: &Path) -> IdentityError {
             "if this is tbot's destination folder, name the identity file inside it (`{}`); else {NEW_IDENTITY}",
             inside.display()
         )
-    };
-    IdentityError::Directory {
-        what: what.to_owned(),
-        hint,
     }
 }

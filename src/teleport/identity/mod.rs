@@ -26,8 +26,8 @@ use rustls::sign::CertifiedKey;
 use self::blocks::{looks_like_identity, parse_cert_block, parse_key, pem_blocks};
 use self::cert::{cert_facts, check_ca};
 pub use self::cert::{rfc3339, unix_seconds_in_range, MAX_UNIX_SECONDS};
-pub use self::error::IdentityError;
 use self::error::{directory_error, Origin};
+pub use self::error::{directory_hint, IdentityError};
 use crate::config::TeleportConfig;
 
 /// The largest credentials file read: a real identity is a few kilobytes, so anything bigger
