@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::actors::event_stream::{EventStream, StopWatching, WatchHealth, WatchTiming};
 use crate::actors::gateway::{
-    BackendCallObserver, Gateway, GatewayClient, GatewayError, Health, RetryPolicy,
+    BackendCallObserver, Gateway, GatewayClient, GatewayError, GatewayHandle, RetryPolicy,
 };
 use crate::actors::identity::{IdentityWatcher, Reloads, StopReloading};
 use crate::actors::oncall::OnCallCache;
@@ -154,9 +154,8 @@ impl Daemon {
             Some(observer),
         )
         .map_err(StartError::Backend)?;
-        // Steps call the client directly, so that a step cut short also cancels its HTTP call;
-        // the actor serves everything else.
-        let gateway = Gateway::from_client(client.clone()).start();
+        // The actor owns the client from here on; every backend call goes through it.
+        let gateway = Gateway::start_supervised(client);
         let backend_check = startup_backend_check(&gateway, &config).await?;
         // Bound before any actor starts, so a bad `http.listen` fails the start cleanly.
         let listener = if config.http.enabled {
@@ -178,7 +177,7 @@ impl Daemon {
         });
         let effects = LiveEffects {
             teleport: teleport.clone(),
-            client,
+            gateway: gateway.clone(),
             on_call: on_call.clone(),
             alert_id_deadline: ALERT_ID_DEADLINE,
             dry_run: options.dry_run,
@@ -231,7 +230,7 @@ impl Daemon {
                 Box::new(move || shared.steps_in_flight())
             },
             alive: vec![
-                ("gateway", alive(&gateway)),
+                ("gateway", alive(gateway.addr())),
                 ("on-call cache", alive(&on_call)),
                 ("request registry", alive(&registry)),
             ],
@@ -344,24 +343,24 @@ impl Daemon {
 /// that is slow, throttled or down does not: work waits in the gateway, and readiness reports the
 /// backend meanwhile. The result seeds the [`Monitor`] (`None`: no result to report).
 async fn startup_backend_check(
-    gateway: &Addr<Gateway>,
+    gateway: &GatewayHandle,
     config: &Config,
 ) -> Result<Option<Result<(), String>>, StartError> {
     Ok(
-        match tokio::time::timeout(STARTUP_HEALTH_WAIT, gateway.send(Health)).await {
-            Ok(Ok(Ok(()))) => {
+        match tokio::time::timeout(STARTUP_HEALTH_WAIT, gateway.health()).await {
+            Ok(Ok(())) => {
                 info!(url = %config.opsgenie.base_url(), "The on-call backend answers.");
                 Some(Ok(()))
             }
-            Ok(Ok(Err(err))) if err.is_retryable() => {
-                warn!(error = %err, "The on-call backend is not reachable yet; work will wait for it.");
-                Some(Err(err.to_string()))
-            }
-            Ok(Ok(Err(err))) => return Err(StartError::Backend(err)),
-            Ok(Err(_)) => {
+            Ok(Err(GatewayError::Stopped { .. })) => {
                 warn!("The gateway stopped during its health check.");
                 None
             }
+            Ok(Err(err)) if err.is_retryable() => {
+                warn!(error = %err, "The on-call backend is not reachable yet; work will wait for it.");
+                Some(Err(err.to_string()))
+            }
+            Ok(Err(err)) => return Err(StartError::Backend(err)),
             Err(_) => {
                 warn!(
                     waited_s = STARTUP_HEALTH_WAIT.as_secs(),
@@ -416,13 +415,13 @@ fn alive<A: Actor>(addr: &Addr<A>) -> Box<dyn Fn() -> bool> {
 /// The [`Monitor`]'s backend check: a heartbeat through the gateway. A check that is still
 /// retrying after `patience` (when the next one is due) counts as failed: readiness should
 /// reflect the backend now, not two minutes of retries.
-fn heartbeat(gateway: Addr<Gateway>, patience: Duration) -> Heartbeat {
+fn heartbeat(gateway: GatewayHandle, patience: Duration) -> Heartbeat {
     Rc::new(move || {
         let gateway = gateway.clone();
         Box::pin(async move {
-            match tokio::time::timeout(patience, gateway.send(Health)).await {
-                Ok(Ok(result)) => result.map_err(|e| e.to_string()),
-                Ok(Err(_)) => Err("the gateway has stopped".into()),
+            // Past `patience` the ping is dropped, and with it the call in the gateway.
+            match tokio::time::timeout(patience, gateway.health()).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("no answer within {}ms", patience.as_millis())),
             }
         })
@@ -435,7 +434,7 @@ fn start_sweep(
     config: &Config,
     options: &RunOptions,
     teleport: &ClientHandle,
-    gateway: &Addr<Gateway>,
+    gateway: &GatewayHandle,
     pipeline: Recipient<Observe>,
 ) -> Option<Addr<Sweeper>> {
     let every = config.daemon.orphan_sweep_interval;

@@ -1,5 +1,5 @@
 //! The daemon's real effects: plugin data and reviews through the Teleport client, backend calls
-//! through the gateway's client. `--dry-run` is handled here: reads are real, writes are logged
+//! through the gateway actor's handle. `--dry-run` is handled here: reads are real, writes are logged
 //! and skipped, so the decisions are the same as in a real run.
 
 use std::time::{Duration, SystemTime};
@@ -10,7 +10,7 @@ use futures::{FutureExt, StreamExt};
 use tracing::info;
 
 use crate::actors::event_stream::{EventSource, EventStreamOf, SourceError, WatchEvent};
-use crate::actors::gateway::{Call, Gateway, GatewayClient, GatewayError};
+use crate::actors::gateway::{GatewayError, GatewayHandle};
 use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
 use crate::backend::{Operation as BackendOp, Outcome, Processed};
 use crate::core::model::{AccessRequest, RequestState};
@@ -24,9 +24,9 @@ use crate::teleport::handle::ClientHandle;
 pub struct LiveEffects {
     /// The Teleport client.
     pub teleport: ClientHandle,
-    /// The gateway's client, called directly so that backend calls stop when their step is
-    /// abandoned (a message to the actor would keep retrying after its sender gave up).
-    pub client: GatewayClient,
+    /// The gateway. Its handle cancels a call when the step that asked for it is abandoned, so
+    /// an abandoned step's call stops retrying.
+    pub gateway: GatewayHandle,
     /// Who is on call, cached.
     pub on_call: Addr<OnCallCache>,
     /// How long to wait for the backend to process an alert creation.
@@ -71,10 +71,10 @@ impl Effects for LiveEffects {
             // Reads are real, but a dry run made no alert to read about.
             return Ok(match op {
                 BackendOp::GetAlert { .. } | BackendOp::ListNotes { .. } => Outcome::NoSuchAlert,
-                op => self.client.call(op).await?,
+                op => self.gateway.call(op).await?,
             });
         }
-        Ok(self.client.call(op).await?)
+        Ok(self.gateway.call(op).await?)
     }
 
     async fn await_request(&self, request_id: &str) -> Result<Processed, EffectError> {
@@ -85,10 +85,9 @@ impl Effects for LiveEffects {
                 status: "dry run".into(),
             });
         }
-        // Like `call`: straight through the client, so the polls stop with their step and log
-        // under the request's span.
+        // Like `call`: the polls stop with their step, and log under the request's span.
         Ok(self
-            .client
+            .gateway
             .await_request(request_id, self.alert_id_deadline)
             .await?)
     }
@@ -139,24 +138,19 @@ impl Effects for LiveEffects {
 }
 
 /// The on-call lookup behind the cache: one `OnCall` call through the gateway.
-pub fn on_call_lookup(gateway: Addr<Gateway>) -> Lookup {
+pub fn on_call_lookup(gateway: GatewayHandle) -> Lookup {
     std::rc::Rc::new(move |schedule: String| {
         let gateway = gateway.clone();
         async move {
-            match gateway.send(Call(BackendOp::OnCall { schedule })).await {
-                Ok(Ok(Outcome::OnCall(users))) => Ok(users),
-                Ok(Ok(other)) => Err(GatewayError::Permanent {
+            match gateway.call(BackendOp::OnCall { schedule }).await {
+                Ok(Outcome::OnCall(users)) => Ok(users),
+                Ok(other) => Err(GatewayError::Permanent {
                     status: None,
                     endpoint: "on_call",
                     message: format!("unexpected answer to an on-call lookup: {other:?}"),
                     hint: "check `opsgenie.backend` and `opsgenie.api_url`".into(),
                 }),
-                Ok(Err(err)) => Err(err),
-                Err(_) => Err(GatewayError::Exhausted {
-                    endpoint: "on_call",
-                    attempts: 0,
-                    last: "the gateway is not running".into(),
-                }),
+                Err(err) => Err(err),
             }
         }
         .boxed_local()

@@ -88,7 +88,8 @@ pub fn teleport(err: &TeleportError) -> Class {
 /// How a gateway error is classified.
 pub fn backend(err: &GatewayError) -> Class {
     match err {
-        GatewayError::Exhausted { .. } => Class::Transient,
+        // `Stopped`: the gateway never ran the call, so nothing happened.
+        GatewayError::Exhausted { .. } | GatewayError::Stopped { .. } => Class::Transient,
         // Accepted but not confirmed: whether it took effect is unknown.
         GatewayError::UnknownOutcome { .. }
         | GatewayError::Timeout { .. }

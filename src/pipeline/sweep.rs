@@ -16,10 +16,10 @@
 
 use std::collections::HashSet;
 
-use actix::{Addr, Recipient};
+use actix::Recipient;
 use tracing::{debug, info, warn};
 
-use crate::actors::gateway::{Call, Gateway};
+use crate::actors::gateway::GatewayHandle;
 use crate::backend::{AlertRef, Operation, Outcome};
 use crate::core::model::Snapshot;
 use crate::core::plugin_data::{PluginData, Resolution};
@@ -63,7 +63,7 @@ pub struct SweepReport {
 /// them to `pipeline` as deleted, or close them directly (see the module docs).
 pub async fn sweep_once(
     teleport: &TeleportClient,
-    gateway: &Addr<Gateway>,
+    gateway: &GatewayHandle,
     pipeline: &Recipient<Observe>,
     tag: &str,
 ) -> Result<SweepReport, SweepError> {
@@ -76,8 +76,8 @@ pub async fn sweep_once(
             tag: tag.to_owned(),
             offset,
         };
-        match gateway.send(Call(op)).await {
-            Ok(Ok(Outcome::Alerts { alerts, more })) => {
+        match gateway.call(op).await {
+            Ok(Outcome::Alerts { alerts, more }) => {
                 let n = u32::try_from(alerts.len()).unwrap_or(u32::MAX);
                 open.extend(alerts);
                 if !more || n == 0 {
@@ -85,12 +85,11 @@ pub async fn sweep_once(
                 }
                 offset = offset.saturating_add(n);
             }
-            Ok(Ok(other)) => {
+            Ok(other) => {
                 return Err(SweepError::ListAlerts(format!(
                     "unexpected answer: {other:?}"
                 )))
             }
-            Ok(Err(err)) => return Err(SweepError::ListAlerts(err.to_string())),
             Err(err) => return Err(SweepError::ListAlerts(err.to_string())),
         }
     }
@@ -132,13 +131,10 @@ pub async fn sweep_once(
                     alert: AlertRef::Id(orphan.alert_id.clone()),
                     note: resolution_note(Resolution::Expired, ""),
                 };
-                match gateway.send(Call(op)).await {
-                    Ok(Ok(_)) => report.closed += 1,
-                    Ok(Err(err)) => {
-                        warn!(request_id = %orphan.request_id, error = %err, "Could not close an orphaned alert; the next sweep retries.");
-                    }
+                match gateway.call(op).await {
+                    Ok(_) => report.closed += 1,
                     Err(err) => {
-                        warn!(request_id = %orphan.request_id, error = %err, "The gateway stopped during the sweep.");
+                        warn!(request_id = %orphan.request_id, error = %err, "Could not close an orphaned alert; the next sweep retries.");
                     }
                 }
             }
