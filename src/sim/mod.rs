@@ -9,4 +9,5 @@ pub mod opsgenie;
 pub mod pki;
 pub mod proxy;
 pub mod teleport;
+pub mod wait;
 pub mod world;

@@ -325,24 +325,17 @@ impl FakeJsm {
         what: &str,
         f: F,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let notified = self.inner.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if f(self) {
-                return Ok(());
-            }
-            let next_due = self.inner.state().pending.front().map(|r| r.ready_at);
-            let wake = next_due.map_or(deadline, |t| t.min(deadline));
-            if tokio::time::timeout_at(wake, notified).await.is_err() && Instant::now() >= deadline
-            {
-                return if f(self) {
-                    Ok(())
-                } else {
-                    Err(format!("timed out after {timeout:?} waiting for {what}"))
-                };
-            }
+        let held = crate::sim::wait::until(
+            &self.inner.changed,
+            timeout,
+            || f(self),
+            || self.inner.state().pending.front().map(|r| r.ready_at),
+        )
+        .await;
+        if held {
+            Ok(())
+        } else {
+            Err(format!("timed out after {timeout:?} waiting for {what}"))
         }
     }
 

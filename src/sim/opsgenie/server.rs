@@ -278,28 +278,19 @@ impl FakeOpsgenie {
         what: &str,
         f: F,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let notified = self.inner.changed.notified();
-            tokio::pin!(notified);
-            // Register before checking, so a change between the check and the await is seen.
-            notified.as_mut().enable();
-            if f(self) {
-                return Ok(());
-            }
-            // Apply due work ourselves (so every remaining item is due strictly later and the
-            // wait below cannot spin), then wake at the next due time: queued work may be what
-            // we wait for, and the processor task may not have run yet.
-            let next_due = self.state().pending.front().map(|p| p.ready_at);
-            let wake = next_due.map_or(deadline, |t| t.min(deadline));
-            if tokio::time::timeout_at(wake, notified).await.is_err() && Instant::now() >= deadline
-            {
-                return if f(self) {
-                    Ok(())
-                } else {
-                    Err(format!("timed out after {timeout:?} waiting for {what}"))
-                };
-            }
+        // Apply due work while checking (so the wait cannot spin), and wake at the next due
+        // time: queued work may be what is awaited, and the processor task may not have run.
+        let held = crate::sim::wait::until(
+            &self.inner.changed,
+            timeout,
+            || f(self),
+            || self.state().pending.front().map(|p| p.ready_at),
+        )
+        .await;
+        if held {
+            Ok(())
+        } else {
+            Err(format!("timed out after {timeout:?} waiting for {what}"))
         }
     }
 

@@ -407,26 +407,13 @@ impl FakeTeleport {
     where
         F: FnMut(&FakeTeleport) -> bool,
     {
-        // Far enough for any test, and no overflow for an absurd timeout.
-        let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(86_400 * 365));
-        loop {
-            let notified = self.inner.changed.notified();
-            tokio::pin!(notified);
-            // Register before checking, so a change between the check and the wait is not lost.
-            notified.as_mut().enable();
-            if pred(self) {
-                return Ok(());
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return if pred(self) {
-                    Ok(())
-                } else {
-                    Err(FakeTeleportError::Timeout {
-                        what: what.to_owned(),
-                        after: timeout,
-                    })
-                };
-            }
+        if crate::sim::wait::until(&self.inner.changed, timeout, || pred(self), || None).await {
+            Ok(())
+        } else {
+            Err(FakeTeleportError::Timeout {
+                what: what.to_owned(),
+                after: timeout,
+            })
         }
     }
 
