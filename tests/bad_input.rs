@@ -793,6 +793,22 @@ fn run_with(args: &[&str], path: &Path) -> (Option<i32>, String, String) {
     )
 }
 
+/// Runs `check -c config` and `start -c config`, each on the blocking pool (the fakes share
+/// this test's thread and must keep answering); each command with its exit code, stdout and
+/// stderr.
+async fn check_and_start(config: &Path) -> Vec<(&'static str, Option<i32>, String, String)> {
+    let mut runs = Vec::new();
+    for command in ["check", "start"] {
+        let path = config.to_path_buf();
+        let (code, stdout, stderr) =
+            tokio::task::spawn_blocking(move || run_with(&[command, "-c"], &path))
+                .await
+                .expect("joined");
+        runs.push((command, code, stdout, stderr));
+    }
+    runs
+}
+
 #[actix_rt::test]
 async fn identities_dated_before_1970_exit_78_naming_the_file_in_check_and_start() {
     // A real (fake) backend, so that the identity is the only thing that fails.
@@ -828,13 +844,7 @@ async fn identities_dated_before_1970_exit_78_naming_the_file_in_check_and_start
         )
         .expect("config");
         let shown = identity.display().to_string();
-        for command in ["check", "start"] {
-            // On the blocking pool: the fakes share this test's thread and must keep answering.
-            let path = config.clone();
-            let (code, stdout, stderr) =
-                tokio::task::spawn_blocking(move || run_with(&[command, "-c"], &path))
-                    .await
-                    .expect("joined");
+        for (command, code, stdout, stderr) in check_and_start(&config).await {
             assert_eq!(code, Some(78), "{command} {name}: {stdout}{stderr}");
             let out = if command == "check" { &stdout } else { &stderr };
             assert!(out.contains(&shown), "{command} {name}: {out}");
@@ -869,12 +879,7 @@ async fn secret_files_readable_by_others_are_warned_about_once_with_the_chmod() 
         ),
     )
     .expect("config");
-    for command in ["check", "start"] {
-        let path = config.clone();
-        let (code, stdout, stderr) =
-            tokio::task::spawn_blocking(move || run_with(&[command, "-c"], &path))
-                .await
-                .expect("joined");
+    for (command, code, stdout, stderr) in check_and_start(&config).await {
         // Not a failure of its own: the unreachable Teleport decides the code.
         assert_eq!(code, Some(69), "{command}: {stdout}{stderr}");
         let out = format!("{stdout}{stderr}");
@@ -903,12 +908,7 @@ async fn the_api_key_file_given_as_identity_is_not_advised_to_be_overwritten() {
     )
     .expect("config");
     let shown = key.display().to_string();
-    for command in ["check", "start"] {
-        let path = config.clone();
-        let (code, stdout, stderr) =
-            tokio::task::spawn_blocking(move || run_with(&[command, "-c"], &path))
-                .await
-                .expect("joined");
+    for (command, code, stdout, stderr) in check_and_start(&config).await {
         assert_eq!(code, Some(78), "{command}: {stdout}{stderr}");
         let out = format!("{stdout}{stderr}");
         assert!(
