@@ -69,6 +69,15 @@ pub enum EffectError {
         /// The time it had.
         budget: Duration,
     },
+    /// The step's claim ran out (less its margin) before a write could be sent, so it was not
+    /// sent: another replica may take the request over from now on.
+    #[error(
+        "the claim on {step} ran out before its write was sent; nothing was sent, it is retried"
+    )]
+    ClaimRanOut {
+        /// The step's key.
+        step: String,
+    },
     /// Shutdown cut the step short; what it sent is unconfirmed.
     #[error("the step was cut short by shutdown")]
     Cancelled,

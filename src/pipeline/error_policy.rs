@@ -6,7 +6,7 @@
 //! | error                                                        | class      | action |
 //! |--------------------------------------------------------------|------------|--------|
 //! | lost compare-and-swap                                        | conflict   | re-read and plan again at once |
-//! | Teleport unavailable, timeouts, 5xx/408/429 retries exhausted, a write the backend processed and failed (`isSuccess:false` for no reason the step handles) | transient | retry after backoff |
+//! | Teleport unavailable, timeouts, 5xx/408/429 retries exhausted, a write the backend processed and failed (`isSuccess:false` for no reason the step handles), a write not sent because the claim ran out | transient | retry after backoff |
 //! | unparseable 2xx, 5xx or timeout after a write was sent, a write not confirmed in time, a step cut short | maybe done | retry after backoff, verifying first |
 //! | 401, 403, 422, a 404 for what does not exist, bad configuration, a refused review | refused | wait for the request to change (or a restart) |
 //! | the request and its progress are gone from Teleport          | gone       | give up, saying why |
@@ -68,6 +68,9 @@ pub fn classify(err: &EffectError) -> Class {
         // Processed and failed for a reason the step cannot act on: nothing happened, so doing
         // it again is safe, and the backend may well succeed next time.
         EffectError::LookupsFailed { .. } | EffectError::Rejected { .. } => Class::Transient,
+        // Fenced by the claim: nothing was sent (an earlier write it could not settle stays
+        // recorded as unconfirmed by the attempt).
+        EffectError::ClaimRanOut { .. } => Class::Transient,
         EffectError::StepTimedOut { .. }
         | EffectError::Cancelled
         | EffectError::NotConfirmedYet { .. } => Class::MaybeDone,
@@ -219,6 +222,13 @@ mod tests {
                 EffectError::Rejected {
                     action: "add the note",
                     status: "Could not process the request".into(),
+                },
+                Action::Retry { verify: false },
+            ),
+            (
+                "claim ran out before the write was sent",
+                EffectError::ClaimRanOut {
+                    step: "review-0".into(),
                 },
                 Action::Retry { verify: false },
             ),

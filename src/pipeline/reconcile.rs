@@ -52,7 +52,6 @@
 //! one (it needs no claim: it only records what the backend says, guarded by the creation it
 //! belongs to). Confirming a write costs backend reads only.
 
-use std::cell::RefCell;
 use std::time::SystemTime;
 
 use tracing::{debug, info, warn};
@@ -131,20 +130,7 @@ pub async fn step<E: Effects>(
         return done(data, step, Next::WaitUntil(until));
     }
     let key = step.key().unwrap_or_default();
-    // A claim left in place (its holder died, or could not release it) means its write may have
-    // happened: treat it as unconfirmed, so this attempt verifies first.
-    let unconfirmed = match (&data.unconfirmed, &data.claim) {
-        (Some(u), _) if u.step == key => Some(u.clone()),
-        (_, Some(claim)) => Some(Unconfirmed {
-            step: key.clone(),
-            request_id: String::new(),
-            // When the claim was taken.
-            at_ms: claim
-                .until_ms
-                .saturating_sub(settings.claim_ttl.as_millis() as u64),
-        }),
-        _ => None,
-    };
+    let unconfirmed = unconfirmed_for(&key, &data);
     let mut claimed = PluginData {
         claim: Some(Claim {
             holder: settings.replica.clone(),
@@ -166,11 +152,8 @@ pub async fn step<E: Effects>(
     // arriving after the close, which makes a second alert. Dropping the step cancels its
     // backend call in flight. Shutdown cuts it short the same way.
     let budget = settings.claim_ttl.saturating_sub(settings.claim_ttl / 5);
-    let attempt = Attempt {
-        key,
-        unconfirmed,
-        request_id: RefCell::new(String::new()),
-    };
+    let not_after = now + budget;
+    let attempt = Attempt::new(key, unconfirmed, not_after);
     let work = act(fx, settings, snapshot, &step, &claimed, &attempt);
     let result = tokio::select! {
         result = tokio::time::timeout(budget, work) => match result {
@@ -238,7 +221,7 @@ async fn act<E: Effects>(
                 }
             }
             let payload = render::alert(request, &settings.alert);
-            match fx.call(Operation::CreateAlert(payload)).await? {
+            match attempt.send(fx, Operation::CreateAlert(payload)).await? {
                 Outcome::Accepted { request_id } => {
                     done!(settings, "Created the alert.", "Would create the alert (dry run).", request_id = id, alias = %alias, backend_request_id = %request_id);
                     after.alert_request_id = request_id;
@@ -300,6 +283,28 @@ async fn act<E: Effects>(
         }
     }
     Ok(after)
+}
+
+/// What is unknown about step `key`'s write, given the stored progress.
+///
+/// A claim left in place (its holder died, was cut off, or could not release it) outranks
+/// anything recorded before it: its holder may have sent the step's write at any moment until
+/// the claim ended (writes are fenced by the claim, `Attempt::send`), after any earlier attempt
+/// whose record is stored, so an earlier request status says nothing about it. Only the backend
+/// can tell: the alert by alias, the alert's notes (once the last moment of the claim is
+/// [`verify::NOTE_SETTLE`] behind), the alert's state. Without a claim left over, the record
+/// an attempt left when it released its claim says what it sent.
+pub(crate) fn unconfirmed_for(key: &str, data: &PluginData) -> Option<Unconfirmed> {
+    let earlier = data.unconfirmed.as_ref().filter(|u| u.step == key);
+    match (&data.claim, earlier) {
+        (Some(claim), earlier) => Some(Unconfirmed {
+            step: key.to_owned(),
+            request_id: String::new(),
+            at_ms: claim.until_ms.max(earlier.map_or(0, |u| u.at_ms)),
+        }),
+        (None, Some(u)) => Some(u.clone()),
+        (None, None) => None,
+    }
 }
 
 /// Learns the alert id of the recorded creation and records it. Needs no claim: it only records

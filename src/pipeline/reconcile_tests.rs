@@ -27,8 +27,11 @@ pub(crate) struct Memory {
     lose_next_answer: Cell<bool>,
     /// What the next wait for a request status fails with, if anything.
     fail_next_await: RefCell<Option<EffectError>>,
-    /// The next request status says the write failed, with this status text.
+    /// The next backend write is accepted but fails when processed, with this status text: it
+    /// changes nothing, and its request status says so (as Opsgenie's `isSuccess:false`).
     reject_next: RefCell<Option<String>>,
+    /// Request ids of writes that failed when processed, with their status text.
+    failed: RefCell<HashMap<String, String>>,
     next_request: Cell<u32>,
     now_ms: Cell<u64>,
     /// Who is on call per schedule; a missing schedule fails its lookup (transiently).
@@ -90,6 +93,13 @@ impl Effects for Memory {
         }
         self.calls.borrow_mut().push(op.endpoint().to_owned());
         let write = op.is_write();
+        if write {
+            if let Some(status) = self.reject_next.borrow_mut().take() {
+                let request_id = self.request_id();
+                self.failed.borrow_mut().insert(request_id.clone(), status);
+                return Ok(Outcome::Accepted { request_id });
+            }
+        }
         let outcome = match op {
             Operation::CreateAlert(_) => {
                 if self.alert.get() != Some(false) {
@@ -143,7 +153,7 @@ impl Effects for Memory {
         if let Some(err) = self.fail_next_await.borrow_mut().take() {
             return Err(err);
         }
-        Ok(match self.reject_next.borrow_mut().take() {
+        Ok(match self.failed.borrow().get(request_id).cloned() {
             Some(status) => Processed {
                 success: false,
                 alert_id: String::new(),
@@ -966,4 +976,91 @@ async fn a_note_accepted_but_not_confirmed_is_verified_before_it_is_posted_again
     assert_eq!(count(&fx, "add_note"), 1, "confirmed by its request status");
     assert_eq!(count(&fx, "await rq-2"), 2);
     assert_eq!(stored(&fx).reviews_count, 1);
+}
+
+#[actix_rt::test]
+async fn a_repost_after_a_failed_note_whose_answer_is_lost_is_not_posted_a_third_time() {
+    // Traced in chaos (8 x 800, seed 41): the note was accepted and failed when processed
+    // (request rq-2, `isSuccess:false`), so it was posted again; that post took effect but its
+    // answer was lost (502). The attempt after that must look for the second post, not ask rq-2
+    // again (which still says "failed") and post a third time.
+    let fx = Memory::default();
+    let s = settings("me");
+    with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+    let reviewed = request(RequestState::Pending, 1);
+    *fx.reject_next.borrow_mut() = Some("Could not process the request".into());
+    step(&fx, &s, &reviewed, None)
+        .await
+        .expect_err("failed when processed");
+    assert_eq!(
+        stored(&fx).unconfirmed.expect("unconfirmed").request_id,
+        "rq-2"
+    );
+    fx.now_ms.set(1_000);
+    fx.lose_next_answer.set(true);
+    step(&fx, &s, &reviewed, None)
+        .await
+        .expect_err("the answer to the repost is lost");
+    let unconfirmed = stored(&fx).unconfirmed.expect("unconfirmed");
+    assert_eq!(
+        (unconfirmed.request_id.as_str(), unconfirmed.at_ms),
+        ("", 1_000),
+        "the repost, not the failed first post, is what is unconfirmed now"
+    );
+    assert_eq!(drive(&fx, &s, &reviewed).await, Next::Idle);
+    assert_eq!(count(&fx, "add_note"), 2, "one failed, one applied");
+    assert_eq!(fx.notes.borrow().len(), 1, "{:?}", fx.notes.borrow());
+    assert_eq!(stored(&fx).reviews_count, 1);
+}
+
+#[actix_rt::test]
+async fn a_claim_left_behind_outranks_an_older_unconfirmed_write() {
+    // An earlier attempt's note failed when processed (rq-9, recorded), then a replica claimed
+    // the step, posted the note and died before recording anything. Its note may be on the
+    // alert (or still on its way): the failed rq-9 says nothing about it.
+    async fn take_over(
+        now_ms: u64,
+        note_landed: bool,
+    ) -> (Memory, Result<Reconciled, EffectError>) {
+        let fx = Memory::default();
+        let s = settings("me");
+        with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+        fx.failed
+            .borrow_mut()
+            .insert("rq-9".into(), "Could not process the request".into());
+        if note_landed {
+            fx.notes
+                .borrow_mut()
+                .push(verify::with_marker("x approved.", "review-0"));
+        }
+        let left = PluginData {
+            unconfirmed: Some(Unconfirmed {
+                step: "review-0".into(),
+                request_id: "rq-9".into(),
+                at_ms: 1_000,
+            }),
+            claim: Some(Claim {
+                holder: "dead".into(),
+                until_ms: 20_000,
+            }),
+            ..stored(&fx)
+        };
+        fx.store.borrow_mut().insert("r1".into(), left.encode());
+        fx.now_ms.set(now_ms);
+        let result = step(&fx, &s, &request(RequestState::Pending, 1), None).await;
+        (fx, result)
+    }
+
+    let (fx, result) = take_over(20_000, true).await;
+    assert_eq!(result.expect("recorded").data.reviews_count, 1);
+    assert_eq!(count(&fx, "add_note"), 0, "found by its marker");
+
+    // Not there yet, right after the claim ran out: the dead holder may have sent it at the
+    // last moment, so it is not taken for absent until it had time to land.
+    let (fx, result) = take_over(20_001, false).await;
+    assert!(
+        matches!(result, Err(EffectError::NotConfirmedYet { .. })),
+        "{result:?}"
+    );
+    assert_eq!(count(&fx, "add_note"), 0);
 }

@@ -119,8 +119,46 @@ pub struct ChaosReport {
     pub repeated_creates: u64,
     /// Whether the end state was reached before the settle deadline.
     pub quiescent: bool,
+    /// The first [`MAX_DETAILS`] duplicated notes: which request, which step's marker, how many
+    /// copies, and every call that carried the note's text (to trace who sent what, when).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicate_note_details: Vec<DuplicateNote>,
     /// No duplicate alerts or notes, lost or unclosed requests, or duplicate reviews.
     pub ok: bool,
+}
+
+/// Duplicated notes reported in detail at most.
+pub const MAX_DETAILS: usize = 20;
+
+/// One note found more than once on an alert.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DuplicateNote {
+    /// The access request.
+    pub request_id: String,
+    /// The alert.
+    pub alert_id: String,
+    /// The note's last line (the daemon's step marker, `[teleport-opsgenie: review-2]`).
+    pub marker: String,
+    /// How many times the text is on the alert.
+    pub copies: usize,
+    /// Every call to the fake whose body carried the text, oldest first.
+    pub calls: Vec<NoteCall>,
+}
+
+/// One call that carried a duplicated note.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct NoteCall {
+    /// Milliseconds since the Unix epoch at receipt.
+    pub at_ms: u128,
+    /// The path called.
+    pub path: String,
+    /// The status answered.
+    pub status: u16,
+    /// The fault injected into the call, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// The request id the fake answered with.
+    pub request_id: String,
 }
 
 /// Why the run could not be carried out (as opposed to finding problems, which the report
@@ -393,6 +431,7 @@ async fn drive(
         report = assess(world, &ids);
     }
     report.quiescent = report.lost == 0 && report.unclosed == 0;
+    trace_duplicates(world, &mut report.duplicate_note_details);
     report.kills = fleet.kills;
     report.faults_injected = faults_injected;
     report.ok = report.duplicate_alerts == 0
@@ -491,6 +530,50 @@ fn inject_fault(world: &World, rng: &mut StdRng, latency_on: &mut bool) -> usize
     1
 }
 
+/// Fills in, for each duplicated note, the calls to the fake that carried its text.
+fn trace_duplicates(world: &World, details: &mut [DuplicateNote]) {
+    if details.is_empty() {
+        return;
+    }
+    let alerts = world.opsgenie.alerts();
+    let calls = world.opsgenie.calls();
+    for detail in details.iter_mut() {
+        let Some(alert) = alerts.iter().find(|a| a.id == detail.alert_id) else {
+            continue;
+        };
+        let Some(text) = alert
+            .notes
+            .iter()
+            .map(|n| n.text.as_str())
+            .find(|t| t.lines().last() == Some(detail.marker.as_str()))
+        else {
+            continue;
+        };
+        detail.calls = calls
+            .iter()
+            .filter(|c| c.path.contains(&detail.alert_id) || c.path.contains(&detail.request_id))
+            .filter(|c| {
+                c.body
+                    .as_ref()
+                    .and_then(|b| b.get("note"))
+                    .and_then(|n| n.as_str())
+                    == Some(text)
+            })
+            .map(|c| NoteCall {
+                at_ms: c
+                    .received_at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0),
+                path: c.path.clone(),
+                status: c.status,
+                fault: c.fault.clone(),
+                request_id: c.request_id.clone(),
+            })
+            .collect();
+    }
+}
+
 /// Counts what is wrong now (see the module docs).
 pub fn assess(world: &World, ids: &[String]) -> ChaosReport {
     let mut by_alias: HashMap<String, Vec<crate::sim::opsgenie::Alert>> = HashMap::new();
@@ -519,6 +602,17 @@ pub fn assess(world: &World, ids: &[String]) -> ChaosReport {
                 *texts.entry(note.text.as_str()).or_default() += 1;
             }
             report.duplicate_notes += texts.values().map(|n| n - 1).sum::<usize>();
+            for (text, &copies) in texts.iter().filter(|(_, n)| **n > 1) {
+                if report.duplicate_note_details.len() < MAX_DETAILS {
+                    report.duplicate_note_details.push(DuplicateNote {
+                        request_id: id.clone(),
+                        alert_id: alert.id.clone(),
+                        marker: text.lines().last().unwrap_or("").to_owned(),
+                        copies,
+                        calls: Vec::new(),
+                    });
+                }
+            }
         }
         match world.teleport.request(id) {
             Some(request) => {
