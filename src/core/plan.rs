@@ -4,6 +4,14 @@
 //! The order of steps is what makes the alert read like a story: it is created, its id is
 //! learnt, the auto-approval decision is explained, each review becomes a note in order, and the
 //! alert is closed last.
+//!
+//! The order is also what lets one claim cover several steps (`pipeline::reconcile`, "Writes to
+//! Teleport"): after each step the planner is asked again, and the steps that write to the
+//! backend ([`Step::key`]) and learning the alert id follow each other under the claim already
+//! held. Creation, id and decision are one run; a resolving review's note and the close are
+//! another. Replicas whose snapshots differ in age may plan different steps for the same stored
+//! progress (only a pending request is decided; only a resolved one is closed), which is why a
+//! record never clears another step's unconfirmed mark (`plugin_data::Unconfirmed::merge`).
 
 use std::time::SystemTime;
 

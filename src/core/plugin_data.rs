@@ -6,6 +6,12 @@
 //! `created`, `request_reason`, `reviews_count`, `resolution`, `resolve_reason`), so alerts it
 //! opened can be closed by us. Ours add what exactly-once needs: the backend's request id of the
 //! alert creation, the auto-approval decision, and a claim that one replica holds while it acts.
+//!
+//! Writes: every write is a compare-and-swap, and a claimed run of steps costs two (the claim,
+//! then the record that releases it), so an ordinary request's life costs four
+//! (`pipeline::reconcile`, "Writes to Teleport"). The unconfirmed mark (`unconfirmed`) rides in
+//! those same writes. Its value `*` (any step) is new; versions that do not know it read it as a
+//! step they never plan, and records they wrote read as before, so a rolling upgrade is safe.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -110,6 +116,38 @@ pub struct Unconfirmed {
 }
 
 impl Unconfirmed {
+    /// The step of a mark that stands for every step: some write of the request, which one is
+    /// not known, may have happened and is not recorded.
+    pub const ANY: &'static str = "*";
+
+    /// A mark for "some step's write may have happened, at the latest at `at_ms`".
+    pub fn any(at_ms: u64) -> Self {
+        Self {
+            step: Self::ANY.to_owned(),
+            request_id: String::new(),
+            at_ms,
+        }
+    }
+
+    /// Whether this mark concerns step `key`.
+    pub fn covers(&self, key: &str) -> bool {
+        self.step == key || self.step == Self::ANY
+    }
+
+    /// What to store when `new` is to be recorded while `existing` is stored. The record has
+    /// one slot, and a mark may only be cleared by the step it names once that step's write is
+    /// confirmed: so `new` replaces a mark of its own step, and a mark of another step turns
+    /// both into [`Unconfirmed::ANY`] (every later step verifies before it writes). Losing the
+    /// other step's mark is what once posted notes twice: replicas with snapshots of different
+    /// ages plan different steps (a pending one decides, a resolved one notes reviews), and a
+    /// record of one step cleared the other's unknown note.
+    pub fn merge(existing: Option<&Unconfirmed>, new: Unconfirmed) -> Unconfirmed {
+        match existing {
+            Some(old) if old.step != new.step => Self::any(old.at_ms.max(new.at_ms)),
+            _ => new,
+        }
+    }
+
     fn encode(&self) -> String {
         format!("{} {} {}", self.step, self.at_ms, self.request_id)
     }
@@ -375,6 +413,37 @@ mod tests {
         assert_eq!(PluginData::decode(&data.encode()), data);
         let garbage = BTreeMap::from([(UNCONFIRMED.to_owned(), "close soon".to_owned())]);
         assert_eq!(PluginData::decode(&garbage).unconfirmed, None);
+    }
+
+    #[test]
+    fn marks_of_different_steps_merge_into_any() {
+        let mark = |step: &str, at_ms: u64| Unconfirmed {
+            step: step.into(),
+            request_id: format!("rq-{at_ms}"),
+            at_ms,
+        };
+        assert_eq!(
+            Unconfirmed::merge(None, mark("review-0", 5)),
+            mark("review-0", 5)
+        );
+        assert_eq!(
+            Unconfirmed::merge(Some(&mark("review-0", 5)), mark("review-0", 9)),
+            mark("review-0", 9)
+        );
+        let merged = Unconfirmed::merge(Some(&mark("decision", 9)), mark("review-0", 5));
+        assert_eq!(merged, Unconfirmed::any(9));
+        assert!(merged.covers("decision") && merged.covers("close"));
+        assert!(!mark("decision", 1).covers("review-0"));
+        // An old version reads the mark as a step it never plans: harmless.
+        let stored = PluginData {
+            unconfirmed: Some(merged.clone()),
+            ..PluginData::default()
+        };
+        assert_eq!(stored.encode()[UNCONFIRMED], "* 9 ");
+        assert_eq!(
+            PluginData::decode(&stored.encode()).unconfirmed,
+            Some(merged)
+        );
     }
 
     #[test]

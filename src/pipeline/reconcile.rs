@@ -9,10 +9,13 @@
 //!    deadline. A lost race (`Conflict`) means someone else moved first: re-read and re-plan.
 //! 2. **act**: the backend call (or Teleport review), **confirmed**: an asynchronous write
 //!    (Opsgenie answers 202) is followed through its request status until the backend says it was
-//!    applied; only then is it done. The act ends well inside the claim (a fifth of the TTL to
-//!    spare), or is cut short, so that no call of ours lands after the claim has passed on.
-//! 3. **record**: CAS expecting our claim still in place, writing the result and releasing the
-//!    claim.
+//!    applied; only then is it done. Then the planner is asked again, and while the next step is
+//!    one that writes to the backend (or learns the alert id), it is done under the same claim:
+//!    a claim covers a *run* of steps. Every write is **fenced** by the claim: it is not sent
+//!    once the claim, less a fifth of its TTL, has run out (`Attempt::send`), and the run is cut
+//!    short before the claim ends, so no write of ours is sent after the claim has passed on.
+//! 3. **record**: CAS expecting our claim still in place, writing the run's result and releasing
+//!    the claim.
 //!
 //! So two replicas never act on the same request at once. The orphan sweep goes through the same
 //! steps (it hands the requests it finds gone to the pipeline), so it too waits for a live claim:
@@ -37,6 +40,15 @@
 //! backoff. A claim found expired means the same: its holder died mid-step. Either way the next
 //! attempt first finds out (`pipeline::verify`), then records the write or does it again.
 //!
+//! The mark names the latest write that may have happened: an attempt that sent a write marks
+//! that write (its request id if accepted, else the time), never an earlier one whose request
+//! status said "failed". It is cleared only by a record of the step it names; a mark of another
+//! step, or a claim taken over (its holder's run may hold steps this run did not plan, because
+//! replicas hold snapshots of different ages), leaves `*`: every later step verifies before it
+//! writes. A note not found among the alert's notes is taken for absent only
+//! `verify::NOTE_SETTLE` after the last moment it can have been sent (the mark's time, or the end
+//! of a claim left over).
+//!
 //! # What a failed request status says
 //!
 //! `isSuccess:false` is read for what it says. "Alert does not exist" for a **close**: the alert is
@@ -48,10 +60,31 @@
 //!
 //! # Writes to Teleport
 //!
-//! An ordinary step costs two plugin-data writes (claim and record); learning the alert id costs
-//! one (it needs no claim: it only records what the backend says, guarded by the creation it
-//! belongs to). Confirming a write costs backend reads only.
+//! A run costs two plugin-data writes (claim and record), whatever it does. Which claims are
+//! needed for which side effects:
+//!
+//! - The **create** is idempotent on the backend only while the alert is open: one landing
+//!   after the close opens a second alert. So it is claimed (the claim also writes the requester
+//!   ahead, so that a creation whose answer is lost is still closed by alias), and the close,
+//!   also under a claim, cannot overlap it. Its alert id is learnt within the same run (the
+//!   request status is polled until the fence), so the record carries the id: no write of its
+//!   own for the id, unless the backend is slower than the claim allows (then a claim-free
+//!   step records it, guarded by the creation it belongs to).
+//! - The **decision** follows in the same run when auto-approval is on.
+//! - **Notes** are not idempotent: two replicas posting at once would both post, so they need
+//!   the claim's exclusion. The review's note and the close (idempotent, by id) of a request
+//!   that is resolved by that review share one run.
+//! - The **close**'s record is the run's record.
+//!
+//! So an ordinary life (created, one approving review that resolves it, approved) costs 4
+//! writes, with auto-approval or without: claim and record of the creation run, claim and record
+//! of the resolution run. A third write could only be saved by creating without a claim, which
+//! gives up the exclusion between a create and a close (a second alert) and the write-ahead of
+//! the requester (an alert left open when its creator dies before recording it). Confirming a
+//! write costs backend reads only.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::SystemTime;
 
 use tracing::{debug, info, warn};
@@ -147,14 +180,18 @@ pub async fn step<E: Effects>(
     fx.write(id, claimed.encode(), data.expect_exactly())
         .await?;
 
-    // The step must end while the claim holds: once it lapses another replica may act, and a
+    // The run must end while the claim holds: once it lapses another replica may act, and a
     // call still being retried here could land after that replica's work, e.g. an alert creation
-    // arriving after the close, which makes a second alert. Dropping the step cancels its
-    // backend call in flight. Shutdown cuts it short the same way.
-    let budget = settings.claim_ttl.saturating_sub(settings.claim_ttl / 5);
-    let not_after = now + budget;
-    let attempt = Attempt::new(key, unconfirmed, not_after);
-    let work = act(fx, settings, snapshot, &step, &claimed, &attempt);
+    // arriving after the close, which makes a second alert. Writes are fenced at `not_after`
+    // (`Attempt::send`); the whole run is cut short a little later, before the claim ends.
+    // Dropping the run cancels its backend call in flight. Shutdown cuts it short the same way.
+    let budget = settings.claim_ttl.saturating_sub(settings.claim_ttl / 10);
+    let not_after = now + settings.claim_ttl.saturating_sub(settings.claim_ttl / 5);
+    let run = Run {
+        progress: RefCell::new(claimed.clone()),
+        attempt: RefCell::new(Rc::new(Attempt::new(key, unconfirmed, not_after))),
+    };
+    let work = run.perform(fx, settings, snapshot, step.clone(), &data, not_after);
     let result = tokio::select! {
         result = tokio::time::timeout(budget, work) => match result {
             Ok(result) => result,
@@ -162,37 +199,120 @@ pub async fn step<E: Effects>(
         },
         () = settings.stop.stopped() => Err(Failed::from(EffectError::Cancelled)),
     };
-    let after = match result {
-        Ok(after) => after,
-        Err(Failed { keep, error: err }) => {
-            // Release the claim so that no replica waits for it (recording what the failed step
-            // asked to keep, such as a failure count, and a write whose outcome is unknown),
-            // then report the failure. If the release fails too, the claim simply expires.
-            let mut released = PluginData {
-                claim: None,
-                ..keep.unwrap_or_else(|| claimed.clone())
-            };
-            // Unconfirmed: the outcome is unknown, or the write was accepted and whatever failed
-            // afterwards (e.g. its request status could not be read) says nothing about it.
-            if error_policy::classify(&err) == Class::MaybeDone || attempt.accepted() {
-                released.unconfirmed = Some(attempt.unconfirmed_now(fx.now()));
-            }
-            if let Err(release) = fx
-                .write(id, released.encode(), claimed.expect_claim())
-                .await
-            {
-                debug!(request_id = id, error = %release, "Could not release the claim.");
-            }
-            return Err(err);
+    let attempt = Rc::clone(&run.attempt.borrow());
+    if let Err(Failed { keep, error: err }) = result {
+        // Release the claim so that no replica waits for it (recording what the steps before
+        // did, what the failed step asked to keep, such as a failure count, and a write whose
+        // outcome is unknown), then report the failure. If the release fails too, the claim
+        // simply expires.
+        let mut released = PluginData {
+            claim: None,
+            ..keep.unwrap_or_else(|| run.progress.borrow().clone())
+        };
+        // Unconfirmed: the outcome is unknown, or the write was accepted and whatever failed
+        // afterwards (e.g. its request status could not be read) says nothing about it.
+        if error_policy::classify(&err) == Class::MaybeDone || attempt.accepted() {
+            let now_unconfirmed = attempt.unconfirmed_now(fx.now());
+            released.unconfirmed = Some(Unconfirmed::merge(
+                released.unconfirmed.as_ref(),
+                now_unconfirmed,
+            ));
         }
-    };
-    let after = PluginData {
+        released.unconfirmed = taken_over(&data, released.unconfirmed.take());
+        if let Err(release) = fx
+            .write(id, released.encode(), claimed.expect_claim())
+            .await
+        {
+            debug!(request_id = id, error = %release, "Could not release the claim.");
+        }
+        return Err(err);
+    }
+    let mut after = PluginData {
         claim: None,
-        unconfirmed: None,
-        ..after
+        ..run.progress.into_inner()
     };
+    after.unconfirmed = taken_over(&data, after.unconfirmed.take());
     fx.write(id, after.encode(), claimed.expect_claim()).await?;
     done(after, step, Next::Continue)
+}
+
+/// The most steps one claim covers.
+const MAX_RUN: usize = 16;
+
+/// The steps done under one claim: the progress so far (with the claim) and the attempt of the
+/// step in progress. Kept outside the future that performs them, so that a run cut short still
+/// records what it did.
+struct Run {
+    progress: RefCell<PluginData>,
+    attempt: RefCell<Rc<Attempt>>,
+}
+
+impl Run {
+    /// Performs `first`, then every step the planner asks for next while it is one that writes
+    /// to the backend or learns the alert id, under the claim already taken.
+    ///
+    /// One claim for a run of steps is what keeps Teleport's writes few (see "Writes to
+    /// Teleport" above): it is exclusive for the whole run, so a step after the first needs no
+    /// claim of its own, and the run's progress is recorded once, at the end. A claim taken
+    /// over from a holder that died (`original` still holds it) means that holder may have done
+    /// any step of the run, not only the first: every step then verifies before it writes.
+    async fn perform<E: Effects>(
+        &self,
+        fx: &E,
+        settings: &Settings,
+        snapshot: &Snapshot,
+        first: Step,
+        original: &PluginData,
+        not_after: SystemTime,
+    ) -> Result<(), Failed> {
+        let mut step = first;
+        for done in 0..MAX_RUN {
+            if done > 0 {
+                let key = step.key().unwrap_or_default();
+                *self.attempt.borrow_mut() = Rc::new(Attempt::new(
+                    key.clone(),
+                    unconfirmed_for(&key, original),
+                    not_after,
+                ));
+            }
+            let current = self.progress.borrow().clone();
+            let after = if step == Step::ResolveAlertId {
+                // Wait for the id only as long as writes may still be sent under the claim;
+                // past that, the run ends and the id is learnt by a step of its own.
+                let left = not_after.duration_since(fx.now()).unwrap_or_default();
+                match tokio::time::timeout(left, learn_alert_id(fx, snapshot.id(), &current)).await
+                {
+                    Ok(Ok(Some(alert_id))) => PluginData {
+                        alert_id,
+                        ..current
+                    },
+                    Ok(Ok(None)) => PluginData {
+                        alert_request_id: String::new(),
+                        ..current
+                    },
+                    Ok(Err(err)) => return Err(err.into()),
+                    Err(_) => return Ok(()),
+                }
+            } else {
+                let attempt = Rc::clone(&self.attempt.borrow());
+                act(fx, settings, snapshot, &step, &current, &attempt).await?
+            };
+            // The step's write is confirmed (or found done): its mark, and only its mark, is
+            // cleared. A mark of another step stays until that step is done.
+            let key = step.key().unwrap_or_default();
+            let mut after = after;
+            if after.unconfirmed.as_ref().is_some_and(|u| u.step == key) {
+                after.unconfirmed = None;
+            }
+            *self.progress.borrow_mut() = after;
+            step = plan::next_step(snapshot, &self.progress.borrow(), settings.plan());
+            let next_needs_claim = step == Step::ResolveAlertId || step.key().is_some();
+            if !next_needs_claim || fx.now() >= not_after {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Performs `step` (which needs the claim) and returns the progress to record.
@@ -295,7 +415,7 @@ async fn act<E: Effects>(
 /// [`verify::NOTE_SETTLE`] behind), the alert's state. Without a claim left over, the record
 /// an attempt left when it released its claim says what it sent.
 pub(crate) fn unconfirmed_for(key: &str, data: &PluginData) -> Option<Unconfirmed> {
-    let earlier = data.unconfirmed.as_ref().filter(|u| u.step == key);
+    let earlier = data.unconfirmed.as_ref().filter(|u| u.covers(key));
     match (&data.claim, earlier) {
         (Some(claim), earlier) => Some(Unconfirmed {
             step: key.to_owned(),
@@ -307,6 +427,24 @@ pub(crate) fn unconfirmed_for(key: &str, data: &PluginData) -> Option<Unconfirme
     }
 }
 
+/// What a run that started from `original` leaves as unconfirmed, given what it would record.
+///
+/// A claim left over in `original` was held by a replica that may have done any step of its
+/// own run, and that run may hold steps this one did not plan: its snapshot may have been older
+/// or newer (a pending request decides, a resolved one notes reviews and closes). This run
+/// verified each step it did; the others may still be done and unrecorded, so the record says
+/// so ([`Unconfirmed::ANY`]): every later step verifies before it writes.
+fn taken_over(original: &PluginData, unconfirmed: Option<Unconfirmed>) -> Option<Unconfirmed> {
+    match &original.claim {
+        Some(claim) => Some(Unconfirmed::any(
+            claim
+                .until_ms
+                .max(unconfirmed.as_ref().map_or(0, |u| u.at_ms)),
+        )),
+        None => unconfirmed,
+    }
+}
+
 /// Learns the alert id of the recorded creation and records it. Needs no claim: it only records
 /// what the backend says, guarded by the creation it belongs to.
 async fn resolve_alert_id<E: Effects>(
@@ -314,24 +452,8 @@ async fn resolve_alert_id<E: Effects>(
     id: &str,
     data: PluginData,
 ) -> Result<PluginData, EffectError> {
-    let alert_id = match fx.await_request(&data.alert_request_id).await {
-        Ok(processed) if processed.success => processed.alert_id,
-        Ok(processed) => {
-            // The creation was processed and failed: forget it, so the alert is created again.
-            warn!(request_id = id, status = %processed.status, "The backend failed to create the alert; creating it again.");
-            return forget_creation(fx, id, data).await;
-        }
-        // The backend no longer knows the request: whether the alert exists is read instead.
-        Err(EffectError::Backend(GatewayError::UnknownRequest { .. })) => {
-            match verify::created(fx, &render::alias(id)).await? {
-                Found::Done(Some(alert_id)) => alert_id,
-                _ => {
-                    warn!(request_id = id, "The backend does not know the alert's creation and has no such alert; creating it again.");
-                    return forget_creation(fx, id, data).await;
-                }
-            }
-        }
-        Err(err) => return Err(err),
+    let Some(alert_id) = learn_alert_id(fx, id, &data).await? else {
+        return forget_creation(fx, id, data).await;
     };
     fx.write(
         id,
@@ -341,6 +463,34 @@ async fn resolve_alert_id<E: Effects>(
     .await?;
     debug!(request_id = id, alert_id = %alert_id, "Recorded the alert id.");
     Ok(PluginData { alert_id, ..data })
+}
+
+/// The alert id of the recorded creation, from its request status (or, when the backend no
+/// longer knows the request, from the alert by alias); `None` when the creation did not happen
+/// and must be made again.
+async fn learn_alert_id<E: Effects>(
+    fx: &E,
+    id: &str,
+    data: &PluginData,
+) -> Result<Option<String>, EffectError> {
+    match fx.await_request(&data.alert_request_id).await {
+        Ok(processed) if processed.success => Ok(Some(processed.alert_id)),
+        Ok(processed) => {
+            warn!(request_id = id, status = %processed.status, "The backend failed to create the alert; creating it again.");
+            Ok(None)
+        }
+        // The backend no longer knows the request: whether the alert exists is read instead.
+        Err(EffectError::Backend(GatewayError::UnknownRequest { .. })) => {
+            match verify::created(fx, &render::alias(id)).await? {
+                Found::Done(Some(alert_id)) => Ok(Some(alert_id)),
+                _ => {
+                    warn!(request_id = id, "The backend does not know the alert's creation and has no such alert; creating it again.");
+                    Ok(None)
+                }
+            }
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// Forgets a creation that did not happen, so that the alert is created again.
