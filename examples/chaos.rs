@@ -28,7 +28,11 @@
 //! - `duplicate_notes`: notes with identical text on the same alert, beyond the first;
 //! - `duplicate_reviews`: reviews beyond the first by one author on one request.
 //!
-//! Exits 0 only when `duplicate_alerts`, `lost`, `unclosed` and `duplicate_reviews` are 0.
+//! - `duplicate_note_details` (only when there are some): for the first duplicated notes, the
+//!   request, the note's marker, its copies and every call to the fake that carried it.
+//!
+//! Exits 0 only when `duplicate_alerts`, `duplicate_notes`, `lost`, `unclosed` and
+//! `duplicate_reviews` are 0.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
