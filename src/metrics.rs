@@ -358,15 +358,22 @@ impl Metrics {
         if done.next != Next::Continue {
             return;
         }
+        // A run under one claim may have done several steps.
+        for step in &done.performed {
+            self.count_step(step, &done.data);
+        }
+    }
+
+    fn count_step(&self, step: &Step, data: &crate::core::plugin_data::PluginData) {
         let note = |kind| {
             self.notes_posted.get_or_create(&KindLabel { kind }).inc();
         };
-        match &done.step {
+        match step {
             Step::CreateAlert => {
                 self.alerts_created.inc();
             }
             Step::Decide => {
-                let outcome = match done.data.decision {
+                let outcome = match data.decision {
                     Some(Decision::Approved) => "approved",
                     _ => "declined",
                 };

@@ -124,6 +124,9 @@ pub struct Reconciled {
     pub data: PluginData,
     /// The step that was planned.
     pub step: Step,
+    /// The steps performed under the claim, in order (empty when none was: waiting, finished,
+    /// held by another replica). A run may do several (see "Writes to Teleport").
+    pub performed: Vec<Step>,
     /// What the caller should do next.
     pub next: Next,
 }
@@ -143,13 +146,25 @@ pub async fn step<E: Effects>(
         None => fx.read(id).await?,
     };
     let step = plan::next_step(snapshot, &data, settings.plan());
-    let done = |data: PluginData, step: Step, next: Next| Ok(Reconciled { data, step, next });
+    let done = |data: PluginData, step: Step, next: Next| {
+        Ok(Reconciled {
+            data,
+            step,
+            performed: Vec::new(),
+            next,
+        })
+    };
     match &step {
         Step::Finished => return done(data, step, Next::Finished),
         Step::Wait => return done(data, step, Next::Idle),
         Step::ResolveAlertId => {
             let data = resolve_alert_id(fx, id, data).await?;
-            return done(data, step, Next::Continue);
+            return Ok(Reconciled {
+                data,
+                performed: vec![step.clone()],
+                step,
+                next: Next::Continue,
+            });
         }
         _ => {}
     }
@@ -189,6 +204,7 @@ pub async fn step<E: Effects>(
     let not_after = now + settings.claim_ttl.saturating_sub(settings.claim_ttl / 5);
     let run = Run {
         progress: RefCell::new(claimed.clone()),
+        performed: RefCell::new(Vec::new()),
         attempt: RefCell::new(Rc::new(Attempt::new(key, unconfirmed, not_after))),
     };
     let work = run.perform(fx, settings, snapshot, step.clone(), &data, not_after);
@@ -233,7 +249,12 @@ pub async fn step<E: Effects>(
     };
     after.unconfirmed = taken_over(&data, after.unconfirmed.take());
     fx.write(id, after.encode(), claimed.expect_claim()).await?;
-    done(after, step, Next::Continue)
+    Ok(Reconciled {
+        data: after,
+        step,
+        performed: run.performed.into_inner(),
+        next: Next::Continue,
+    })
 }
 
 /// The most steps one claim covers.
@@ -244,6 +265,7 @@ const MAX_RUN: usize = 16;
 /// records what it did.
 struct Run {
     progress: RefCell<PluginData>,
+    performed: RefCell<Vec<Step>>,
     attempt: RefCell<Rc<Attempt>>,
 }
 
@@ -305,6 +327,7 @@ impl Run {
                 after.unconfirmed = None;
             }
             *self.progress.borrow_mut() = after;
+            self.performed.borrow_mut().push(step.clone());
             step = plan::next_step(snapshot, &self.progress.borrow(), settings.plan());
             let next_needs_claim = step == Step::ResolveAlertId || step.key().is_some();
             if !next_needs_claim || fx.now() >= not_after {
