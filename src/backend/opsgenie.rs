@@ -113,6 +113,14 @@ impl Codec for OpsgenieCodec {
                 format!("/v2/heartbeats/{}", escape(name)),
                 None,
             ),
+            Operation::FindSchedule { .. } | Operation::GetUser { .. } | Operation::TenantInfo => {
+                return Err(BackendError::Unsupported {
+                    endpoint: op.endpoint(),
+                    message:
+                        "Opsgenie takes schedule names and e-mails as they are; this call is JSM's"
+                            .into(),
+                })
+            }
             Operation::ListOpenAlerts { tag, offset } => {
                 let query = format!("status:open AND tag:\"{}\"", tag.replace('"', "\\\""));
                 (
@@ -126,6 +134,7 @@ impl Codec for OpsgenieCodec {
             }
         };
         Ok(HttpRequest {
+            api: super::Api::Primary,
             method,
             path_and_query,
             body,
@@ -197,6 +206,12 @@ impl Codec for OpsgenieCodec {
                 Ok(Outcome::OnCall(answer.data.on_call_recipients))
             }
             Operation::Heartbeat { .. } | Operation::GetHeartbeat { .. } => Ok(Outcome::Done),
+            Operation::FindSchedule { .. } | Operation::GetUser { .. } | Operation::TenantInfo => {
+                Err(BackendError::Unsupported {
+                    endpoint: op.endpoint(),
+                    message: "not an Opsgenie call".into(),
+                })
+            }
             Operation::GetAlert { .. } => {
                 let answer: Envelope<AlertData> = serde_json::from_slice(body).map_err(decode)?;
                 if answer.data.id.is_empty() {

@@ -14,8 +14,10 @@ use tokio::time::Instant;
 use crate::backend::backoff::Backoff;
 use crate::backend::limiter::Limiter;
 use crate::backend::retry::{self, Verdict};
-use crate::backend::{codec_for, BackendError, Codec, HttpRequest, Operation, Outcome, Processed};
-use crate::config::{OpsgenieConfig, Secret};
+use crate::backend::{
+    codec_for, Api, BackendError, Codec, HttpRequest, Operation, Outcome, Processed,
+};
+use crate::config::{BackendKind, OpsgenieConfig, Secret, ATLASSIAN_API_URL};
 
 use super::verdict::{backend_error, SendError};
 use super::{BackendCallObserver, CallEvent, GatewayError};
@@ -37,6 +39,12 @@ pub const POLL_FIRST_DELAY: Duration = Duration::from_millis(100);
 
 /// Longest delay between request-status polls.
 pub const POLL_MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// How long JSM's request status may answer 404 "request is not found" before the id is taken
+/// for unknown. JSM says that both for a write it has not processed yet and for an id it does
+/// not know; it applies accepted writes within seconds, so half a minute of 404s means the id
+/// is not known, and the step reads the alert instead (by alias, or its notes).
+pub const JSM_NOT_FOUND_GRACE: Duration = Duration::from_secs(30);
 
 /// Bounds on retries within one call.
 #[derive(Debug, Clone)]
@@ -68,9 +76,25 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Where JSM's REST and user APIs are, and the credential they take.
+struct RestRoute {
+    /// `opsgenie.jsm.rest_url`, without the cloudId.
+    rest_base: String,
+    /// The site's URL, if a site is set (user API and tenant info).
+    site: Option<String>,
+    /// `Basic base64(email:token)`, marked sensitive.
+    auth: HeaderValue,
+    /// The cloudId: configured, or looked up once from the site.
+    cloud_id: tokio::sync::OnceCell<String>,
+}
+
 struct Inner {
     http: reqwest::Client,
     base_url: String,
+    /// `GenieKey <key>`, marked sensitive.
+    genie_auth: HeaderValue,
+    /// JSM's REST API (`backend: jsm` only).
+    rest: Option<RestRoute>,
     product: &'static str,
     codec: Box<dyn Codec>,
     limiter: Limiter,
@@ -126,15 +150,18 @@ impl GatewayClient {
                 "`opsgenie.api_url` {base_url:?} must be an http or https URL"
             )));
         }
-        let mut auth =
-            HeaderValue::try_from(format!("GenieKey {}", api_key.expose())).map_err(|_| {
+        let mut genie_auth = HeaderValue::try_from(format!("GenieKey {}", api_key.expose()))
+            .map_err(|_| {
                 GatewayError::Config(
                     "the API key contains characters that cannot be sent in a header".into(),
                 )
             })?;
-        auth.set_sensitive(true);
+        genie_auth.set_sensitive(true);
+        let rest = match cfg.backend {
+            BackendKind::Jsm => Some(rest_route(cfg)?),
+            BackendKind::Opsgenie => None,
+        };
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
 
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -145,7 +172,10 @@ impl GatewayClient {
             .timeout(cfg.request_timeout);
         // Environment proxies apply to real hosts; loopback (tests, sidecars) never goes
         // through one, whatever HTTPS_PROXY says.
-        if is_loopback(&parsed) {
+        let rest_loopback = rest
+            .as_ref()
+            .is_some_and(|r| url::Url::parse(&r.rest_base).is_ok_and(|u| is_loopback(&u)));
+        if is_loopback(&parsed) || rest_loopback {
             builder = builder.no_proxy();
         }
         let http = builder
@@ -156,11 +186,13 @@ impl GatewayClient {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        let codec = codec_for(cfg.backend, &cfg.source);
+        let codec = codec_for(cfg);
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 base_url,
+                genie_auth,
+                rest,
                 product: codec.product(),
                 codec,
                 limiter: Limiter::new(&cfg.rate_limits),
@@ -182,6 +214,8 @@ impl GatewayClient {
             .codec
             .request(&op)
             .map_err(|e| backend_error(e, inner.product, None))?;
+        // Which host and credential; on JSM the first REST call looks the cloudId up.
+        let route = self.route(request.api).await?;
         let started = Instant::now();
         let deadline = started + inner.policy.deadline;
         let seed = inner
@@ -201,7 +235,7 @@ impl GatewayClient {
                 .acquire_then(domain, inner.permits.acquire())
                 .await;
             let sent = Instant::now();
-            let answer = self.send(&request).await;
+            let answer = self.send(&request, &route).await;
             drop(permit);
             let duration = sent.elapsed();
             // Reports this attempt; the rest of the event is the same for every outcome.
@@ -224,7 +258,16 @@ impl GatewayClient {
                             return Ok(outcome);
                         }
                         Err(BackendError::Status { status }) => {
-                            (Some(status), retry::classify(status, &headers, &body))
+                            let verdict = retry::classify(status, &headers, &body);
+                            (
+                                Some(status),
+                                crate::backend::jsm::errors::refine(
+                                    request.api,
+                                    status,
+                                    &body,
+                                    verdict,
+                                ),
+                            )
                         }
                         // A 2xx we cannot read. A write may have been accepted: the step finds
                         // out. A read is simply asked again.
@@ -350,6 +393,7 @@ impl GatewayClient {
     ) -> Result<Processed, GatewayError> {
         let poll = async {
             let mut delays = Backoff::exact(POLL_FIRST_DELAY, POLL_MAX_DELAY).repeat_each(2);
+            let started = Instant::now();
             loop {
                 delays.wait().await;
                 let op = Operation::RequestStatus {
@@ -358,6 +402,13 @@ impl GatewayClient {
                 match self.call(op).await? {
                     Outcome::Processed(processed) => return Ok(processed),
                     Outcome::NotProcessed => {}
+                    // JSM: "not found" is "not yet" for a while, then "unknown".
+                    Outcome::NotFoundYet if started.elapsed() < JSM_NOT_FOUND_GRACE => {}
+                    Outcome::NotFoundYet => {
+                        return Err(GatewayError::UnknownRequest {
+                            request_id: request_id.to_owned(),
+                        })
+                    }
                     other => {
                         return Err(GatewayError::Permanent {
                             status: None,
@@ -406,9 +457,81 @@ impl GatewayClient {
         .map(|_| ())
     }
 
-    async fn send(&self, request: &HttpRequest) -> Result<(u16, HeaderMap, Vec<u8>), SendError> {
-        let url = format!("{}{}", self.inner.base_url, request.path_and_query);
+    /// The cloudId of the JSM site: the configured one, else looked up once from the site's
+    /// `/_edge/tenant_info` (through [`GatewayClient::call`], so under the same limits).
+    async fn cloud_id(&self) -> Result<String, GatewayError> {
+        let Some(rest) = &self.inner.rest else {
+            return Err(no_rest());
+        };
+        let id = rest
+            .cloud_id
+            .get_or_try_init(|| async {
+                // Boxed: `call` may come back here for the REST call that needed it.
+                match Box::pin(self.call(Operation::TenantInfo)).await? {
+                    Outcome::CloudId(id) => Ok(id),
+                    other => Err(GatewayError::Permanent {
+                        status: None,
+                        endpoint: "tenant_info",
+                        message: format!("unexpected answer {other:?}"),
+                        hint: "set `opsgenie.jsm.cloud_id`".into(),
+                    }),
+                }
+            })
+            .await?;
+        Ok(id.clone())
+    }
+
+    /// The cloudId, looking it up if need be (`check` reports it).
+    pub async fn jsm_cloud_id(&self) -> Result<String, GatewayError> {
+        self.cloud_id().await
+    }
+
+    /// The base URL and credential of `api`.
+    async fn route(&self, api: Api) -> Result<(String, Option<HeaderValue>), GatewayError> {
+        let inner = &*self.inner;
+        let rest = || inner.rest.as_ref().ok_or_else(no_rest);
+        Ok(match api {
+            Api::Primary => (inner.base_url.clone(), Some(inner.genie_auth.clone())),
+            Api::TenantInfo => match &rest()?.site {
+                Some(site) => (site.clone(), None),
+                None => {
+                    return Err(GatewayError::Config(
+                        "the cloudId cannot be looked up without `opsgenie.jsm.site`".into(),
+                    ))
+                }
+            },
+            Api::JsmRest => {
+                let rest = rest()?;
+                let cloud = self.cloud_id().await?;
+                (
+                    format!("{}/{cloud}", rest.rest_base),
+                    Some(rest.auth.clone()),
+                )
+            }
+            Api::JiraUsers => match &rest()?.site {
+                Some(site) => (site.clone(), Some(rest()?.auth.clone())),
+                None => {
+                    let rest = rest()?;
+                    let cloud = self.cloud_id().await?;
+                    (
+                        format!("{}/ex/jira/{cloud}", origin(&rest.rest_base)),
+                        Some(rest.auth.clone()),
+                    )
+                }
+            },
+        })
+    }
+
+    async fn send(
+        &self,
+        request: &HttpRequest,
+        (base, auth): &(String, Option<HeaderValue>),
+    ) -> Result<(u16, HeaderMap, Vec<u8>), SendError> {
+        let url = format!("{base}{}", request.path_and_query);
         let mut builder = self.inner.http.request(request.method.clone(), url);
+        if let Some(auth) = auth {
+            builder = builder.header(AUTHORIZATION, auth.clone());
+        }
         if let Some(body) = &request.body {
             builder = builder
                 .header(
@@ -459,6 +582,73 @@ impl GatewayClient {
             observer.on_call(&event);
         }
     }
+}
+
+/// The REST route of a `backend: jsm` configuration; which key is missing, if any.
+fn rest_route(cfg: &OpsgenieConfig) -> Result<RestRoute, GatewayError> {
+    let j = &cfg.jsm;
+    let missing = |key: &str| {
+        GatewayError::Config(format!(
+            "`backend: jsm` needs `{key}` (the JSM Operations REST API's credential and site)"
+        ))
+    };
+    let email = j
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| missing("opsgenie.jsm.email"))?;
+    let token = j
+        .api_token
+        .as_ref()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| missing("opsgenie.jsm.api_token_file"))?;
+    let site = j.site_url();
+    let cloud_id = j
+        .cloud_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    if site.is_none() && cloud_id.is_none() {
+        return Err(missing("opsgenie.jsm.site` or `opsgenie.jsm.cloud_id"));
+    }
+    let rest_base = j.rest_base();
+    if !url::Url::parse(&rest_base).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+        return Err(GatewayError::Config(
+            "`opsgenie.jsm.rest_url` must be an http or https URL".into(),
+        ));
+    }
+    use base64::Engine as _;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{email}:{}", token.expose()));
+    let mut auth = HeaderValue::try_from(format!("Basic {basic}")).map_err(|_| {
+        GatewayError::Config("the JSM credential cannot be sent in a header".into())
+    })?;
+    auth.set_sensitive(true);
+    let once = tokio::sync::OnceCell::new();
+    if let Some(id) = cloud_id {
+        let _ = once.set(id.to_owned());
+    }
+    Ok(RestRoute {
+        rest_base,
+        site,
+        auth,
+        cloud_id: once,
+    })
+}
+
+fn no_rest() -> GatewayError {
+    GatewayError::Config("this call needs `opsgenie.backend: jsm` and its REST credential".into())
+}
+
+/// `scheme://host[:port]` of `url` (the Atlassian API host of the REST base), falling back to
+/// [`ATLASSIAN_API_URL`].
+fn origin(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+        .unwrap_or_else(|| ATLASSIAN_API_URL.to_owned())
 }
 
 /// Whether `url` points at this machine.
