@@ -18,7 +18,9 @@ use crate::actors::gateway::{
 };
 use crate::actors::identity::{IdentityWatcher, Reloads, StopReloading};
 use crate::actors::oncall::OnCallCache;
+use crate::actors::oncall_jsm::jsm_on_call_lookup;
 use crate::actors::sweeper::{StopSweeping, SweepFn, Sweeper};
+use crate::config::BackendKind;
 use crate::config::Config;
 use crate::core::render::{web_proxy_url, AlertSettings};
 use crate::http::{Heartbeat, HttpError, Monitor, Probes};
@@ -169,10 +171,11 @@ impl Daemon {
             info!("Dry run: decisions are logged, nothing is written.");
         }
         let on_call = Supervisor::start({
-            let (lookup, ttl) = (
-                on_call_lookup(gateway.clone()),
-                config.auto_approval.cache_ttl,
-            );
+            let lookup = match config.opsgenie.backend {
+                BackendKind::Opsgenie => on_call_lookup(gateway.clone()),
+                BackendKind::Jsm => jsm_on_call_lookup(gateway.clone()),
+            };
+            let ttl = config.auto_approval.cache_ttl;
             move |_| OnCallCache::new(lookup, ttl)
         });
         let effects = LiveEffects {

@@ -9,4 +9,5 @@ pub mod gateway;
 pub mod identity;
 pub mod monitor;
 pub mod oncall;
+pub mod oncall_jsm;
 pub mod sweeper;

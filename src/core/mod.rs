@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod model;
+pub mod oncall_user;
 pub mod plan;
 pub mod plugin_data;
 pub mod policy;

@@ -4,6 +4,7 @@
 use tracing::{error, info, warn};
 
 use crate::core::model::{AccessRequest, Review};
+use crate::core::oncall_user::OnCallUser;
 use crate::core::plugin_data::{Decision, PluginData};
 use crate::core::policy::{self, Verdict};
 use crate::pipeline::attempt::{note_once, Attempt, Failed};
@@ -32,7 +33,7 @@ pub(crate) async fn decide<E: Effects>(
     let cfg = &settings.auto_approval;
     let id = request.id.as_str();
     let now = fx.now();
-    let mut lookups: Vec<(String, Result<Vec<String>, String>)> = Vec::new();
+    let mut lookups: Vec<(String, Result<Vec<OnCallUser>, String>)> = Vec::new();
     // A lookup the backend refused for good (403, an unknown schedule) is not retried.
     let mut refused = false;
     if let Ok(schedules) = policy::precheck(request, cfg, now) {

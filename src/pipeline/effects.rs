@@ -14,6 +14,7 @@ use crate::actors::gateway::{GatewayError, GatewayHandle};
 use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
 use crate::backend::{Operation as BackendOp, Outcome, Processed};
 use crate::core::model::{AccessRequest, RequestState};
+use crate::core::oncall_user::OnCallUser;
 use crate::core::plugin_data::{Encoded, PluginData};
 use crate::pipeline::reconcile::{EffectError, Effects, ReviewResult, MFA_REQUIRED_FIX};
 use crate::teleport::convert::{snapshot_from_event, EventKind};
@@ -92,7 +93,7 @@ impl Effects for LiveEffects {
             .await?)
     }
 
-    async fn on_call(&self, schedule: &str) -> Result<Vec<String>, EffectError> {
+    async fn on_call(&self, schedule: &str) -> Result<Vec<OnCallUser>, EffectError> {
         who_is_on_call(&self.on_call, schedule)
             .await
             .map(|users| users.as_ref().clone())
@@ -143,7 +144,7 @@ pub fn on_call_lookup(gateway: GatewayHandle) -> Lookup {
         let gateway = gateway.clone();
         async move {
             match gateway.call(BackendOp::OnCall { schedule }).await {
-                Ok(Outcome::OnCall(users)) => Ok(users),
+                Ok(Outcome::OnCall(users)) => Ok(users.iter().map(Into::into).collect()),
                 Ok(other) => Err(GatewayError::Permanent {
                     status: None,
                     endpoint: "on_call",

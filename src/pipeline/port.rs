@@ -46,7 +46,10 @@ pub trait Effects {
     ) -> impl Future<Output = Result<Processed, EffectError>>;
     /// Who is on call now in `schedule` (through the on-call cache). Any error means "unknown",
     /// never "nobody".
-    fn on_call(&self, schedule: &str) -> impl Future<Output = Result<Vec<String>, EffectError>>;
+    fn on_call(
+        &self,
+        schedule: &str,
+    ) -> impl Future<Output = Result<Vec<crate::core::oncall_user::OnCallUser>, EffectError>>;
     /// Submits the daemon's approving review of the request, with `reason`. A repeated review
     /// or an already resolved request is [`ReviewResult::AlreadyDone`]; an admin-action MFA
     /// refusal is [`EffectError::ReviewRefused`] with [`MFA_REQUIRED_FIX`]. In dry-run mode they

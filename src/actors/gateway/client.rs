@@ -61,6 +61,9 @@ pub struct RetryPolicy {
     pub deadline: Duration,
     /// Seed of the jitter; random when unset (tests set it).
     pub seed: Option<u64>,
+    /// How long JSM's request status may answer 404 before the id is taken for unknown
+    /// (default [`JSM_NOT_FOUND_GRACE`]).
+    pub not_found_grace: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -72,6 +75,7 @@ impl Default for RetryPolicy {
             backoff_cap: Duration::from_secs(30),
             deadline: Duration::from_secs(120),
             seed: None,
+            not_found_grace: JSM_NOT_FOUND_GRACE,
         }
     }
 }
@@ -403,7 +407,8 @@ impl GatewayClient {
                     Outcome::Processed(processed) => return Ok(processed),
                     Outcome::NotProcessed => {}
                     // JSM: "not found" is "not yet" for a while, then "unknown".
-                    Outcome::NotFoundYet if started.elapsed() < JSM_NOT_FOUND_GRACE => {}
+                    Outcome::NotFoundYet
+                        if started.elapsed() < self.inner.policy.not_found_grace => {}
                     Outcome::NotFoundYet => {
                         return Err(GatewayError::UnknownRequest {
                             request_id: request_id.to_owned(),

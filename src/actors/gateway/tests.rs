@@ -717,7 +717,6 @@ async fn jsm_routes_each_api_with_its_credential_and_looks_the_cloud_id_up_once(
 
 #[actix::test]
 async fn jsm_rest_refusals_name_the_rest_credential_and_a_404_status_is_waited_out() {
-    tokio::time::pause();
     let mut server = mockito::Server::new_async().await;
     let mut cfg = jsm_config(&server.url());
     cfg.jsm.cloud_id = Some("c-9".into());
@@ -734,7 +733,17 @@ async fn jsm_rest_refusals_name_the_rest_credential_and_a_404_status_is_waited_o
         .expect_at_least(2)
         .create_async()
         .await;
-    let (client, _) = client(&cfg);
+    let grace = Duration::from_millis(400);
+    let client = GatewayClient::with_policy(
+        &cfg,
+        Secret::new(KEY),
+        RetryPolicy {
+            not_found_grace: grace,
+            ..policy()
+        },
+        None,
+    )
+    .unwrap();
     let err = client
         .call(Operation::OnCall {
             schedule: "s1".into(),
@@ -752,7 +761,7 @@ async fn jsm_rest_refusals_name_the_rest_credential_and_a_404_status_is_waited_o
         .await
         .unwrap_err();
     assert!(matches!(err, GatewayError::UnknownRequest { .. }), "{err}");
-    assert!(started.elapsed() >= JSM_NOT_FOUND_GRACE);
+    assert!(started.elapsed() >= grace);
     status.assert_async().await;
 }
 
