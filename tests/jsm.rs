@@ -7,6 +7,8 @@ mod common;
 
 use std::time::Duration;
 
+use teleport_opsgenie::check;
+use teleport_opsgenie::config::Secret;
 use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
@@ -320,4 +322,59 @@ async fn a_restart_while_the_create_is_queued_makes_no_second_alert() {
         .collect();
     assert_eq!(same.len(), 1, "{same:#?}");
     only_documented_calls(&world);
+}
+
+#[actix_rt::test]
+async fn check_reports_both_credentials_the_cloud_id_and_the_schedules() {
+    let world = jsm_world().await;
+    let mut config = world.config();
+    config.http.enabled = false;
+    config.auto_approval.enabled = true;
+    // A pending request names the approval schedule in its annotation.
+    request(&world, REQUESTER, "pending");
+    let (report, code) = check::report(&config).await;
+    assert_eq!(code, 0, "{report}");
+    let cloud = jsm(&world).cloud_id();
+    assert!(
+        report.contains(&format!("{cloud} (looked up from the site)")),
+        "{report}"
+    );
+    assert!(report.contains("JSM integration key"), "{report}");
+    assert!(
+        report.contains("accepts the API token of ops-bot@example.com"),
+        "{report}"
+    );
+    let id = world.jsm_schedule(APPROVAL_SCHEDULE).unwrap();
+    assert!(
+        report.contains(&format!("\"{APPROVAL_SCHEDULE}\" is {id}")),
+        "{report}"
+    );
+
+    // A default schedule that does not exist fails with the fix.
+    let mut missing = config.clone();
+    missing.auto_approval.default_schedules = vec!["No such rota".into()];
+    let (report, code) = check::report(&missing).await;
+    assert_eq!(code, 78, "{report}");
+    assert!(
+        report.contains("no schedule named \"No such rota\""),
+        "{report}"
+    );
+
+    // A wrong API token: the REST API refuses, and the fix names the token file.
+    let mut wrong = config.clone();
+    wrong.opsgenie.jsm.api_token = Some(Secret::new("not-the-token"));
+    let (report, code) = check::report(&wrong).await;
+    assert_eq!(code, 78, "{report}");
+    assert!(report.contains("opsgenie.jsm.api_token_file"), "{report}");
+    assert!(!report.contains("not-the-token"), "{report}");
+    only_documented_calls_but_refusals(&world);
+}
+
+/// As [`only_documented_calls`], where some calls were refused on purpose.
+fn only_documented_calls_but_refusals(world: &World) {
+    let undocumented = jsm(world).undocumented_calls();
+    assert!(
+        undocumented.is_empty(),
+        "undocumented calls: {undocumented:#?}"
+    );
 }
