@@ -378,3 +378,25 @@ fn only_documented_calls_but_refusals(world: &World) {
         "undocumented calls: {undocumented:#?}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_small_chaos_run_on_jsm_keeps_one_alert_and_every_note_once() {
+    use teleport_opsgenie::config::BackendKind;
+    use teleport_opsgenie::sim::chaos::{run, ChaosOptions};
+    let report = run(ChaosOptions {
+        replicas: 2,
+        requests: 30,
+        kills: 2,
+        faults: true,
+        seed: 5,
+        backend: BackendKind::Jsm,
+        ..ChaosOptions::new(std::path::PathBuf::from(env!(
+            "CARGO_BIN_EXE_teleport-opsgenie"
+        )))
+    })
+    .await
+    .expect("chaos run");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.requests, 30);
+    assert!(report.quiescent, "{report:?}");
+}
