@@ -49,8 +49,9 @@ impl AlertRef {
 ///   the alert is read first.
 /// - `AddNote` is not idempotent: every accepted note is one more note. After an unknown
 ///   outcome the alert's notes are read, looking for the note's marker, before posting again.
-/// - Reads (`RequestStatus`, `GetAlert`, `ListNotes`, `OnCall`, `ListOpenAlerts`, `Heartbeat`)
-///   change nothing and may be repeated freely.
+/// - Reads (`RequestStatus`, `GetAlert`, `ListNotes`, `OnCall`, `ListOpenAlerts`, `Heartbeat`,
+///   and JSM's `FindSchedule`, `GetUser`, `TenantInfo`) change nothing and may be repeated
+///   freely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// Create an alert (asynchronous: answers a request id).
