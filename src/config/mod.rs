@@ -258,6 +258,9 @@ pub struct RateLimits {
     pub schedule_oncalls: Limit,
     /// Opsgenie's `Heartbeat` domain: heartbeat pings.
     pub heartbeat: Limit,
+    /// Opsgenie's `Configuration` domain: schedule timelines (when a requester's shift ends,
+    /// for `auto_approval.shift_end`).
+    pub configuration: Limit,
 }
 
 impl Default for RateLimits {
@@ -267,6 +270,8 @@ impl Default for RateLimits {
             search: Limit::new(10, 300),
             schedule_oncalls: Limit::new(5, 100),
             heartbeat: Limit::new(1, 30),
+            // Timelines are cached and asked once per decision or revocation at most.
+            configuration: Limit::new(2, 60),
         }
     }
 }

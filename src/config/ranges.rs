@@ -210,6 +210,18 @@ pub(super) const COUNTS: &[Count] = &[
         max: 600_000,
     },
     Count {
+        key: "opsgenie.rate_limits.configuration.per_second",
+        get: |c| c.opsgenie.rate_limits.configuration.per_second.into(),
+        min: 0,
+        max: 10_000,
+    },
+    Count {
+        key: "opsgenie.rate_limits.configuration.per_minute",
+        get: |c| c.opsgenie.rate_limits.configuration.per_minute.into(),
+        min: 0,
+        max: 600_000,
+    },
+    Count {
         key: "auto_approval.lookup_retries",
         get: |c| c.auto_approval.lookup_retries.into(),
         min: 0,
