@@ -33,6 +33,7 @@
 pub mod actors;
 pub mod backend;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod daemon;

@@ -104,6 +104,14 @@ pub(super) const SPANS: &[Span] = &[
         hint: None,
     },
     Span {
+        key: "auto_approval.shift_grace",
+        get: |c| Some(c.auto_approval.shift_grace),
+        zero_is_off: true,
+        min: SECOND,
+        max: DAY,
+        hint: None,
+    },
+    Span {
         key: "http.ready_backend_window",
         get: |c| Some(c.http.ready_backend_window),
         zero_is_off: false,
