@@ -161,14 +161,13 @@ pub fn lock_message(request_id: &str, schedule: &str) -> String {
     )
 }
 
-/// The note once the lock exists.
-pub fn revoked_note(user: &str, r: &Revocation, lock: &str, locked_at: SystemTime) -> String {
+/// The note once the lock exists (`r.due` is then when the lock was made).
+pub fn revoked_note(user: &str, r: &Revocation, lock: &str) -> String {
     format!(
-        "Access revoked at the end of the shift: {user} was auto-approved because they were on call in \"{}\" as {}, and that shift ended (revocation due {}). Teleport lock `{lock}` has blocked this request's access since {}; it expires with the access at {}. (auto_approval.shift_end: revoke; delete the lock to give the access back.)",
+        "Access revoked at the end of the shift: {user} was auto-approved because they were on call in \"{}\" as {}, and that shift has ended. Teleport lock `{lock}` has blocked this request's access since {}; it expires with the access at {}. (auto_approval.shift_end: revoke; delete the lock to give the access back.)",
         r.schedule,
         r.person,
         rfc3339(r.due),
-        rfc3339(locked_at),
         rfc3339(r.access_end)
     )
 }
@@ -267,8 +266,12 @@ mod tests {
 
     #[test]
     fn the_texts_name_the_lock_the_times_and_the_setting() {
-        let at = planned().due + Duration::from_secs(5);
-        let note = revoked_note("alice", &planned(), "opsgenie-shift-end-r1", at);
+        let locked = Revocation {
+            due: planned().due + Duration::from_secs(5),
+            state: RevokeState::Locked,
+            ..planned()
+        };
+        let note = revoked_note("alice", &locked, "opsgenie-shift-end-r1");
         assert!(
             note.starts_with("Access revoked at the end of the shift"),
             "{note}"

@@ -112,12 +112,8 @@ pub fn judge(
     };
     let end = match answer {
         Err(why) => return unknown(format!("the schedule's timeline could not be read: {why}")),
-        Ok(ShiftEnd::CoversAccess) => {
-            return ShiftVerdict::Approve(format!(
-                "; the on-call shift lasts at least until the access ends at {}",
-                rfc3339(access_end)
-            ))
-        }
+        // The usual case says nothing more than the approval already does.
+        Ok(ShiftEnd::CoversAccess) => return ShiftVerdict::Approve(String::new()),
         Ok(ShiftEnd::Unknowable { reason }) => return unknown(reason),
         Ok(ShiftEnd::NotOnCall) => {
             return unknown("the schedule's timeline does not show them on call now".into())
