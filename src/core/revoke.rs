@@ -97,6 +97,14 @@ fn from_ms(text: &str) -> Option<SystemTime> {
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
 }
 
+fn millis_up(t: SystemTime) -> u64 {
+    let ms = millis(t);
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) if d.subsec_nanos() % 1_000_000 != 0 => ms + 1,
+        _ => ms,
+    }
+}
+
 /// Writes `revocation` (or empties) under [`KEYS`].
 pub fn encode(revocation: Option<&Revocation>, map: &mut BTreeMap<String, String>) {
     let values: [String; 7] = match revocation {
@@ -104,7 +112,8 @@ pub fn encode(revocation: Option<&Revocation>, map: &mut BTreeMap<String, String
         Some(r) => [
             r.state.as_str().to_owned(),
             millis(r.due).to_string(),
-            millis(r.access_end).to_string(),
+            // Rounded up, so the lock never stops applying before the access ends.
+            millis_up(r.access_end).to_string(),
             r.schedule.clone(),
             r.person.clone(),
             r.refusal.clone(),
