@@ -439,3 +439,20 @@ async fn a_refused_lock_is_reported_on_the_alert_with_its_fix_and_retried_until_
     assert_eq!(refusals, 1, "{:?}", a.notes);
     daemon.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn check_fails_without_the_lock_rule_under_revoke_and_passes_with_it() {
+    let world = world().await;
+    let config = config(&world, ShiftEndMode::Revoke);
+    let (report, code) = teleport_opsgenie::check::report(&config).await;
+    assert_eq!(code, 78, "{report}");
+    assert!(report.contains("[FAIL] lock rule"), "{report}");
+    assert!(report.contains("resources: ['lock']"), "the fix: {report}");
+    plugin_may_lock(&world);
+    let (report, code) = teleport_opsgenie::check::report(&config).await;
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("may create and update locks"), "{report}");
+    // Read from the roles: nothing was locked to find out.
+    assert_eq!(world.teleport.count_calls("UpsertLock"), 0);
+    assert!(world.teleport.locks().is_empty());
+}
