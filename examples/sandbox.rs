@@ -14,16 +14,18 @@
 //! runs: a second `--serve` on the same folder refuses and says how to give it its own.
 //! `examples/request.rs` reads the same variable to find the sandbox.
 
+#[path = "sandbox/shift.rs"]
+mod shift;
 #[path = "sandbox/show.rs"]
 mod show;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
-use teleport_opsgenie::sim::opsgenie::{Alert, AlertStatus};
+use teleport_opsgenie::sim::opsgenie::{Alert, AlertStatus, TimelinePeriod, TimelineRecipient};
 use teleport_opsgenie::sim::world::{
     World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_REQUESTER, REQUESTER, REVIEWERS, TEAM_REQUESTER,
 };
@@ -116,6 +118,15 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Timeline {
     start: Instant,
     failures: Vec<String>,
+}
+
+impl shift::Report for Timeline {
+    fn say(&self, what: &str) {
+        Timeline::say(self, what);
+    }
+    fn check(&mut self, ok: bool, what: &str) {
+        Timeline::check(self, ok, what);
+    }
 }
 
 impl Timeline {
@@ -285,16 +296,28 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     }
 
     let alerts = world.opsgenie.alerts();
+    t.check(alerts.len() == 6, "exactly one alert per request");
+    daemon.shutdown().await;
+
+    // 7. Access that ends with the shift (its own daemons: this one is stopped).
+    let shift = play_shift(&world, &mut t).await?;
+    let first_six = alerts;
+    let alerts = world.opsgenie.alerts();
+    t.check(
+        alerts.len() == 8,
+        "exactly one alert per request, the shift's two included",
+    );
     let auto_approved = alerts
         .iter()
         .filter(|a| a.notes.iter().any(|n| n.text.starts_with("Auto-approved:")))
         .count();
+    // A decline for the shift alone counts under "shift_declined", not again here.
     let declined = alerts
         .iter()
         .filter(|a| {
-            a.notes
-                .iter()
-                .any(|n| n.text.starts_with("Not auto-approved"))
+            a.notes.iter().any(|n| {
+                n.text.starts_with("Not auto-approved") && !shift::is_shift_decline(&n.text)
+            })
         })
         .count();
     let notes: usize = alerts.iter().map(|a| a.notes.len()).sum();
@@ -302,10 +325,13 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         .iter()
         .filter(|a| a.status == AlertStatus::Closed)
         .count();
-    t.check(alerts.len() == 6, "exactly one alert per request");
-    daemon.shutdown().await;
     let ok = t.failures.is_empty();
-    show::explain(&alerts);
+    show::explain(&first_six);
+    println!(
+        "  revoked {}: locks created at the end of a shift; shift_declined {}: requests left to \
+         a human because the access would outlast the requester's shift.",
+        shift.revoked, shift.shift_declined
+    );
     show::curl_hint();
     println!(
         "{}",
@@ -316,10 +342,44 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
             "closed": closed_count,
             "auto_approved": auto_approved,
             "declined": declined,
+            "revoked": shift.revoked,
+            "shift_declined": shift.shift_declined,
             "failures": t.failures,
         })
     );
     Ok(ok)
+}
+
+/// The shift scenario (`sandbox/shift.rs`) on the fake Opsgenie.
+async fn play_shift(
+    world: &World,
+    t: &mut Timeline,
+) -> Result<shift::ShiftCounts, Box<dyn std::error::Error>> {
+    let backend = shift::ShiftBackend {
+        on_call_until: Box::new(|who: &[(&str, SystemTime)]| {
+            let names: Vec<&str> = who.iter().map(|(name, _)| *name).collect();
+            world.opsgenie.set_on_call(APPROVAL_SCHEDULE, &names);
+            let since = SystemTime::now() - Duration::from_secs(3600);
+            let periods: Vec<TimelinePeriod> = who
+                .iter()
+                .map(|(name, until)| TimelinePeriod {
+                    rotation: format!("{name}'s rotation"),
+                    start: since,
+                    end: *until,
+                    recipient: TimelineRecipient::User((*name).to_owned()),
+                })
+                .collect();
+            world.opsgenie.set_timeline(APPROVAL_SCHEDULE, &periods);
+        }),
+        notes: Box::new(|id: &str| {
+            world
+                .opsgenie
+                .alert_by_alias(&alias(id))
+                .map(|a| a.notes.into_iter().map(|n| n.text).collect())
+                .unwrap_or_default()
+        }),
+    };
+    shift::play(&world.teleport, &backend, &world.config(), t).await
 }
 
 async fn create(

@@ -19,11 +19,13 @@ use crate::actors::gateway::{
 use crate::actors::identity::{IdentityWatcher, Reloads, StopReloading};
 use crate::actors::oncall::OnCallCache;
 use crate::actors::sweeper::{StopSweeping, SweepFn, Sweeper};
+use crate::actors::timelines::TimelineCache;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::render::{web_proxy_url, AlertSettings};
 use crate::http::{Heartbeat, HttpError, Monitor, Probes};
 use crate::metrics::Metrics;
-use crate::pipeline::effects::{on_call_lookup, LiveEffects, TeleportSource};
+use crate::pipeline::effects::{on_call_lookup, timeline_lookup, LiveEffects, TeleportSource};
 use crate::pipeline::reconcile::Settings;
 use crate::pipeline::request::Observe;
 use crate::pipeline::requests::{CountActive, Requests};
@@ -60,6 +62,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// This replica's name in claims; generated when unset.
     pub replica: Option<String>,
+    /// The wall clock (the system's; tests move an adjustable one to reach shift ends).
+    pub clock: Clock,
 }
 
 /// Why the daemon could not start.
@@ -175,10 +179,19 @@ impl Daemon {
             );
             move |_| OnCallCache::new(lookup, ttl)
         });
+        let timelines = Supervisor::start({
+            let (lookup, ttl) = (
+                timeline_lookup(gateway.clone()),
+                config.auto_approval.cache_ttl,
+            );
+            move |_| TimelineCache::new(lookup, ttl)
+        });
         let effects = LiveEffects {
             teleport: teleport.clone(),
             gateway: gateway.clone(),
             on_call: on_call.clone(),
+            timelines: timelines.clone(),
+            clock: options.clock.clone(),
             alert_id_deadline: ALERT_ID_DEADLINE,
             dry_run: options.dry_run,
         };
@@ -232,6 +245,7 @@ impl Daemon {
             alive: vec![
                 ("gateway", alive(gateway.addr())),
                 ("on-call cache", alive(&on_call)),
+                ("timeline cache", alive(&timelines)),
                 ("request registry", alive(&registry)),
             ],
             heartbeat: heartbeat(

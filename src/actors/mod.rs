@@ -10,3 +10,4 @@ pub mod identity;
 pub mod monitor;
 pub mod oncall;
 pub mod sweeper;
+pub mod timelines;

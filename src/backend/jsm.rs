@@ -26,6 +26,12 @@ pub const ON_CALL_UNSUPPORTED: &str = "on-call lookups need the JSM Operations R
 Integration Events API used for alerts has no who-is-on-call endpoint. Disable auto-approval \
 or use the opsgenie backend";
 
+/// The message of the permanent error for schedule timelines on JSM (where they need the REST
+/// API, like on-call lookups).
+pub const TIMELINE_UNSUPPORTED: &str = "schedule timelines (when a requester's shift ends, for \
+auto_approval.shift_end) need the JSM Operations REST API, which this backend does not call yet; \
+set auto_approval.shift_end: ignore or use the opsgenie backend";
+
 /// The codec for JSM Operations' Integration Events API.
 #[derive(Debug, Clone)]
 pub struct JsmCodec {
@@ -70,6 +76,10 @@ fn supported(op: &Operation) -> Result<(), BackendError> {
             endpoint: op.endpoint(),
             message: ON_CALL_UNSUPPORTED.into(),
         }),
+        Operation::ScheduleTimeline { .. } => Err(BackendError::Unsupported {
+            endpoint: op.endpoint(),
+            message: TIMELINE_UNSUPPORTED.into(),
+        }),
         _ => Ok(()),
     }
 }
@@ -90,6 +100,26 @@ mod tests {
             req.path_and_query,
             "/v2/alerts/teleport-access-request%2Fx/close?identifierType=alias"
         );
+    }
+
+    #[test]
+    fn timelines_are_a_clear_permanent_error_for_now() {
+        let op = Operation::ScheduleTimeline {
+            schedule: "sre".into(),
+            date: std::time::UNIX_EPOCH,
+        };
+        let err = JsmCodec::new("s").request(&op).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BackendError::Unsupported {
+                    endpoint: "schedule_timeline",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("shift_end"), "{err}");
     }
 
     #[test]

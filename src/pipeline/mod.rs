@@ -9,6 +9,7 @@
 //! - [`settings`]: what shapes every step;
 //! - [`attempt`]: one attempt of a backend write, confirmed before it counts;
 //! - [`decide`]: the auto-approval step;
+//! - [`revoke`]: the shift check at approval and the revocation at shift end;
 //! - [`effects`]: the real effects behind reconcile's `Effects` trait (Teleport, the gateway);
 //! - [`sweep`]: the orphan sweep, closing alerts whose request no longer exists;
 //! - [`error_policy`]: what a failed step means: retry, verify first, wait for a change, give up;
@@ -25,6 +26,7 @@ pub mod port;
 pub mod reconcile;
 pub mod request;
 pub mod requests;
+pub mod revoke;
 pub mod settings;
 pub mod shared;
 pub mod stop;

@@ -235,6 +235,8 @@ impl World {
         config.opsgenie.rate_limits.search.per_minute = 0;
         config.opsgenie.rate_limits.schedule_oncalls.per_second = 0;
         config.opsgenie.rate_limits.schedule_oncalls.per_minute = 0;
+        config.opsgenie.rate_limits.configuration.per_second = 0;
+        config.opsgenie.rate_limits.configuration.per_minute = 0;
         config.http.enabled = false;
         config.daemon.retry_min_delay = Duration::from_millis(20);
         config.daemon.retry_max_delay = Duration::from_millis(500);
