@@ -9,11 +9,11 @@ use futures::future::LocalBoxFuture;
 use futures::{FutureExt, StreamExt};
 use tracing::info;
 
-use crate::actors::event_stream::{EventSource, EventStreamOf, SourceError, WatchEvent};
+use crate::actors::event_stream::{EventSource, EventStreamOf, ListingOf, SourceError, WatchEvent};
 use crate::actors::gateway::{GatewayError, GatewayHandle};
 use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
 use crate::backend::{Operation as BackendOp, Outcome, Processed};
-use crate::core::model::{AccessRequest, RequestState};
+use crate::core::model::RequestState;
 use crate::core::plugin_data::{Encoded, PluginData};
 use crate::pipeline::reconcile::{EffectError, Effects, ReviewResult, MFA_REQUIRED_FIX};
 use crate::teleport::convert::{snapshot_from_event, EventKind};
@@ -187,8 +187,11 @@ impl EventSource for TeleportSource {
         .boxed_local()
     }
 
-    fn list(&self) -> LocalBoxFuture<'static, Result<Vec<AccessRequest>, SourceError>> {
-        let client = self.0.get();
-        async move { Ok(client.list_access_requests().await?) }.boxed_local()
+    fn list(&self) -> ListingOf {
+        self.0
+            .get()
+            .list_pages()
+            .map(|page| page.map_err(SourceError::from))
+            .boxed_local()
     }
 }
