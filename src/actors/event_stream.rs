@@ -7,7 +7,7 @@
 //! stops itself, and its supervisor restarts it after a jittered backoff (about 20 ms rising to
 //! 5 s, reset after a healthy minute).
 //!
-//! The listing is handed over a page at a time and the next page is fetched only once the
+//! The listing is handed over a page at a time, and the page after next is fetched only once the
 //! registry has taken the last one ([`crate::pipeline::resync`]), so a backlog of any size
 //! costs a page or two of memory. Watch events wait meanwhile (in the stream, at the server):
 //! they come after the listing, as they always did, so a listed snapshot can never overtake a
@@ -86,7 +86,7 @@ pub type ListingOf = LocalBoxStream<'static, Result<Listed, SourceError>>;
 pub trait EventSource: 'static {
     /// Opens a watch of access requests.
     fn watch(&self) -> LocalBoxFuture<'static, Result<EventStreamOf, SourceError>>;
-    /// Lists every access request, fetching each page only when the previous one was taken.
+    /// Lists every access request, fetching a page only when the stream is polled for it.
     fn list(&self) -> ListingOf;
 }
 
@@ -274,8 +274,9 @@ impl<S: EventSource> EventStream<S> {
     }
 }
 
-/// Hands `listing` to `registry` page by page, each page only once the last was taken, and
-/// returns how many requests were listed.
+/// Hands `listing` to `registry` page by page and returns how many requests were listed. The
+/// next page is fetched while the registry takes the last one, so the two overlap; no page is
+/// fetched beyond that, so at most two pages are held here.
 async fn hand_over(
     mut listing: ListingOf,
     registry: Recipient<Resync>,
@@ -292,13 +293,19 @@ async fn hand_over(
     send(Resync::Begin).await?;
     let mut listed = 0usize;
     let mut complete = true;
-    while let Some(item) = listing.next().await {
+    let mut next = listing.next().await;
+    while let Some(item) = next {
         match item? {
             Listed::Page(page) => {
                 listed += page.len();
-                send(Resync::Page(page)).await?;
+                let (sent, following) = futures::join!(send(Resync::Page(page)), listing.next());
+                sent?;
+                next = following;
             }
-            Listed::Truncated => complete = false,
+            Listed::Truncated => {
+                complete = false;
+                next = listing.next().await;
+            }
         }
     }
     send(Resync::End { complete }).await?;
@@ -550,22 +557,25 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn the_next_page_is_fetched_only_once_the_registry_took_the_last() {
+    async fn no_page_is_fetched_beyond_the_one_after_the_page_the_registry_holds() {
         let run = start(vec![page(&["a"]), page(&["b"]), page(&["c"])], true);
         until("first page handed over", || run.seen.borrow().len() == 2).await;
-        // The registry sits on the first page: nothing more is read from the listing, and
-        // events wait behind the resync.
+        // The registry sits on the first page: the second is fetched meanwhile, but nothing
+        // beyond it, and events wait behind the resync.
         for _ in 0..20 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(run.source.pulled.get(), 1);
+        assert_eq!(run.source.pulled.get(), 2);
         assert!(run.health.is_up() && !run.health.is_ready());
         run.source.watches.borrow()[0]
             .send(Ok(WatchEvent::Observed(Snapshot::Gone { id: "x".into() })))
             .ok();
         run.release.notify_one();
         until("second page handed over", || run.seen.borrow().len() == 3).await;
-        assert_eq!(run.source.pulled.get(), 2);
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(run.source.pulled.get(), 3);
         run.hold.set(false);
         run.release.notify_one();
         until("resynced", || run.health.is_ready()).await;
