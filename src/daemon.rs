@@ -215,12 +215,16 @@ impl Daemon {
         );
         let health = Rc::new(WatchHealth::default());
         let source = Rc::new(TeleportSource(teleport.clone()));
-        let (sink, h) = (registry.clone().recipient(), Rc::clone(&health));
+        let (sink, resync, h) = (
+            registry.clone().recipient(),
+            registry.clone().recipient(),
+            Rc::clone(&health),
+        );
         let timing = WatchTiming {
             silence_timeout: Some(config.teleport.watch_silence_timeout).filter(|t| !t.is_zero()),
             ..WatchTiming::default()
         };
-        let stream = Supervisor::start(move |_| EventStream::new(source, sink, h, timing));
+        let stream = Supervisor::start(move |_| EventStream::new(source, sink, resync, h, timing));
         let identity_watcher =
             (config.teleport.refresh_identity && config.teleport.identity.is_some()).then(|| {
                 // Reconnect the way that worked, without trying the other route first.

@@ -9,7 +9,7 @@ use futures::future::LocalBoxFuture;
 use futures::{FutureExt, StreamExt};
 use tracing::info;
 
-use crate::actors::event_stream::{EventSource, EventStreamOf, SourceError, WatchEvent};
+use crate::actors::event_stream::{EventSource, EventStreamOf, ListingOf, SourceError, WatchEvent};
 use crate::actors::gateway::{GatewayError, GatewayHandle};
 use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
 use crate::actors::timelines::{find_shift_end, ShiftLookupError, TimelineCache, TimelineLookup};
@@ -253,8 +253,11 @@ impl EventSource for TeleportSource {
         .boxed_local()
     }
 
-    fn list(&self) -> LocalBoxFuture<'static, Result<Vec<AccessRequest>, SourceError>> {
-        let client = self.0.get();
-        async move { Ok(client.list_access_requests().await?) }.boxed_local()
+    fn list(&self) -> ListingOf {
+        self.0
+            .get()
+            .list_pages()
+            .map(|page| page.map_err(SourceError::from))
+            .boxed_local()
     }
 }

@@ -2,6 +2,7 @@
 //! side effects it causes.
 //!
 //! - [`requests`]: the registry actor, one [`request::RequestActor`] per request id, bounded;
+//! - [`resync`]: the listing after each (re)connect, handed over a page at a time;
 //! - [`request`]: the per-request state actor; keeps the newest snapshot and runs one step at a
 //!   time;
 //! - [`reconcile`]: one step: read plugin data, plan, claim, act, record by compare-and-swap;
@@ -26,6 +27,7 @@ pub mod port;
 pub mod reconcile;
 pub mod request;
 pub mod requests;
+pub mod resync;
 pub mod revoke;
 pub mod settings;
 pub mod shared;
