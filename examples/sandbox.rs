@@ -16,21 +16,24 @@
 
 #[path = "sandbox/backend.rs"]
 mod backend;
+#[path = "sandbox/shift.rs"]
+mod shift;
 #[path = "sandbox/show.rs"]
 mod show;
 
 use backend::{Backend, Fake};
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
-use teleport_opsgenie::sim::opsgenie::{Alert, AlertStatus};
+use teleport_opsgenie::sim::jsm::{Period, Rotation};
+use teleport_opsgenie::sim::opsgenie::{Alert, AlertStatus, TimelinePeriod, TimelineRecipient};
 use teleport_opsgenie::sim::world::{
-    World, WorldOptions, APPROVAL_SCHEDULE, HIDDEN_REQUESTER, ON_CALL_REQUESTER, REQUESTER,
-    REVIEWERS, TEAM_REQUESTER,
+    World, WorldOptions, APPROVAL_SCHEDULE, HIDDEN_REQUESTER, ON_CALL_ACCOUNT, ON_CALL_REQUESTER,
+    REQUESTER, REVIEWERS, TEAM_REQUESTER,
 };
 
 /// The variable naming the folder of a `--serve` sandbox; `examples/request.rs` reads it too.
@@ -121,6 +124,15 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Timeline {
     start: Instant,
     failures: Vec<String>,
+}
+
+impl shift::Report for Timeline {
+    fn say(&self, what: &str) {
+        Timeline::say(self, what);
+    }
+    fn check(&mut self, ok: bool, what: &str) {
+        Timeline::check(self, ok, what);
+    }
 }
 
 impl Timeline {
@@ -300,16 +312,31 @@ async fn play(backend: Backend) -> Result<bool, Box<dyn std::error::Error>> {
     }
 
     let alerts = fake.alerts();
+    t.check(
+        alerts.len() == expected_alerts,
+        "exactly one alert per request",
+    );
+    daemon.shutdown().await;
+
+    // 7. Access that ends with the shift (its own daemons: this one is stopped).
+    let shift = play_shift(&world, &fake, &mut t).await?;
+    let first = alerts;
+    let alerts = fake.alerts();
+    t.check(
+        alerts.len() == expected_alerts + 2,
+        "exactly one alert per request, the shift's two included",
+    );
     let auto_approved = alerts
         .iter()
         .filter(|a| a.notes.iter().any(|n| n.text.starts_with("Auto-approved:")))
         .count();
+    // A decline for the shift alone counts under "shift_declined", not again here.
     let declined = alerts
         .iter()
         .filter(|a| {
-            a.notes
-                .iter()
-                .any(|n| n.text.starts_with("Not auto-approved"))
+            a.notes.iter().any(|n| {
+                n.text.starts_with("Not auto-approved") && !shift::is_shift_decline(&n.text)
+            })
         })
         .count();
     let notes: usize = alerts.iter().map(|a| a.notes.len()).sum();
@@ -317,18 +344,18 @@ async fn play(backend: Backend) -> Result<bool, Box<dyn std::error::Error>> {
         .iter()
         .filter(|a| a.status == AlertStatus::Closed)
         .count();
-    t.check(
-        alerts.len() == expected_alerts,
-        "exactly one alert per request",
-    );
-    daemon.shutdown().await;
     let undocumented = fake.undocumented_calls();
     t.check(
         undocumented == 0,
         "no call outside the documented operations",
     );
     let ok = t.failures.is_empty();
-    show::explain(&alerts);
+    show::explain(&first);
+    println!(
+        "  revoked {}: locks created at the end of a shift; shift_declined {}: requests left to \
+         a human because the access would outlast the requester's shift.",
+        shift.revoked, shift.shift_declined
+    );
     show::curl_hint();
     println!(
         "{}",
@@ -340,10 +367,83 @@ async fn play(backend: Backend) -> Result<bool, Box<dyn std::error::Error>> {
             "closed": closed_count,
             "auto_approved": auto_approved,
             "declined": declined,
+            "revoked": shift.revoked,
+            "shift_declined": shift.shift_declined,
             "failures": t.failures,
         })
     );
     Ok(ok)
+}
+
+/// The accountId the fake JSM gives the shift scenario's engineer.
+const SHIFT_ACCOUNT: &str = "5b2b0e011b3a756623f4e25e";
+
+/// The shift scenario (`sandbox/shift.rs`) on the world's fake, Opsgenie or JSM: who is on call
+/// until when goes into the on-call answer and the schedule's timeline (by user name on
+/// Opsgenie, by accountId on JSM, as each API names people).
+async fn play_shift(
+    world: &World,
+    fake: &Fake<'_>,
+    t: &mut Timeline,
+) -> Result<shift::ShiftCounts, Box<dyn std::error::Error>> {
+    let since = SystemTime::now() - Duration::from_secs(3600);
+    let on_call_until: shift::SetOnCall<'_> = match fake {
+        Fake::Opsgenie(opsgenie) => Box::new(move |who: &[(&str, SystemTime)]| {
+            let names: Vec<&str> = who.iter().map(|(name, _)| *name).collect();
+            opsgenie.set_on_call(APPROVAL_SCHEDULE, &names);
+            let periods: Vec<TimelinePeriod> = who
+                .iter()
+                .map(|(name, until)| TimelinePeriod {
+                    rotation: format!("{name}'s rotation"),
+                    start: since,
+                    end: *until,
+                    recipient: TimelineRecipient::User((*name).to_owned()),
+                })
+                .collect();
+            opsgenie.set_timeline(APPROVAL_SCHEDULE, &periods);
+        }),
+        Fake::Jsm(jsm) => {
+            jsm.add_user(SHIFT_ACCOUNT, "Erin", shift::SHIFT_ENGINEER, true);
+            let schedule = world
+                .jsm_schedules
+                .iter()
+                .find(|(name, _)| name == APPROVAL_SCHEDULE)
+                .map(|(_, id)| id.clone())
+                .ok_or("the fake JSM has no approval schedule")?;
+            Box::new(move |who: &[(&str, SystemTime)]| {
+                let account = |name: &str| match name {
+                    ON_CALL_REQUESTER => ON_CALL_ACCOUNT,
+                    _ => SHIFT_ACCOUNT,
+                };
+                let accounts: Vec<&str> = who.iter().map(|(name, _)| account(name)).collect();
+                jsm.set_on_call(&schedule, &accounts);
+                let rotations = who
+                    .iter()
+                    .map(|(name, until)| Rotation {
+                        id: format!("{name}-rotation"),
+                        name: format!("{name}'s rotation"),
+                        periods: vec![Period {
+                            start: since,
+                            end: *until,
+                            kind: "base".into(),
+                            responder_type: "user".into(),
+                            responder_id: account(name).into(),
+                        }],
+                    })
+                    .collect();
+                jsm.set_timeline(&schedule, rotations);
+            })
+        }
+    };
+    let backend = shift::ShiftBackend {
+        on_call_until,
+        notes: Box::new(|id: &str| {
+            fake.alert_by_alias(&alias(id))
+                .map(|a| a.notes.into_iter().map(|n| n.text).collect())
+                .unwrap_or_default()
+        }),
+    };
+    shift::play(&world.teleport, &backend, &world.config(), t).await
 }
 
 async fn create(

@@ -221,7 +221,12 @@ async fn check_teleport(
             Err(err) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
         });
     }
-    for (what, result) in own_roles::check(&client, config.auto_approval.enabled).await {
+    let needs = own_roles::Needs {
+        review: config.auto_approval.enabled,
+        lock: config.auto_approval.enabled
+            && config.auto_approval.shift_end == crate::core::shift_policy::ShiftEndMode::Revoke,
+    };
+    for (what, result) in own_roles::check(&client, needs).await {
         findings.push(match result {
             Ok(text) => Finding::ok(what, text),
             Err(p) => Finding::failed(what, p.text, code_of(p.retryable)),

@@ -46,7 +46,10 @@ async fn alert_where(world: &World, id: &str, what: &str, f: impl Fn(&Alert) -> 
             j.alert_by_alias(&alias).is_some_and(|a| f(&a))
         })
         .await
-        .unwrap_or_else(|e| panic!("{id}: {what}: {e}"));
+        .unwrap_or_else(|e| {
+            let notes = jsm(world).alert_by_alias(&alias).map(|a| a.notes);
+            panic!("{id}: {what}: {e}; the alert's notes: {notes:?}")
+        });
     jsm(world).alert_by_alias(&alias).expect("alert")
 }
 

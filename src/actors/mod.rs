@@ -11,3 +11,4 @@ pub mod monitor;
 pub mod oncall;
 pub mod oncall_jsm;
 pub mod sweeper;
+pub mod timelines;

@@ -15,13 +15,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::{FutureExt, LocalBoxFuture};
 use tokio::time::Instant;
 
 use super::gateway::{GatewayError, GatewayHandle};
 use super::oncall::Lookup;
+use super::timelines::TimelineLookup;
 use crate::backend::{Operation, Outcome};
 use crate::core::oncall_user::{Email, OnCallUser};
 use crate::core::policy::is_schedule_id;
@@ -50,6 +51,35 @@ pub fn jsm_on_call_lookup(gateway: GatewayHandle) -> Lookup {
         async move { gateway.call(op).await }.boxed_local()
     });
     lookup_with(call)
+}
+
+/// The timeline lookup behind the
+/// [`TimelineCache`](super::timelines::TimelineCache) on JSM: the schedule's id (resolved like
+/// [`jsm_on_call_lookup`]'s, with its own memory), then `ScheduleTimeline` by id. Its periods
+/// name people by accountId, as the on-call answer does, so the requester's accountId is who
+/// the shift end is looked up for.
+pub fn jsm_timeline_lookup(gateway: GatewayHandle) -> TimelineLookup {
+    let call: Call = Rc::new(move |op| {
+        let gateway = gateway.clone();
+        async move { gateway.call(op).await }.boxed_local()
+    });
+    timeline_lookup_with(call)
+}
+
+/// The JSM timeline lookup through `call`.
+pub fn timeline_lookup_with(call: Call) -> TimelineLookup {
+    let memory = Rc::new(RefCell::new(Memory::default()));
+    Rc::new(move |schedule: String, date: SystemTime| {
+        let (call, memory) = (Rc::clone(&call), Rc::clone(&memory));
+        async move {
+            let schedule = schedule_id(&call, &memory, &schedule).await?;
+            match call(Operation::ScheduleTimeline { schedule, date }).await? {
+                Outcome::Timeline(timeline) => Ok(timeline),
+                other => Err(unexpected("schedule_timeline", &other)),
+            }
+        }
+        .boxed_local()
+    })
 }
 
 /// The JSM lookup through `call`.

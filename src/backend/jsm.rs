@@ -10,7 +10,8 @@
 //!   request status of a write accepted above (a bare object; 404 "request is not found" both
 //!   while it is queued and when it is unknown: [`Outcome::NotFoundYet`]), an alert by id or by
 //!   alias, an alert's notes and the open alerts (`values`/`links` paging), schedules by name
-//!   (paths take ids only), on-calls (`flat=true`: accountIds), the team-scoped heartbeat ping.
+//!   (paths take ids only), on-calls (`flat=true`: accountIds), a schedule's final timeline (for
+//!   `auto_approval.shift_end`), the team-scoped heartbeat ping.
 //! - **Jira user API** ([`Api::JiraUsers`]) for the e-mail behind an accountId, and the site's
 //!   `/_edge/tenant_info` ([`Api::TenantInfo`]) for the cloudId.
 //!
@@ -163,6 +164,13 @@ impl Codec for JsmCodec {
                 path_and_query: format!("/rest/api/3/user?accountId={}", escape(account_id)),
                 body: None,
             },
+            // Ids only, like on-calls: names are resolved first (`actors::oncall_jsm`).
+            Operation::ScheduleTimeline { schedule, date } => timeline_request(
+                schedule,
+                super::opsgenie::TIMELINE_WEEKS,
+                "weeks",
+                &humantime::format_rfc3339_seconds(*date).to_string(),
+            ),
             Operation::TenantInfo => HttpRequest {
                 api: Api::TenantInfo,
                 method: Method::GET,
@@ -253,6 +261,9 @@ impl Codec for JsmCodec {
                     display_name: user.display_name,
                     email: user.email_address,
                 })
+            }
+            Operation::ScheduleTimeline { .. } => {
+                decode_timeline(status, body).map(Outcome::Timeline)
             }
             Operation::TenantInfo => Ok(Outcome::CloudId(
                 rest::tenant_cloud_id(body).map_err(decode)?,

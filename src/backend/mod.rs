@@ -49,9 +49,9 @@ impl AlertRef {
 ///   the alert is read first.
 /// - `AddNote` is not idempotent: every accepted note is one more note. After an unknown
 ///   outcome the alert's notes are read, looking for the note's marker, before posting again.
-/// - Reads (`RequestStatus`, `GetAlert`, `ListNotes`, `OnCall`, `ListOpenAlerts`, `Heartbeat`,
-///   and JSM's `FindSchedule`, `GetUser`, `TenantInfo`) change nothing and may be repeated
-///   freely.
+/// - Reads (`RequestStatus`, `GetAlert`, `ListNotes`, `OnCall`, `ScheduleTimeline`,
+///   `ListOpenAlerts`, `Heartbeat`, and JSM's `FindSchedule`, `GetUser`, `TenantInfo`) change
+///   nothing and may be repeated freely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// Create an alert (asynchronous: answers a request id).
@@ -91,6 +91,14 @@ pub enum Operation {
     OnCall {
         /// Schedule id or name.
         schedule: String,
+    },
+    /// One window of a schedule's final timeline (overrides and forwarding applied), the one
+    /// containing `date` (opsgenie-api.md §13): when the requester's shift ends.
+    ScheduleTimeline {
+        /// Schedule id or name.
+        schedule: String,
+        /// An instant the window must contain.
+        date: std::time::SystemTime,
     },
     /// Ping a heartbeat: proves reachability, region and key.
     Heartbeat {
@@ -154,6 +162,9 @@ pub enum Domain {
     ScheduleOnCalls,
     /// Opsgenie's `Heartbeat` domain: heartbeat pings.
     Heartbeat,
+    /// Opsgenie's `Configuration` domain: the schedule APIs, of which the daemon reads only
+    /// schedule timelines (opsgenie-api.md §8, §13).
+    Configuration,
 }
 
 impl Domain {
@@ -165,6 +176,7 @@ impl Domain {
             Self::Search => "search",
             Self::ScheduleOnCalls => "schedule_oncalls",
             Self::Heartbeat => "heartbeat",
+            Self::Configuration => "configuration",
         }
     }
 }
@@ -186,6 +198,7 @@ impl Operation {
             | Self::FindSchedule { .. }
             | Self::GetUser { .. }
             | Self::TenantInfo => Domain::ScheduleOnCalls,
+            Self::ScheduleTimeline { .. } => Domain::Configuration,
             Self::Heartbeat { .. } | Self::GetHeartbeat { .. } => Domain::Heartbeat,
         }
     }
@@ -198,6 +211,7 @@ impl Operation {
             Self::CloseAlert { .. } => "close_alert",
             Self::RequestStatus { .. } => "request_status",
             Self::OnCall { .. } => "on_call",
+            Self::ScheduleTimeline { .. } => "schedule_timeline",
             Self::Heartbeat { .. } => "heartbeat",
             Self::GetHeartbeat { .. } => "get_heartbeat",
             Self::ListOpenAlerts { .. } => "list_alerts",
@@ -260,6 +274,8 @@ pub enum Outcome {
     },
     /// Users on call (Opsgenie: user names, i.e. e-mail addresses).
     OnCall(Vec<String>),
+    /// One window of a schedule's final timeline.
+    Timeline(crate::core::shift::Timeline),
     /// One page of alerts: (alias, id) pairs, and whether more pages follow.
     Alerts {
         /// Aliases and ids of the alerts on this page.

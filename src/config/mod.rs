@@ -321,6 +321,9 @@ pub struct RateLimits {
     pub schedule_oncalls: Limit,
     /// Opsgenie's `Heartbeat` domain: heartbeat pings.
     pub heartbeat: Limit,
+    /// Opsgenie's `Configuration` domain: schedule timelines (when a requester's shift ends,
+    /// for `auto_approval.shift_end`).
+    pub configuration: Limit,
 }
 
 impl Default for RateLimits {
@@ -330,6 +333,8 @@ impl Default for RateLimits {
             search: Limit::new(10, 300),
             schedule_oncalls: Limit::new(5, 100),
             heartbeat: Limit::new(1, 30),
+            // Timelines are cached and asked once per decision or revocation at most.
+            configuration: Limit::new(2, 60),
         }
     }
 }
@@ -397,6 +402,15 @@ pub struct AutoApprovalConfig {
     /// Past the cap the rest are not consulted, and a decline says how many were left out.
     /// Range: 1 to 100.
     pub max_schedules: usize,
+    /// What the end of the requester's on-call shift does to an approval: `decline` approves
+    /// only access that ends by the shift's end (plus `shift_grace`), `revoke` approves and
+    /// locks the request in Teleport at shift end (needs the `lock` rule), `ignore` approves
+    /// whatever the shift. An end that cannot be known is never taken as fine.
+    pub shift_end: crate::core::shift_policy::ShiftEndMode,
+    /// How long past the end of the shift an approved access may last (a handover).
+    /// Range: 0s (off), or 1s to 1day.
+    #[serde(with = "humantime_serde")]
+    pub shift_grace: Duration,
 }
 
 impl Default for AutoApprovalConfig {
@@ -413,6 +427,8 @@ impl Default for AutoApprovalConfig {
             cache_ttl: Duration::from_secs(30),
             lookup_retries: 3,
             max_schedules: crate::core::policy::DEFAULT_MAX_SCHEDULES,
+            shift_end: Default::default(),
+            shift_grace: Duration::ZERO,
         }
     }
 }

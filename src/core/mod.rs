@@ -7,5 +7,7 @@ pub mod plan;
 pub mod plugin_data;
 pub mod policy;
 pub mod render;
+pub mod revoke;
 pub mod shift;
+pub mod shift_policy;
 pub mod sweep;

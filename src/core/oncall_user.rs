@@ -107,6 +107,9 @@ impl MatchRule {
 pub struct Match {
     /// The on-call user, as messages show them (e-mail, else accountId).
     pub opsgenie_user: String,
+    /// How the backend names them (Opsgenie's username, JSM's accountId): whom the schedule's
+    /// timeline is read for when the shift's end matters.
+    pub backend_id: String,
     /// How the requester was recognised.
     pub rule: MatchRule,
 }
@@ -148,6 +151,7 @@ pub fn find(teleport_user: &str, on_call: &[OnCallUser], rules: Rules<'_>) -> Fo
                 Email::Known(email) => email.clone(),
                 _ => u.id.clone(),
             },
+            backend_id: u.id.clone(),
             rule,
         })
     };
@@ -300,6 +304,7 @@ mod tests {
             find("bob", &on_call, rules(&by_id, Some("example.com"))),
             Found::Yes(Match {
                 opsgenie_user: "acc-bob".into(),
+                backend_id: "acc-bob".into(),
                 rule: MatchRule::ExplicitMap
             })
         );
@@ -387,6 +392,7 @@ mod tests {
             find("ALICE@example.com", &on_call, rules(&none, None)),
             Found::Yes(Match {
                 opsgenie_user: "alice@example.com".into(),
+                backend_id: "alice@example.com".into(),
                 rule: MatchRule::Username
             })
         );

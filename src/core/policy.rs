@@ -39,6 +39,10 @@ pub struct PolicySettings {
     /// Most schedules consulted for one decision, after duplicates are dropped; the rest are
     /// not looked up, and a decline says so.
     pub max_schedules: usize,
+    /// What the end of the requester's shift does to an approval (`core::shift_policy`).
+    pub shift_end: crate::core::shift_policy::ShiftEndMode,
+    /// How long past the shift's end an approved access may last.
+    pub shift_grace: Duration,
 }
 
 impl Default for PolicySettings {
@@ -55,6 +59,8 @@ impl Default for PolicySettings {
             allow_resource_requests: false,
             lookup_retries: 3,
             max_schedules: DEFAULT_MAX_SCHEDULES,
+            shift_end: Default::default(),
+            shift_grace: Duration::ZERO,
         }
     }
 }
@@ -649,6 +655,7 @@ mod tests {
         let m = |user: &str, rule| {
             Some(Match {
                 opsgenie_user: user.into(),
+                backend_id: user.into(),
                 rule,
             })
         };
@@ -708,6 +715,7 @@ mod tests {
                 schedule: "S2".into(),
                 matched: Match {
                     opsgenie_user: "alice@example.com".into(),
+                    backend_id: "alice@example.com".into(),
                     rule: MatchRule::Username
                 }
             }
@@ -758,6 +766,7 @@ mod tests {
     fn reason_texts() {
         let m = Match {
             opsgenie_user: "alice@example.com".into(),
+            backend_id: "alice@example.com".into(),
             rule: MatchRule::Username,
         };
         assert_eq!(
@@ -766,6 +775,7 @@ mod tests {
         );
         let mapped = Match {
             opsgenie_user: "robert@corp.example".into(),
+            backend_id: "robert@corp.example".into(),
             rule: MatchRule::ExplicitMap,
         };
         assert_eq!(

@@ -68,6 +68,9 @@ pub fn classify(err: &EffectError) -> Class {
         // Processed and failed for a reason the step cannot act on: nothing happened, so doing
         // it again is safe, and the backend may well succeed next time.
         EffectError::LookupsFailed { .. } | EffectError::Rejected { .. } => Class::Transient,
+        // Refused now, but the access must still end: retried with backoff until the rule or
+        // the identity is fixed (the alert says how, once).
+        EffectError::LockRefused { .. } => Class::Transient,
         EffectError::StepTimedOut { .. }
         | EffectError::Cancelled
         | EffectError::NotConfirmedYet { .. } => Class::MaybeDone,

@@ -234,6 +234,8 @@ fn approving(replica: &str) -> Settings {
             enabled: true,
             default_schedules: vec!["Primary".into()],
             lookup_retries: 2,
+            // These tests are about the protocol; the shift end has its own (tests/shift.rs).
+            shift_end: crate::core::shift_policy::ShiftEndMode::Ignore,
             ..PolicySettings::default()
         },
         ..settings(replica)

@@ -278,6 +278,8 @@ impl World {
             o.jsm.site = Some(jsm.url());
             o.jsm.rest_url = Some(format!("{}{}", jsm.url(), crate::sim::jsm::REST_PREFIX));
         }
+        config.opsgenie.rate_limits.configuration.per_second = 0;
+        config.opsgenie.rate_limits.configuration.per_minute = 0;
         config.http.enabled = false;
         config.daemon.retry_min_delay = Duration::from_millis(20);
         config.daemon.retry_max_delay = Duration::from_millis(500);

@@ -42,6 +42,7 @@ pub(super) fn config(url: &str) -> OpsgenieConfig {
             search: none,
             schedule_oncalls: none,
             heartbeat: none,
+            configuration: none,
         },
         ..OpsgenieConfig::default()
     }
