@@ -37,11 +37,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use teleport_opsgenie::config::BackendKind;
 use teleport_opsgenie::sim::chaos::{run, ChaosOptions};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: chaos [--replicas K] [--requests N] [--kills M] [--faults] [--seed S] [--bin PATH]"
+        "usage: chaos [--replicas K] [--requests N] [--kills M] [--faults] [--seed S] [--bin PATH] [--backend opsgenie|jsm]"
     );
     ExitCode::from(64)
 }
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
     let mut faults = false;
     let mut seed = 1u64;
     let mut bin: Option<PathBuf> = None;
+    let mut backend = BackendKind::Opsgenie;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next();
@@ -62,6 +64,12 @@ fn main() -> ExitCode {
             "--kills" => value().and_then(|v| v.parse().ok()).map(|v| kills = v),
             "--seed" => value().and_then(|v| v.parse().ok()).map(|v| seed = v),
             "--bin" => value().map(|v| bin = Some(PathBuf::from(v))),
+            "--backend" => match value().as_deref() {
+                Some("opsgenie") => Some(BackendKind::Opsgenie),
+                Some("jsm") => Some(BackendKind::Jsm),
+                _ => None,
+            }
+            .map(|b| backend = b),
             "--faults" => {
                 faults = true;
                 Some(())
@@ -92,6 +100,7 @@ fn main() -> ExitCode {
         kills,
         faults,
         seed,
+        backend,
         ..ChaosOptions::new(bin)
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()

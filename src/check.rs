@@ -14,6 +14,9 @@ use crate::teleport::client::TeleportClient;
 use crate::teleport::identity::Identity;
 use crate::teleport::own_roles;
 
+#[path = "check_jsm.rs"]
+mod jsm;
+
 /// One line of the report: what was checked, and what was found (or what failed, with the exit
 /// code the failure calls for). A warning is something the daemon would run with but that
 /// deserves a look; it does not change the exit code.
@@ -92,6 +95,8 @@ async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Findin
             .map(|f| Finding::ok("file permissions", format!("WARNING: {f}"))),
     );
 
+    // Schedules annotated on current requests, for the JSM schedule check.
+    let mut annotated = Vec::new();
     if unreadable("teleport.") {
         findings.push(Finding::failed(
             "teleport",
@@ -99,7 +104,7 @@ async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Findin
             exit::UNAVAILABLE,
         ));
     } else if let Some(identity) = check_identity(config, &mut findings) {
-        check_teleport(config, &identity, &mut findings).await;
+        annotated = check_teleport(config, &identity, &mut findings).await;
     }
 
     if unreadable("opsgenie.") {
@@ -108,24 +113,12 @@ async fn collect(config: &Config, file_problems: &[ConfigProblem]) -> Vec<Findin
             "not checked: the API key cannot be read (see above); fix: write the key of an API integration to the file named by `opsgenie.api_key_file`",
             exit::UNAVAILABLE,
         ));
+    } else if config.opsgenie.backend == BackendKind::Jsm {
+        findings.extend(jsm::check(config, &annotated).await);
     } else {
         findings.extend(check_backend(config).await);
     }
-    findings.extend(check_auto_approval_backend(config));
     findings
-}
-
-/// Auto-approval needs on-call lookups. On JSM Operations those exist only on its REST API,
-/// which this version does not call yet: every request would be declined with "could not look
-/// up", quietly. Say so here instead.
-fn check_auto_approval_backend(config: &Config) -> Option<Finding> {
-    (config.auto_approval.enabled && config.opsgenie.backend == BackendKind::Jsm).then(|| {
-        Finding::failed(
-            "auto-approval",
-            "on-call lookups are not available with `opsgenie.backend: jsm` yet (they need JSM's REST API, which this version does not call), so every request would be declined; fix: set `auto_approval.enabled: false` (alerts, notes and closing still work), or keep `backend: opsgenie` until JSM lookups are supported",
-            exit::CONFIG,
-        )
-    })
 }
 
 /// Binds `http.listen` and lets it go at once, as `start` would bind it.
@@ -189,7 +182,12 @@ fn check_identity(config: &Config, findings: &mut Vec<Finding>) -> Option<Identi
     }
 }
 
-async fn check_teleport(config: &Config, identity: &Identity, findings: &mut Vec<Finding>) {
+/// Checks Teleport; the schedules annotated (`teleport.dev/schedules`) on current requests.
+async fn check_teleport(
+    config: &Config,
+    identity: &Identity,
+    findings: &mut Vec<Finding>,
+) -> Vec<String> {
     let (client, connected) = match TeleportClient::connect(&config.teleport, identity).await {
         Ok(ok) => ok,
         Err(err) => {
@@ -198,7 +196,7 @@ async fn check_teleport(config: &Config, identity: &Identity, findings: &mut Vec
                 err.to_string(),
                 code_of(err.is_retryable()),
             ));
-            return;
+            return Vec::new();
         }
     };
     let how = match connected.mode {
@@ -223,12 +221,29 @@ async fn check_teleport(config: &Config, identity: &Identity, findings: &mut Vec
             Err(err) => Finding::failed(what, err.to_string(), code_of(err.is_retryable())),
         });
     }
-    for (what, result) in own_roles::check(&client, config.auto_approval.enabled).await {
+    let needs = own_roles::Needs {
+        review: config.auto_approval.enabled,
+        lock: config.auto_approval.enabled
+            && config.auto_approval.shift_end == crate::core::shift_policy::ShiftEndMode::Revoke,
+    };
+    for (what, result) in own_roles::check(&client, needs).await {
         findings.push(match result {
             Ok(text) => Finding::ok(what, text),
             Err(p) => Finding::failed(what, p.text, code_of(p.retryable)),
         });
     }
+    let mut annotated: Vec<String> = Vec::new();
+    if config.auto_approval.enabled {
+        // Failing to list is reported above (permissions); here it only means none to check.
+        for request in client.list_access_requests().await.unwrap_or_default() {
+            for schedule in request.annotation(crate::core::model::SCHEDULES_ANNOTATION) {
+                if !annotated.contains(&schedule) {
+                    annotated.push(schedule);
+                }
+            }
+        }
+    }
+    annotated
 }
 
 async fn check_backend(config: &Config) -> Vec<Finding> {
@@ -259,12 +274,6 @@ async fn check_backend(config: &Config) -> Vec<Finding> {
 async fn check_heartbeat(config: &Config, client: &GatewayClient) -> Finding {
     let what = "heartbeat";
     let name = &config.opsgenie.heartbeat_name;
-    if config.opsgenie.backend == BackendKind::Jsm {
-        return Finding::warn(
-            what,
-            format!("`{name}` not looked up: JSM's Integration Events API cannot read heartbeats; make sure it exists in JSM Operations"),
-        );
-    }
     let lookup = client
         .call(Operation::GetHeartbeat { name: name.clone() })
         .await;
@@ -314,26 +323,4 @@ fn render(findings: &[Finding]) -> String {
         writeln!(out, "{failed} check(s) failed.")
     };
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auto_approval_on_jsm_fails_with_the_fix_and_elsewhere_says_nothing() {
-        let mut config = Config::default();
-        config.auto_approval.enabled = true;
-        config.opsgenie.backend = BackendKind::Jsm;
-        let finding = check_auto_approval_backend(&config).expect("a finding");
-        let (text, code) = finding.result.expect_err("a failure");
-        assert_eq!(code, exit::CONFIG);
-        assert!(text.contains("auto_approval.enabled: false"), "{text}");
-
-        config.opsgenie.backend = BackendKind::Opsgenie;
-        assert!(check_auto_approval_backend(&config).is_none());
-        config.opsgenie.backend = BackendKind::Jsm;
-        config.auto_approval.enabled = false;
-        assert!(check_auto_approval_backend(&config).is_none());
-    }
 }

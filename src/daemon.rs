@@ -18,12 +18,16 @@ use crate::actors::gateway::{
 };
 use crate::actors::identity::{IdentityWatcher, Reloads, StopReloading};
 use crate::actors::oncall::OnCallCache;
+use crate::actors::oncall_jsm::{jsm_on_call_lookup, jsm_timeline_lookup};
 use crate::actors::sweeper::{StopSweeping, SweepFn, Sweeper};
+use crate::actors::timelines::TimelineCache;
+use crate::clock::Clock;
+use crate::config::BackendKind;
 use crate::config::Config;
 use crate::core::render::{web_proxy_url, AlertSettings};
 use crate::http::{Heartbeat, HttpError, Monitor, Probes};
 use crate::metrics::Metrics;
-use crate::pipeline::effects::{on_call_lookup, LiveEffects, TeleportSource};
+use crate::pipeline::effects::{on_call_lookup, timeline_lookup, LiveEffects, TeleportSource};
 use crate::pipeline::reconcile::Settings;
 use crate::pipeline::request::Observe;
 use crate::pipeline::requests::{CountActive, Requests};
@@ -60,6 +64,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// This replica's name in claims; generated when unset.
     pub replica: Option<String>,
+    /// The wall clock (the system's; tests move an adjustable one to reach shift ends).
+    pub clock: Clock,
 }
 
 /// Why the daemon could not start.
@@ -169,16 +175,27 @@ impl Daemon {
             info!("Dry run: decisions are logged, nothing is written.");
         }
         let on_call = Supervisor::start({
-            let (lookup, ttl) = (
-                on_call_lookup(gateway.clone()),
-                config.auto_approval.cache_ttl,
-            );
+            let lookup = match config.opsgenie.backend {
+                BackendKind::Opsgenie => on_call_lookup(gateway.clone()),
+                BackendKind::Jsm => jsm_on_call_lookup(gateway.clone()),
+            };
+            let ttl = config.auto_approval.cache_ttl;
             move |_| OnCallCache::new(lookup, ttl)
+        });
+        let timelines = Supervisor::start({
+            let lookup = match config.opsgenie.backend {
+                BackendKind::Opsgenie => timeline_lookup(gateway.clone()),
+                BackendKind::Jsm => jsm_timeline_lookup(gateway.clone()),
+            };
+            let ttl = config.auto_approval.cache_ttl;
+            move |_| TimelineCache::new(lookup, ttl)
         });
         let effects = LiveEffects {
             teleport: teleport.clone(),
             gateway: gateway.clone(),
             on_call: on_call.clone(),
+            timelines: timelines.clone(),
+            clock: options.clock.clone(),
             alert_id_deadline: ALERT_ID_DEADLINE,
             dry_run: options.dry_run,
         };
@@ -202,12 +219,16 @@ impl Daemon {
         );
         let health = Rc::new(WatchHealth::default());
         let source = Rc::new(TeleportSource(teleport.clone()));
-        let (sink, h) = (registry.clone().recipient(), Rc::clone(&health));
+        let (sink, resync, h) = (
+            registry.clone().recipient(),
+            registry.clone().recipient(),
+            Rc::clone(&health),
+        );
         let timing = WatchTiming {
             silence_timeout: Some(config.teleport.watch_silence_timeout).filter(|t| !t.is_zero()),
             ..WatchTiming::default()
         };
-        let stream = Supervisor::start(move |_| EventStream::new(source, sink, h, timing));
+        let stream = Supervisor::start(move |_| EventStream::new(source, sink, resync, h, timing));
         let identity_watcher =
             (config.teleport.refresh_identity && config.teleport.identity.is_some()).then(|| {
                 // Reconnect the way that worked, without trying the other route first.
@@ -232,6 +253,7 @@ impl Daemon {
             alive: vec![
                 ("gateway", alive(gateway.addr())),
                 ("on-call cache", alive(&on_call)),
+                ("timeline cache", alive(&timelines)),
                 ("request registry", alive(&registry)),
             ],
             heartbeat: heartbeat(

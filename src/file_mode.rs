@@ -63,6 +63,10 @@ fn secret_files(config: &Config) -> Vec<(&'static str, &Path)> {
             "opsgenie.api_key_file",
             config.opsgenie.api_key_file.as_deref(),
         ),
+        (
+            "opsgenie.jsm.api_token_file",
+            config.opsgenie.jsm.api_token_file.as_deref(),
+        ),
     ]
     .into_iter()
     .filter_map(|(key, path)| Some((key, path?)))

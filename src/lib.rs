@@ -6,7 +6,9 @@
 //!
 //! - [`core`]: the functional core. What to do next for a request (`plan`), what the alert says
 //!   (`render`, `alert`), how progress is stored in Teleport (`plugin_data`), whether to
-//!   auto-approve (`policy`), which alerts are orphans (`sweep`), when a shift ends (`shift`).
+//!   auto-approve (`policy`), who of those on call is the requester (`oncall_user`: e-mails,
+//!   JSM accountIds), which alerts are orphans (`sweep`), when a shift ends (`shift`),
+//!   what that does to an approval (`shift_policy`) and the revocation at shift end (`revoke`).
 //!   Plain functions and data; imports nothing but std, serde, thiserror and time types.
 //! - [`pipeline`]: the request pipeline. `Requests` keeps one `RequestActor` per request id;
 //!   `reconcile` is one step under a claim (plan, act, confirm, record by compare-and-swap);
@@ -15,11 +17,14 @@
 //!   orphaned alerts to the same steps.
 //! - [`actors`]: the long-lived, supervised actors. `EventStream` watches Teleport and resyncs
 //!   after every (re)connect, `Gateway` is the only HTTP caller (rate limits, concurrency,
-//!   retries), `OnCallCache` answers "who is on call", `Sweeper` runs the orphan sweep,
+//!   retries), `OnCallCache` answers "who is on call" (on JSM through
+//!   `oncall_jsm`: schedule ids, accountIds, e-mails), `TimelineCache` when shifts end,
+//!   `Sweeper` runs the orphan sweep,
 //!   `IdentityWatcher` picks up renewed identities, `Monitor` is what the probes read.
 //! - [`teleport`]: the gRPC client, identity files, TLS, the identity's own roles.
 //! - [`backend`]: the on-call backends as codecs (Opsgenie v2, JSM Operations), the limiter, the
 //!   one backoff, retry classification, timeline and JSM REST decoders.
+//! - [`clock`]: the wall clock, injectable so that tests reach shift ends without sleeping.
 //! - [`config`]: layered settings (the `config` crate), their schema walk and validation.
 //! - [`http`]: the bounded listener for the probes and `/metrics`.
 //! - `sim` (feature `sim`): the fakes (Teleport, Opsgenie, JSM Operations, a Proxy, a PKI) for
@@ -33,6 +38,7 @@
 pub mod actors;
 pub mod backend;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod daemon;

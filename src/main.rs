@@ -193,6 +193,7 @@ fn start(config: Config, warnings: &[config::Warning], dry_run: bool) -> u8 {
     let options = RunOptions {
         dry_run,
         replica: None,
+        clock: Default::default(),
     };
     match actix_rt::System::new().block_on(daemon::run(config, options)) {
         Ok(()) => exit::OK,

@@ -21,6 +21,7 @@ use crate::actors::gateway::{BackendCallObserver, CallEvent};
 use crate::core::model::{RequestState, Snapshot};
 use crate::core::plan::Step;
 use crate::core::plugin_data::Decision;
+use crate::core::revoke::RevokeState;
 use crate::pipeline::reconcile::{EffectError, Next, Reconciled};
 
 /// The content type of [`Metrics::render`]'s output.
@@ -118,6 +119,10 @@ pub struct Metrics {
     pub alerts_closed: Family<ResolutionLabel, Counter>,
     /// `teleport_opsgenie_auto_approval_decisions_total{outcome}`: `approved` or `declined`.
     pub decisions: Family<OutcomeLabel, Counter>,
+    /// `teleport_opsgenie_shift_revocations_total{outcome}`: revocations at shift end:
+    /// `locked`, `refused` (Teleport refused the lock; retried), `postponed` (an override
+    /// extended the shift), `not_needed` (the shift now covers the access).
+    pub shift_revocations: Family<OutcomeLabel, Counter>,
     /// `teleport_opsgenie_step_failures_total{kind}`: `retryable`, `permanent` or `conflict`.
     pub step_failures: Family<KindLabel, Counter>,
     /// `teleport_opsgenie_backend_calls_total{endpoint,status}`: every attempt; status is the
@@ -180,6 +185,7 @@ impl Metrics {
             notes_posted: Family::default(),
             alerts_closed: Family::default(),
             decisions: Family::default(),
+            shift_revocations: Family::default(),
             step_failures: Family::default(),
             backend_calls: Family::default(),
             backend_latency: Family::new_with_constructor(latency_histogram),
@@ -223,6 +229,11 @@ impl Metrics {
             "auto_approval_decisions",
             "Auto-approval decisions, by outcome",
             m.decisions.clone(),
+        );
+        r.register(
+            "shift_revocations",
+            "Revocations of auto-approved access at the end of the requester's shift, by outcome",
+            m.shift_revocations.clone(),
         );
         r.register(
             "step_failures",
@@ -309,11 +320,14 @@ impl Metrics {
             .set(1);
         // Series that exist from the start, so that rates and alerts work before anything
         // happened.
-        for kind in ["review", "decision"] {
+        for kind in ["review", "decision", "revoked", "lock_refused"] {
             drop(m.notes_posted.get_or_create(&KindLabel { kind }));
         }
         for outcome in ["approved", "declined"] {
             drop(m.decisions.get_or_create(&OutcomeLabel { outcome }));
+        }
+        for outcome in ["locked", "refused", "postponed", "not_needed"] {
+            drop(m.shift_revocations.get_or_create(&OutcomeLabel { outcome }));
         }
         for kind in ["retryable", "permanent", "conflict"] {
             drop(m.step_failures.get_or_create(&KindLabel { kind }));
@@ -351,6 +365,10 @@ impl Metrics {
         let done = match result {
             Ok(done) => done,
             Err(EffectError::Conflict) => return failure("conflict"),
+            Err(EffectError::LockRefused { .. }) => {
+                self.revoked("refused");
+                return failure("retryable");
+            }
             Err(err) if err.is_retryable() => return failure("retryable"),
             Err(_) => return failure("permanent"),
         };
@@ -390,8 +408,22 @@ impl Metrics {
                     })
                     .inc();
             }
+            Step::Revoke { .. } => match data.revocation.as_ref().map(|r| r.state) {
+                Some(RevokeState::Locked) => self.revoked("locked"),
+                Some(RevokeState::NotNeeded) => self.revoked("not_needed"),
+                Some(RevokeState::Planned) => self.revoked("postponed"),
+                _ => {}
+            },
+            Step::NoteRevoked => note("revoked"),
+            Step::NoteLockRefused => note("lock_refused"),
             Step::ResolveAlertId | Step::Wait | Step::Finished => {}
         }
+    }
+
+    fn revoked(&self, outcome: &'static str) {
+        self.shift_revocations
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     /// Sets the identity expiry gauge.

@@ -499,6 +499,7 @@ fn plugin_data() -> impl Strategy<Value = PluginData> {
                 lookup_failures,
                 unconfirmed: None,
                 claim: claim.map(|(holder, until_ms)| Claim { holder, until_ms }),
+                revocation: None,
             },
         )
 }

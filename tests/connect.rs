@@ -384,7 +384,10 @@ async fn check_reads_the_review_and_lock_rules_from_the_identitys_own_roles() {
         "{report}"
     );
     assert!(report.contains("[ok  ] lock rule"), "{report}");
-    assert!(report.contains("shift_end: revoke"), "{report}");
+    assert!(
+        report.contains("`auto_approval.shift_end` is not `revoke`"),
+        "{report}"
+    );
 
     // Without `review_requests`, auto-approval would decline everything: a failure, with the
     // fix; the lock rule, present here, is reported as such.

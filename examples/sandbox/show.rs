@@ -90,7 +90,7 @@ pub fn explain(alerts: &[Alert]) {
     println!();
     println!("What the summary below counts:");
     println!(
-        "  alerts_created {}: one alert per access request (six requests, no duplicates).",
+        "  alerts_created {}: one alert per access request (no duplicates).",
         alerts.len()
     );
     println!(

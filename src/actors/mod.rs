@@ -9,4 +9,6 @@ pub mod gateway;
 pub mod identity;
 pub mod monitor;
 pub mod oncall;
+pub mod oncall_jsm;
 pub mod sweeper;
+pub mod timelines;

@@ -27,10 +27,12 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::actors::gateway::GatewayError;
+use crate::core::oncall_user::OnCallUser;
 
 /// Looks up the users on call in a schedule (by name or id); the error is the gateway's, typed,
 /// so that a refusal (403, an unknown schedule) can be told from a failure worth retrying.
-pub type Lookup = Rc<dyn Fn(String) -> LocalBoxFuture<'static, Result<Vec<String>, GatewayError>>>;
+pub type Lookup =
+    Rc<dyn Fn(String) -> LocalBoxFuture<'static, Result<Vec<OnCallUser>, GatewayError>>>;
 
 /// Why nobody can say who is on call. Failed lookups are never cached; whether one is worth
 /// retrying is `pipeline::error_policy::on_call`'s call.
@@ -45,7 +47,7 @@ pub enum OnCallError {
 }
 
 /// The users on call in a schedule, as the backend names them.
-pub type OnCallUsers = Arc<Vec<String>>;
+pub type OnCallUsers = Arc<Vec<OnCallUser>>;
 
 /// Asks who is on call in `schedule` now.
 #[derive(Debug, Clone, Message)]
@@ -155,6 +157,12 @@ impl OnCallCache {
                 .clone()
                 .into_actor(self)
                 .map(move |result, act, _| match result {
+                    // A user whose e-mail could not be read makes the answer incomplete: it is
+                    // used once, like a failure it is not kept.
+                    Ok(users) if users.iter().any(OnCallUser::incomplete) => {
+                        debug!(schedule = %key, "On-call answer incomplete; not caching it.");
+                        act.entries.remove(&key);
+                    }
                     Ok(users) => {
                         let until = Instant::now() + act.ttl;
                         act.entries.insert(key, Entry::Fresh { users, until });
@@ -249,7 +257,7 @@ mod tests {
 
     /// A lookup that takes a second, counts its calls, and answers from a script (the last
     /// answer repeats).
-    fn scripted(answers: Vec<Result<Vec<String>, GatewayError>>) -> (Lookup, Calls) {
+    fn scripted(answers: Vec<Result<Vec<OnCallUser>, GatewayError>>) -> (Lookup, Calls) {
         let calls = Rc::new(Cell::new(0));
         let asked = Rc::new(RefCell::new(Vec::new()));
         let (c, a) = (Rc::clone(&calls), Rc::clone(&asked));
@@ -279,8 +287,8 @@ mod tests {
         }
     }
 
-    fn users(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
+    fn users(v: &[&str]) -> Vec<OnCallUser> {
+        v.iter().map(|s| OnCallUser::opsgenie(s)).collect()
     }
 
     #[actix_rt::test]
@@ -387,5 +395,22 @@ mod tests {
         assert!(who_is_on_call(&cache, "S").await.expect("empty").is_empty());
         assert!(who_is_on_call(&cache, "S").await.expect("empty").is_empty());
         assert_eq!(calls.get(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn an_answer_with_an_unreadable_email_is_used_once_not_cached() {
+        tokio::time::pause();
+        let unreadable = OnCallUser {
+            id: "acc-x".into(),
+            email: crate::core::oncall_user::Email::Unknown("HTTP 503".into()),
+            display_name: String::new(),
+        };
+        let (lookup, (calls, _)) = scripted(vec![Ok(vec![unreadable]), Ok(users(&["alice"]))]);
+        let cache = OnCallCache::new(lookup, Duration::from_secs(30)).start();
+        let first = who_is_on_call(&cache, "S").await.expect("answer");
+        assert!(first[0].incomplete());
+        let second = who_is_on_call(&cache, "S").await.expect("answer");
+        assert_eq!(*second, users(&["alice"]));
+        assert_eq!(calls.get(), 2);
     }
 }

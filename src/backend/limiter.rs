@@ -169,6 +169,7 @@ impl Limiter {
             (Domain::Search, limits.search),
             (Domain::ScheduleOnCalls, limits.schedule_oncalls),
             (Domain::Heartbeat, limits.heartbeat),
+            (Domain::Configuration, limits.configuration),
         ]
         .into_iter()
         .map(|(domain, limit)| (domain, DomainLimiter::new(limit)))
@@ -186,6 +187,7 @@ impl Limiter {
             search: none,
             schedule_oncalls: none,
             heartbeat: none,
+            configuration: none,
         })
     }
 
@@ -355,6 +357,10 @@ mod tests {
             },
             Operation::Heartbeat { name: "h".into() },
             Operation::GetHeartbeat { name: "h".into() },
+            Operation::ScheduleTimeline {
+                schedule: "s".into(),
+                date: std::time::UNIX_EPOCH,
+            },
         ]
     }
 
@@ -377,6 +383,7 @@ mod tests {
                 ("on_call", "schedule_oncalls"),
                 ("heartbeat", "heartbeat"),
                 ("get_heartbeat", "heartbeat"),
+                ("schedule_timeline", "configuration"),
             ]
         );
     }

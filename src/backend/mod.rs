@@ -49,8 +49,9 @@ impl AlertRef {
 ///   the alert is read first.
 /// - `AddNote` is not idempotent: every accepted note is one more note. After an unknown
 ///   outcome the alert's notes are read, looking for the note's marker, before posting again.
-/// - Reads (`RequestStatus`, `GetAlert`, `ListNotes`, `OnCall`, `ListOpenAlerts`, `Heartbeat`)
-///   change nothing and may be repeated freely.
+/// - Reads (`RequestStatus`, `GetAlert`, `ListNotes`, `OnCall`, `ScheduleTimeline`,
+///   `ListOpenAlerts`, `Heartbeat`, and JSM's `FindSchedule`, `GetUser`, `TenantInfo`) change
+///   nothing and may be repeated freely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// Create an alert (asynchronous: answers a request id).
@@ -91,6 +92,14 @@ pub enum Operation {
         /// Schedule id or name.
         schedule: String,
     },
+    /// One window of a schedule's final timeline (overrides and forwarding applied), the one
+    /// containing `date` (opsgenie-api.md §13): when the requester's shift ends.
+    ScheduleTimeline {
+        /// Schedule id or name.
+        schedule: String,
+        /// An instant the window must contain.
+        date: std::time::SystemTime,
+    },
     /// Ping a heartbeat: proves reachability, region and key.
     Heartbeat {
         /// The heartbeat's name.
@@ -109,6 +118,34 @@ pub enum Operation {
         /// Offset of the page.
         offset: u32,
     },
+    /// JSM only: the id of the schedule with this name (the REST API takes ids only).
+    FindSchedule {
+        /// The schedule's name (matched ignoring case, as the search does).
+        name: String,
+    },
+    /// JSM only: a Jira user's profile, for the e-mail behind an on-call accountId.
+    GetUser {
+        /// The Atlassian accountId.
+        account_id: String,
+    },
+    /// JSM only: the site's cloudId (`/_edge/tenant_info`), which every REST path carries.
+    TenantInfo,
+}
+
+/// Which API a request goes to; the gateway picks the base URL and the credential by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Opsgenie's v2 API, or JSM's Integration Events API: `opsgenie.api_url` (or the
+    /// region's or JSM's host), `Authorization: GenieKey`.
+    Primary,
+    /// JSM Operations' REST API: `opsgenie.jsm.rest_url` + `/{cloudId}`, HTTP Basic with the
+    /// account's e-mail and API token.
+    JsmRest,
+    /// The Jira platform user API: the site (`opsgenie.jsm.site`), else
+    /// `api.atlassian.com/ex/jira/{cloudId}`; HTTP Basic as [`Api::JsmRest`].
+    JiraUsers,
+    /// `https://<site>/_edge/tenant_info`: no credential.
+    TenantInfo,
 }
 
 /// The API domain a call counts against; each has its own rate limits. These are Opsgenie's
@@ -125,6 +162,9 @@ pub enum Domain {
     ScheduleOnCalls,
     /// Opsgenie's `Heartbeat` domain: heartbeat pings.
     Heartbeat,
+    /// Opsgenie's `Configuration` domain: the schedule APIs, of which the daemon reads only
+    /// schedule timelines (opsgenie-api.md §8, §13).
+    Configuration,
 }
 
 impl Domain {
@@ -136,6 +176,7 @@ impl Domain {
             Self::Search => "search",
             Self::ScheduleOnCalls => "schedule_oncalls",
             Self::Heartbeat => "heartbeat",
+            Self::Configuration => "configuration",
         }
     }
 }
@@ -151,7 +192,13 @@ impl Operation {
             | Self::GetAlert { .. }
             | Self::ListNotes { .. } => Domain::Alert,
             Self::ListOpenAlerts { .. } => Domain::Search,
-            Self::OnCall { .. } => Domain::ScheduleOnCalls,
+            // Resolving a schedule and the people on it is part of an on-call lookup, and
+            // counts with it.
+            Self::OnCall { .. }
+            | Self::FindSchedule { .. }
+            | Self::GetUser { .. }
+            | Self::TenantInfo => Domain::ScheduleOnCalls,
+            Self::ScheduleTimeline { .. } => Domain::Configuration,
             Self::Heartbeat { .. } | Self::GetHeartbeat { .. } => Domain::Heartbeat,
         }
     }
@@ -164,11 +211,15 @@ impl Operation {
             Self::CloseAlert { .. } => "close_alert",
             Self::RequestStatus { .. } => "request_status",
             Self::OnCall { .. } => "on_call",
+            Self::ScheduleTimeline { .. } => "schedule_timeline",
             Self::Heartbeat { .. } => "heartbeat",
             Self::GetHeartbeat { .. } => "get_heartbeat",
             Self::ListOpenAlerts { .. } => "list_alerts",
             Self::GetAlert { .. } => "get_alert",
             Self::ListNotes { .. } => "list_notes",
+            Self::FindSchedule { .. } => "find_schedule",
+            Self::GetUser { .. } => "get_user",
+            Self::TenantInfo => "tenant_info",
         }
     }
 
@@ -199,6 +250,10 @@ pub enum Outcome {
     },
     /// The asynchronous request has not been processed yet.
     NotProcessed,
+    /// JSM's request status answered 404 "request is not found": JSM says that both for a
+    /// request it has not processed yet and for one it does not know. The poller waits it out
+    /// for a bounded time, then takes the id for unknown (and the step reads the alert).
+    NotFoundYet,
     /// The asynchronous request was processed.
     Processed(Processed),
     /// The alert read by [`Operation::GetAlert`].
@@ -219,6 +274,8 @@ pub enum Outcome {
     },
     /// Users on call (Opsgenie: user names, i.e. e-mail addresses).
     OnCall(Vec<String>),
+    /// One window of a schedule's final timeline.
+    Timeline(crate::core::shift::Timeline),
     /// One page of alerts: (alias, id) pairs, and whether more pages follow.
     Alerts {
         /// Aliases and ids of the alerts on this page.
@@ -228,6 +285,19 @@ pub enum Outcome {
     },
     /// The call succeeded and returns nothing of interest.
     Done,
+    /// The schedule a [`Operation::FindSchedule`] named: its id, or `None` if there is none.
+    Schedule(Option<String>),
+    /// The Jira user [`Operation::GetUser`] asked for.
+    User {
+        /// The accountId.
+        account_id: String,
+        /// The display name.
+        display_name: String,
+        /// The e-mail, `None` when the user's profile hides it.
+        email: Option<String>,
+    },
+    /// The site's cloudId.
+    CloudId(String),
 }
 
 /// What the backend says about a processed asynchronous request (Opsgenie's request status).
@@ -252,6 +322,8 @@ impl Processed {
 /// common headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
+    /// Which API it goes to.
+    pub api: Api,
     /// `GET` or `POST`.
     pub method: http::Method,
     /// Path and query, starting with `/`, already percent-encoded (e.g.
@@ -320,10 +392,13 @@ pub trait Codec: Send + Sync + 'static {
     ) -> Result<Outcome, BackendError>;
 }
 
-/// The codec for a configured backend; `source` is the `source` field of alerts and notes.
-pub fn codec_for(kind: crate::config::BackendKind, source: &str) -> Box<dyn Codec> {
-    match kind {
-        crate::config::BackendKind::Opsgenie => Box::new(opsgenie::OpsgenieCodec::new(source)),
-        crate::config::BackendKind::Jsm => Box::new(jsm::JsmCodec::new(source)),
+/// The codec for the configured backend (`source` goes on alerts and notes).
+pub fn codec_for(cfg: &crate::config::OpsgenieConfig) -> Box<dyn Codec> {
+    match cfg.backend {
+        crate::config::BackendKind::Opsgenie => Box::new(opsgenie::OpsgenieCodec::new(&cfg.source)),
+        crate::config::BackendKind::Jsm => Box::new(jsm::JsmCodec::new(
+            &cfg.source,
+            cfg.jsm.heartbeat_team_id.as_deref(),
+        )),
     }
 }

@@ -89,11 +89,7 @@ impl Codec for OpsgenieCodec {
             ),
             Operation::OnCall { schedule } => {
                 // Opsgenie's parameter is `scheduleIdentifierType`, not `identifierType`.
-                let kind = if uuid::Uuid::parse_str(schedule).is_ok() {
-                    "id"
-                } else {
-                    "name"
-                };
+                let kind = schedule_identifier_type(schedule);
                 (
                     Method::GET,
                     format!(
@@ -103,6 +99,16 @@ impl Codec for OpsgenieCodec {
                     None,
                 )
             }
+            Operation::ScheduleTimeline { schedule, date } => (
+                Method::GET,
+                format!(
+                    "/v2/schedules/{}/timeline?identifierType={}&interval={TIMELINE_WEEKS}&intervalUnit=weeks&date={}",
+                    escape(schedule),
+                    schedule_identifier_type(schedule),
+                    escape(&humantime::format_rfc3339_seconds(*date).to_string())
+                ),
+                None,
+            ),
             Operation::Heartbeat { name } => (
                 Method::GET,
                 format!("/v2/heartbeats/{}/ping", escape(name)),
@@ -113,6 +119,14 @@ impl Codec for OpsgenieCodec {
                 format!("/v2/heartbeats/{}", escape(name)),
                 None,
             ),
+            Operation::FindSchedule { .. } | Operation::GetUser { .. } | Operation::TenantInfo => {
+                return Err(BackendError::Unsupported {
+                    endpoint: op.endpoint(),
+                    message:
+                        "Opsgenie takes schedule names and e-mails as they are; this call is JSM's"
+                            .into(),
+                })
+            }
             Operation::ListOpenAlerts { tag, offset } => {
                 let query = format!("status:open AND tag:\"{}\"", tag.replace('"', "\\\""));
                 (
@@ -126,6 +140,7 @@ impl Codec for OpsgenieCodec {
             }
         };
         Ok(HttpRequest {
+            api: super::Api::Primary,
             method,
             path_and_query,
             body,
@@ -196,7 +211,19 @@ impl Codec for OpsgenieCodec {
                 let answer: Envelope<OnCallData> = serde_json::from_slice(body).map_err(decode)?;
                 Ok(Outcome::OnCall(answer.data.on_call_recipients))
             }
+            Operation::ScheduleTimeline { .. } => super::timeline::decode_opsgenie(body)
+                .map(Outcome::Timeline)
+                .map_err(|e| BackendError::Decode {
+                    endpoint: op.endpoint(),
+                    message: e.to_string(),
+                }),
             Operation::Heartbeat { .. } | Operation::GetHeartbeat { .. } => Ok(Outcome::Done),
+            Operation::FindSchedule { .. } | Operation::GetUser { .. } | Operation::TenantInfo => {
+                Err(BackendError::Unsupported {
+                    endpoint: op.endpoint(),
+                    message: "not an Opsgenie call".into(),
+                })
+            }
             Operation::GetAlert { .. } => {
                 let answer: Envelope<AlertData> = serde_json::from_slice(body).map_err(decode)?;
                 if answer.data.id.is_empty() {
@@ -241,6 +268,20 @@ impl Codec for OpsgenieCodec {
                 })
             }
         }
+    }
+}
+
+/// How many weeks one timeline window spans: long enough that a shift rarely crosses into a
+/// second window (Teleport's longest access is a week or so), short enough to stay a small
+/// answer (a week of hourly rotations is a few hundred periods).
+pub const TIMELINE_WEEKS: u32 = 1;
+
+/// `id` for a schedule given as a UUID, else `name`.
+fn schedule_identifier_type(schedule: &str) -> &'static str {
+    if uuid::Uuid::parse_str(schedule).is_ok() {
+        "id"
+    } else {
+        "name"
     }
 }
 
@@ -496,6 +537,47 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, Outcome::OnCall(vec!["a@example.com".into()]));
+    }
+
+    #[test]
+    fn schedule_timelines_by_name_for_a_week_from_the_date() {
+        let date = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_119_200);
+        let op = Operation::ScheduleTimeline {
+            schedule: "SRE primary".into(),
+            date,
+        };
+        assert_eq!(op.domain(), crate::backend::Domain::Configuration);
+        assert_eq!(
+            codec().request(&op).unwrap().path_and_query,
+            "/v2/schedules/SRE%20primary/timeline?identifierType=name&interval=1&intervalUnit=weeks&date=2026-12-01T10%3A00%3A00Z"
+        );
+        let body = br#"{"data":{"_parent":{"id":"s","name":"SRE primary","enabled":true},"startDate":"2026-12-01T00:00:00Z","endDate":"2026-12-08T00:00:00Z","finalTimeline":{"rotations":[{"id":"r","name":"day","order":1,"periods":[{"startDate":"2026-12-01T08:00:00+01:00","endDate":"2026-12-01T17:00:00+01:00","type":"default","recipient":{"id":"u","name":"alice@example.com","type":"user"}}]}]}},"took":0.1,"requestId":"x"}"#;
+        let Outcome::Timeline(timeline) =
+            codec().response(&op, 200, &HeaderMap::new(), body).unwrap()
+        else {
+            panic!("a timeline");
+        };
+        assert_eq!(timeline.periods.len(), 1);
+        assert_eq!(timeline.periods[0].identity, "alice@example.com");
+        assert_eq!(
+            timeline.periods[0].end,
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_140_800)
+        );
+        let bad = codec().response(&op, 200, &HeaderMap::new(), br#"{"data":{}}"#);
+        assert!(
+            matches!(
+                bad,
+                Err(BackendError::Decode {
+                    endpoint: "schedule_timeline",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+        assert_eq!(
+            codec().response(&op, 404, &HeaderMap::new(), b"{}"),
+            Err(BackendError::Status { status: 404 })
+        );
     }
 
     #[test]

@@ -14,7 +14,16 @@ pub(super) const MAX_API_KEY_FILE_BYTES: u64 = 4096;
 
 /// Reads the API key file, trimmed; the key itself never reaches a message.
 pub(super) fn read_api_key_file(path: &Path) -> Result<Secret, ConfigProblem> {
-    let key = "opsgenie.api_key_file";
+    read_secret_file("opsgenie.api_key_file", "the API key", path)
+}
+
+/// Reads a file holding one secret (`what`, e.g. "the API token") named by `key`, trimmed;
+/// the secret itself never reaches a message.
+pub(super) fn read_secret_file(
+    key: &str,
+    what: &str,
+    path: &Path,
+) -> Result<Secret, ConfigProblem> {
     let shown = safe::show_path(path);
     let file = open_readable(key, path)?;
     let mut text = String::new();
@@ -28,7 +37,9 @@ pub(super) fn read_api_key_file(path: &Path) -> Result<Secret, ConfigProblem> {
     if text.len() as u64 > MAX_API_KEY_FILE_BYTES {
         return Err(ConfigProblem::new(
             key,
-            format!("{shown} is larger than {MAX_API_KEY_FILE_BYTES} bytes; it should hold only the API key"),
+            format!(
+                "{shown} is larger than {MAX_API_KEY_FILE_BYTES} bytes; it should hold only {what}"
+            ),
         ));
     }
     let trimmed = text.trim();
@@ -38,7 +49,7 @@ pub(super) fn read_api_key_file(path: &Path) -> Result<Secret, ConfigProblem> {
     if trimmed.contains(['\n', '\r']) {
         return Err(ConfigProblem::new(
             key,
-            format!("{shown} holds several lines; it should hold only the API key"),
+            format!("{shown} holds several lines; it should hold only {what}"),
         ));
     }
     Ok(Secret::new(trimmed))

@@ -8,6 +8,7 @@ mod aliases;
 mod env;
 mod files;
 mod formats;
+mod jsm_checks;
 mod layers;
 pub mod load;
 mod problem;
@@ -139,7 +140,8 @@ pub enum ConnectMode {
 pub enum BackendKind {
     /// Opsgenie's REST API v2.
     Opsgenie,
-    /// Jira Service Management Operations (Opsgenie's successor), Integration Events API.
+    /// Jira Service Management Operations (Opsgenie's successor): alert writes on its
+    /// Integration Events API (`api_key`), everything else on its REST API (`jsm`).
     Jsm,
 }
 
@@ -220,6 +222,66 @@ pub struct OpsgenieConfig {
     pub max_concurrency: usize,
     /// Per-domain limits, per second and per minute.
     pub rate_limits: RateLimits,
+    /// JSM Operations' REST API credential and site (`backend: jsm` only, where it is required).
+    pub jsm: JsmConfig,
+}
+
+/// The JSM Operations REST API: request status, alerts by alias, listing alerts and notes,
+/// schedules, on-calls and users. Atlassian documents only four writes on the Integration
+/// Events API (create, close, add note, acknowledge, with the GenieKey in `api_key`); every
+/// read lives here, behind HTTP Basic auth with an Atlassian account's e-mail and API token
+/// and the site's cloudId in the path.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JsmConfig {
+    /// E-mail of the Atlassian account whose API token is used (an agent with JSM Operations
+    /// access; service accounts are not entitled to the REST API).
+    pub email: Option<String>,
+    /// API token of that account (id.atlassian.com > Security > API tokens). Prefer
+    /// `api_token_file`.
+    pub api_token: Option<Secret>,
+    /// File holding the API token (trimmed).
+    pub api_token_file: Option<PathBuf>,
+    /// The Jira site, `<name>.atlassian.net` (an `https://` URL also works): its cloudId is
+    /// looked up once from `/_edge/tenant_info`, and its user API maps accountIds to e-mails.
+    pub site: Option<String>,
+    /// The site's cloudId, instead of looking it up from `site`.
+    pub cloud_id: Option<String>,
+    /// Base URL of the REST API, without the cloudId; for proxies and test servers.
+    pub rest_url: Option<String>,
+    /// Id of the team whose heartbeat (`opsgenie.heartbeat_name`) is pinged: JSM's
+    /// heartbeats belong to a team. Unset: readiness reads one page of alerts instead.
+    pub heartbeat_team_id: Option<String>,
+}
+
+/// The REST API's base URL when `opsgenie.jsm.rest_url` is unset.
+pub const JSM_REST_URL: &str = "https://api.atlassian.com/jsm/ops/api";
+
+/// The Atlassian API host's origin, for the Jira user API by cloudId when no site is set.
+pub const ATLASSIAN_API_URL: &str = "https://api.atlassian.com";
+
+impl JsmConfig {
+    /// The REST API's base URL, without the cloudId.
+    pub fn rest_base(&self) -> String {
+        self.rest_url
+            .as_deref()
+            .unwrap_or(JSM_REST_URL)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The site's base URL (`https://<name>.atlassian.net`), if a site is set.
+    pub fn site_url(&self) -> Option<String> {
+        let site = self.site.as_deref()?.trim().trim_end_matches('/');
+        if site.is_empty() {
+            return None;
+        }
+        Some(if site.contains("://") {
+            site.to_owned()
+        } else {
+            format!("https://{site}")
+        })
+    }
 }
 
 impl Default for OpsgenieConfig {
@@ -239,6 +301,7 @@ impl Default for OpsgenieConfig {
             request_timeout: Duration::from_secs(10),
             max_concurrency: 16,
             rate_limits: RateLimits::default(),
+            jsm: JsmConfig::default(),
         }
     }
 }
@@ -258,6 +321,9 @@ pub struct RateLimits {
     pub schedule_oncalls: Limit,
     /// Opsgenie's `Heartbeat` domain: heartbeat pings.
     pub heartbeat: Limit,
+    /// Opsgenie's `Configuration` domain: schedule timelines (when a requester's shift ends,
+    /// for `auto_approval.shift_end`).
+    pub configuration: Limit,
 }
 
 impl Default for RateLimits {
@@ -267,6 +333,8 @@ impl Default for RateLimits {
             search: Limit::new(10, 300),
             schedule_oncalls: Limit::new(5, 100),
             heartbeat: Limit::new(1, 30),
+            // Timelines are cached and asked once per decision or revocation at most.
+            configuration: Limit::new(2, 60),
         }
     }
 }
@@ -309,7 +377,8 @@ pub struct AutoApprovalConfig {
     pub default_schedules: Vec<String>,
     /// Appended as `@domain` to Teleport user names that have no `@`.
     pub user_domain: Option<String>,
-    /// Explicit Teleport user → Opsgenie user (e-mail) map.
+    /// Explicit Teleport user → on-call user map: an e-mail address (Opsgenie, JSM), or on
+    /// JSM an Atlassian accountId (needed for users whose profile hides their e-mail).
     pub users: BTreeMap<String, String>,
     /// Roles that may be auto-approved (exact names or `*` globs). Empty allows all.
     pub allowed_roles: Vec<String>,
@@ -333,6 +402,15 @@ pub struct AutoApprovalConfig {
     /// Past the cap the rest are not consulted, and a decline says how many were left out.
     /// Range: 1 to 100.
     pub max_schedules: usize,
+    /// What the end of the requester's on-call shift does to an approval: `decline` approves
+    /// only access that ends by the shift's end (plus `shift_grace`), `revoke` approves and
+    /// locks the request in Teleport at shift end (needs the `lock` rule), `ignore` approves
+    /// whatever the shift. An end that cannot be known is never taken as fine.
+    pub shift_end: crate::core::shift_policy::ShiftEndMode,
+    /// How long past the end of the shift an approved access may last (a handover).
+    /// Range: 0s (off), or 1s to 1day.
+    #[serde(with = "humantime_serde")]
+    pub shift_grace: Duration,
 }
 
 impl Default for AutoApprovalConfig {
@@ -349,6 +427,8 @@ impl Default for AutoApprovalConfig {
             cache_ttl: Duration::from_secs(30),
             lookup_retries: 3,
             max_schedules: crate::core::policy::DEFAULT_MAX_SCHEDULES,
+            shift_end: Default::default(),
+            shift_grace: Duration::ZERO,
         }
     }
 }

@@ -104,6 +104,14 @@ pub(super) const SPANS: &[Span] = &[
         hint: None,
     },
     Span {
+        key: "auto_approval.shift_grace",
+        get: |c| Some(c.auto_approval.shift_grace),
+        zero_is_off: true,
+        min: SECOND,
+        max: DAY,
+        hint: None,
+    },
+    Span {
         key: "http.ready_backend_window",
         get: |c| Some(c.http.ready_backend_window),
         zero_is_off: false,
@@ -206,6 +214,18 @@ pub(super) const COUNTS: &[Count] = &[
     Count {
         key: "opsgenie.rate_limits.heartbeat.per_minute",
         get: |c| c.opsgenie.rate_limits.heartbeat.per_minute.into(),
+        min: 0,
+        max: 600_000,
+    },
+    Count {
+        key: "opsgenie.rate_limits.configuration.per_second",
+        get: |c| c.opsgenie.rate_limits.configuration.per_second.into(),
+        min: 0,
+        max: 10_000,
+    },
+    Count {
+        key: "opsgenie.rate_limits.configuration.per_minute",
+        get: |c| c.opsgenie.rate_limits.configuration.per_minute.into(),
         min: 0,
         max: 600_000,
     },

@@ -19,6 +19,8 @@ impl From<&AutoApprovalConfig> for PolicySettings {
             allow_resource_requests: c.allow_resource_requests,
             lookup_retries: c.lookup_retries,
             max_schedules: c.max_schedules,
+            shift_end: c.shift_end,
+            shift_grace: c.shift_grace,
         }
     }
 }

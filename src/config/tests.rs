@@ -95,6 +95,7 @@ fn env_overrides_file_and_nests_with_double_underscores() {
         "c.yaml",
         "teleport:\n  addr: file.example.com:3025\n  refresh_identity: true\nopsgenie:\n  priority: P1\n  rate_limits:\n    alert:\n      per_second: 3\n",
     );
+    let token = dir.write("jsm-token", "jsm-token\n").display().to_string();
     env.extend(self::env(&[
         ("TELEPORT_OPSGENIE__TELEPORT__ADDR", "env.example.com:443"),
         ("teleport_opsgenie__teleport__refresh_identity", "false"),
@@ -106,6 +107,15 @@ fn env_overrides_file_and_nests_with_double_underscores() {
         ("TELEPORT_OPSGENIE__DAEMON__CLAIM_TTL", "2m"),
         ("TELEPORT_OPSGENIE__LOG__FORMAT", "json"),
         ("TELEPORT_OPSGENIE__OPSGENIE__BACKEND", "jsm"),
+        (
+            "TELEPORT_OPSGENIE__OPSGENIE__JSM__EMAIL",
+            "ops-bot@example.com",
+        ),
+        ("TELEPORT_OPSGENIE__OPSGENIE__JSM__API_TOKEN_FILE", &token),
+        (
+            "TELEPORT_OPSGENIE__OPSGENIE__JSM__SITE",
+            "example.atlassian.net",
+        ),
         ("TELEPORT_OPSGENIE__AUTO_APPROVAL__MAX_DURATION", "8h"),
         ("TELEPORT_OPSGENIE__HTTP__LISTEN", "0.0.0.0:9000"),
         ("UNRELATED", "ignored"),
@@ -121,6 +131,15 @@ fn env_overrides_file_and_nests_with_double_underscores() {
     assert_eq!(config.daemon.claim_ttl, Duration::from_secs(120));
     assert_eq!(config.log.format, LogFormat::Json);
     assert_eq!(config.opsgenie.backend, BackendKind::Jsm);
+    // Both JSM credentials from the environment; the token file is read like the key file.
+    assert_eq!(
+        config.opsgenie.jsm.api_token.as_ref().map(|t| t.expose()),
+        Some("jsm-token")
+    );
+    assert_eq!(
+        config.opsgenie.jsm.site_url().as_deref(),
+        Some("https://example.atlassian.net")
+    );
     assert_eq!(
         config.auto_approval.max_duration,
         Some(Duration::from_secs(8 * 3600))

@@ -22,6 +22,7 @@ pub(super) fn check_semantics(mut config: Config) -> (Config, Vec<ConfigProblem>
     let mut problems = Vec::new();
     check_teleport(&config, &mut problems);
     check_opsgenie(&mut config, &mut problems);
+    super::jsm_checks::check_jsm(&mut config, &mut problems);
     check_auto_approval(&config, &mut problems);
     check_log_and_daemon(&config, &mut problems);
     // Every duration and count against its range (ranges.rs), including those above.
@@ -326,6 +327,7 @@ pub(super) fn check_opsgenie(config: &mut Config, problems: &mut Vec<ConfigProbl
 
 pub(super) fn check_auto_approval(config: &Config, problems: &mut Vec<ConfigProblem>) {
     let a = &config.auto_approval;
+    let jsm = config.opsgenie.backend == super::BackendKind::Jsm;
     if let Some(domain) = &a.user_domain {
         if domain.trim().is_empty() {
             problems.push(ConfigProblem::new("auto_approval.user_domain", "is empty"));
@@ -349,6 +351,21 @@ pub(super) fn check_auto_approval(config: &Config, problems: &mut Vec<ConfigProb
         let key = format!("auto_approval.users.{user}");
         if user.trim().is_empty() {
             problems.push(ConfigProblem::new(key, "has an empty Teleport user name"));
+        } else if jsm && !email.contains('@') {
+            // On JSM an entry may name the Atlassian accountId instead, which is the only way
+            // to match a user whose profile hides their e-mail.
+            if !is_account_id(email.trim()) {
+                problems.push(
+                    ConfigProblem::new(
+                        key,
+                        format!(
+                            "{} is neither an e-mail address nor an Atlassian accountId",
+                            safe::show(email)
+                        ),
+                    )
+                    .hint("an accountId looks like 5b2b0e011b3a756623f4e25e or 557058:f58131cb-b67d-43c7-b30d-6b58d40bd077 (the end of the user's profile URL)"),
+                );
+            }
         } else if !email.contains('@') {
             problems.push(
                 ConfigProblem::new(
@@ -426,4 +443,12 @@ fn looks_like_a_path(value: &str) -> bool {
     ["/", "./", "../", "~/"]
         .iter()
         .any(|start| value.starts_with(start))
+}
+
+/// Whether `value` has the shape of an Atlassian accountId: letters, digits, `:` and `-`.
+fn is_account_id(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == ':' || c == '-')
 }

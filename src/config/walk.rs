@@ -15,7 +15,7 @@ use super::Config;
 pub(super) const FREE_MAPS: &[&str] = &["auto_approval.users"];
 
 /// Keys whose value must never be echoed, not even in a type error.
-pub(super) const SECRET_KEYS: &[&str] = &["opsgenie.api_key"];
+pub(super) const SECRET_KEYS: &[&str] = &["opsgenie.api_key", "opsgenie.jsm.api_token"];
 
 /// Optional duration keys (their default is `null`, so they cannot be recognised by the default).
 pub(super) const OPTIONAL_DURATION_KEYS: &[&str] = &["auto_approval.max_duration"];
@@ -24,6 +24,7 @@ pub(super) const OPTIONAL_DURATION_KEYS: &[&str] = &["auto_approval.max_duration
 /// (e.g. a malformed `api_key` would otherwise also yield "no API key").
 pub(super) const RELATED_KEYS: &[&[&str]] = &[
     &["opsgenie.api_key", "opsgenie.api_key_file"],
+    &["opsgenie.jsm.api_token", "opsgenie.jsm.api_token_file"],
     &[
         "teleport",
         "teleport.identity",

@@ -2,9 +2,12 @@
 
 pub mod alert;
 pub mod model;
+pub mod oncall_user;
 pub mod plan;
 pub mod plugin_data;
 pub mod policy;
 pub mod render;
+pub mod revoke;
 pub mod shift;
+pub mod shift_policy;
 pub mod sweep;

@@ -40,6 +40,16 @@ pub enum Step {
         /// Teleport's resolve reason (empty for deletions).
         reason: String,
     },
+    /// Lock the approved request at `due`, the end of the requester's shift
+    /// (`core::revoke`); before then, wait for it.
+    Revoke {
+        /// When the lock is due.
+        due: SystemTime,
+    },
+    /// Write on the alert, once, that Teleport refused the lock and how to fix it.
+    NoteLockRefused,
+    /// Write on the alert that the access was revoked at the end of the shift.
+    NoteRevoked,
     /// Nothing to do until Teleport says something new.
     Wait,
     /// Nothing will ever be left to do: the request can be forgotten.
@@ -55,6 +65,9 @@ impl Step {
             Self::Decide => Some("decision".into()),
             Self::NoteReview { index } => Some(format!("review-{index}")),
             Self::Close { .. } => Some("close".into()),
+            Self::Revoke { .. } => Some("revoke".into()),
+            Self::NoteLockRefused => Some("revoke-refused".into()),
+            Self::NoteRevoked => Some("revoked".into()),
             Self::ResolveAlertId | Self::Wait | Self::Finished => None,
         }
     }
@@ -70,7 +83,8 @@ pub struct PlanOptions {
 /// The next step for `snapshot`, given its stored progress.
 pub fn next_step(snapshot: &Snapshot, data: &PluginData, options: PlanOptions) -> Step {
     if data.is_closed() {
-        return Step::Finished;
+        // A revocation planned at approval outlives the alert (`core::revoke`).
+        return crate::core::revoke::next(snapshot, data);
     }
     match snapshot {
         // A deleted request has no reviews left to note: only the close remains.

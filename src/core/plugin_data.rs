@@ -194,6 +194,9 @@ pub struct PluginData {
     pub unconfirmed: Option<Unconfirmed>,
     /// The replica acting on the request, if any.
     pub claim: Option<Claim>,
+    /// The revocation planned at approval under `auto_approval.shift_end: revoke`, if any
+    /// (its own keys, `core::revoke::KEYS`; absent in data written before them).
+    pub revocation: Option<crate::core::revoke::Revocation>,
 }
 
 const ALERT_ID: &str = "alert_id";
@@ -285,7 +288,9 @@ impl PluginData {
                 .map(|c| c.until_ms.to_string())
                 .unwrap_or_default(),
         ];
-        KEYS.iter().map(|k| k.to_string()).zip(values).collect()
+        let mut map: Encoded = KEYS.iter().map(|k| k.to_string()).zip(values).collect();
+        crate::core::revoke::encode(self.revocation.as_ref(), &mut map);
+        map
     }
 
     /// Decodes a stored map. Unknown keys are ignored and unparsable numbers read as zero,
@@ -319,6 +324,7 @@ impl PluginData {
             lookup_failures: get(LOOKUP_FAILURES).parse().unwrap_or(0),
             unconfirmed: Unconfirmed::decode(get(UNCONFIRMED)),
             claim,
+            revocation: crate::core::revoke::decode(map),
         }
     }
 
@@ -389,6 +395,15 @@ mod tests {
                 holder: "host-1".into(),
                 until_ms: 1_700_000_060_000,
             }),
+            revocation: Some(crate::core::revoke::Revocation {
+                due: UNIX_EPOCH + Duration::from_millis(1_700_003_600_000),
+                access_end: UNIX_EPOCH + Duration::from_millis(1_700_028_800_000),
+                schedule: "Primary".into(),
+                person: "alice@example.com".into(),
+                state: crate::core::revoke::RevokeState::Planned,
+                refusal: String::new(),
+                refusal_noted: false,
+            }),
         }
     }
 
@@ -449,7 +464,7 @@ mod tests {
     #[test]
     fn writes_every_key_with_empty_meaning_absent() {
         let encoded = PluginData::default().encode();
-        assert_eq!(encoded.len(), KEYS.len());
+        assert_eq!(encoded.len(), KEYS.len() + crate::core::revoke::KEYS.len());
         assert!(encoded.values().all(String::is_empty));
     }
 

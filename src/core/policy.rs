@@ -39,6 +39,10 @@ pub struct PolicySettings {
     /// Most schedules consulted for one decision, after duplicates are dropped; the rest are
     /// not looked up, and a decline says so.
     pub max_schedules: usize,
+    /// What the end of the requester's shift does to an approval (`core::shift_policy`).
+    pub shift_end: crate::core::shift_policy::ShiftEndMode,
+    /// How long past the shift's end an approved access may last.
+    pub shift_grace: Duration,
 }
 
 impl Default for PolicySettings {
@@ -55,6 +59,8 @@ impl Default for PolicySettings {
             allow_resource_requests: false,
             lookup_retries: 3,
             max_schedules: DEFAULT_MAX_SCHEDULES,
+            shift_end: Default::default(),
+            shift_grace: Duration::ZERO,
         }
     }
 }
@@ -150,7 +156,7 @@ pub fn approval_schedules(request: &AccessRequest, cfg: &PolicySettings) -> Vec<
 }
 
 /// Whether `schedule` is an Opsgenie schedule id (a UUID) rather than a name.
-fn is_schedule_id(schedule: &str) -> bool {
+pub fn is_schedule_id(schedule: &str) -> bool {
     let groups: Vec<&str> = schedule.split('-').collect();
     groups.len() == 5
         && groups
@@ -198,68 +204,41 @@ pub fn precheck(
     Ok(schedules)
 }
 
-/// Which rule recognised the requester among the users on call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchRule {
-    /// `auto_approval.users` maps the Teleport user to the Opsgenie user.
-    ExplicitMap,
-    /// The Teleport user name equals the Opsgenie user name (ignoring case).
-    Username,
-    /// The Teleport user name plus `@` and `auto_approval.user_domain` equals it (ignoring case).
-    UserDomain,
-}
+use crate::core::oncall_user::{self, Found, Rules};
+pub use crate::core::oncall_user::{Email, Match, MatchRule, OnCallUser};
 
-impl MatchRule {
-    /// The rule's name, as notes and logs show it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ExplicitMap => "explicit map",
-            Self::Username => "username",
-            Self::UserDomain => "user_domain",
-        }
-    }
-}
-
-/// The requester, found on call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Match {
-    /// The on-call user, as the backend spelled it.
-    pub opsgenie_user: String,
-    /// How the requester was recognised.
-    pub rule: MatchRule,
-}
-
-/// Finds `teleport_user` among the users `on_call`. The rules are tried in order: explicit map,
-/// user name, user name plus domain.
+/// Finds `teleport_user` among the users `on_call` (Opsgenie usernames, or
+/// [`OnCallUser`]s with JSM's accountIds): explicit map, then user name, then user name plus
+/// domain; the rules are [`oncall_user::find`]'s.
 ///
 /// An explicit mapping is authoritative: when `auto_approval.users` names the Teleport user,
-/// only the mapped Opsgenie user counts, so a different Opsgenie account that happens to share
-/// the Teleport name cannot approve on the requester's behalf.
-pub fn match_user(teleport_user: &str, on_call: &[String], cfg: &PolicySettings) -> Option<Match> {
-    let find = |wanted: &str, rule: MatchRule| {
-        on_call
-            .iter()
-            .find(|u| same_name(u, wanted))
-            .map(|u| Match {
-                opsgenie_user: u.clone(),
-                rule,
-            })
-    };
-    if let Some((_, mapped)) = cfg.users.iter().find(|(k, _)| same_name(k, teleport_user)) {
-        return find(mapped.trim(), MatchRule::ExplicitMap);
+/// only the mapped user counts, so a different account that happens to share the Teleport
+/// name cannot approve on the requester's behalf.
+pub fn match_user<U: Clone + Into<OnCallUser>>(
+    teleport_user: &str,
+    on_call: &[U],
+    cfg: &PolicySettings,
+) -> Option<Match> {
+    match find(teleport_user, on_call, cfg) {
+        Found::Yes(matched) => Some(matched),
+        _ => None,
     }
-    if let Some(found) = find(teleport_user, MatchRule::Username) {
-        return Some(found);
-    }
-    let domain = cfg
-        .user_domain
-        .as_deref()
-        .map(|d| d.trim().trim_start_matches('@'))
-        .filter(|d| !d.is_empty())?;
-    if teleport_user.contains('@') {
-        return None;
-    }
-    find(&format!("{teleport_user}@{domain}"), MatchRule::UserDomain)
+}
+
+fn find<U: Clone + Into<OnCallUser>>(
+    teleport_user: &str,
+    on_call: &[U],
+    cfg: &PolicySettings,
+) -> Found {
+    let users: Vec<OnCallUser> = on_call.iter().cloned().map(Into::into).collect();
+    oncall_user::find(
+        teleport_user,
+        &users,
+        Rules {
+            users: &cfg.users,
+            user_domain: cfg.user_domain.as_deref(),
+        },
+    )
 }
 
 /// What the policy concluded for a request.
@@ -283,30 +262,38 @@ pub enum Verdict {
 
 /// Decides on `request`, given the on-call lookups made so far as `(schedule, users or error)`.
 /// The caller may stop looking up at the first match; schedules not looked up do not count.
-pub fn decide(
+pub fn decide<U: Clone + Into<OnCallUser>>(
     request: &AccessRequest,
     cfg: &PolicySettings,
     now: SystemTime,
-    lookups: &[(String, Result<Vec<String>, String>)],
+    lookups: &[(String, Result<Vec<U>, String>)],
 ) -> Verdict {
     let schedules = match precheck(request, cfg, now) {
         Ok(schedules) => schedules,
         Err(declined) => return Verdict::Decline(format!("Not auto-approved: {declined}")),
     };
+    let mut errors: Vec<(String, String)> = Vec::new();
+    let mut hidden: Vec<OnCallUser> = Vec::new();
     for (schedule, answer) in lookups {
-        if let Ok(users) = answer {
-            if let Some(matched) = match_user(&request.user, users, cfg) {
+        match answer.as_ref().map(|users| find(&request.user, users, cfg)) {
+            Ok(Found::Yes(matched)) => {
                 return Verdict::Approve {
                     schedule: schedule.clone(),
                     matched,
-                };
+                }
             }
+            Ok(Found::No { hidden: more }) => {
+                for user in more {
+                    if !hidden.iter().any(|h| h.id == user.id) {
+                        hidden.push(user);
+                    }
+                }
+            }
+            // Users whose e-mail could not be read: "not on call" cannot be told.
+            Ok(Found::Unknown(reasons)) => errors.push((schedule.clone(), reasons.join("; "))),
+            Err(e) => errors.push((schedule.clone(), e.clone())),
         }
     }
-    let errors: Vec<(String, String)> = lookups
-        .iter()
-        .filter_map(|(s, a)| a.as_ref().err().map(|e| (s.clone(), e.clone())))
-        .collect();
     if !errors.is_empty() {
         return Verdict::LookupFailed { errors };
     }
@@ -325,9 +312,10 @@ pub fn decide(
         ),
     };
     Verdict::Decline(format!(
-        "Not auto-approved: {} is not on call in {}{unchecked}",
+        "Not auto-approved: {} is not on call in {}{unchecked}{}",
         request.user,
-        quoted_list(&checked)
+        quoted_list(&checked),
+        oncall_user::hidden_hint(&request.user, &hidden)
     ))
 }
 
@@ -370,9 +358,7 @@ fn quoted_list(items: &[&String]) -> String {
         .join(", ")
 }
 
-fn same_name(a: &str, b: &str) -> bool {
-    a.trim().to_lowercase() == b.trim().to_lowercase()
-}
+use crate::core::oncall_user::same_name;
 
 /// A duration in whole seconds, as humantime writes it (`12h`, `1h 30m`).
 fn human(d: Duration) -> String {
@@ -669,6 +655,7 @@ mod tests {
         let m = |user: &str, rule| {
             Some(Match {
                 opsgenie_user: user.into(),
+                backend_id: user.into(),
                 rule,
             })
         };
@@ -728,6 +715,7 @@ mod tests {
                 schedule: "S2".into(),
                 matched: Match {
                     opsgenie_user: "alice@example.com".into(),
+                    backend_id: "alice@example.com".into(),
                     rule: MatchRule::Username
                 }
             }
@@ -767,7 +755,7 @@ mod tests {
             )
         );
         assert_eq!(
-            decide(&req, &c, now, &[]),
+            decide::<String>(&req, &c, now, &[]),
             Verdict::Decline(
                 "Not auto-approved: alice@example.com is not on call in \"Primary\"".into()
             )
@@ -778,6 +766,7 @@ mod tests {
     fn reason_texts() {
         let m = Match {
             opsgenie_user: "alice@example.com".into(),
+            backend_id: "alice@example.com".into(),
             rule: MatchRule::Username,
         };
         assert_eq!(
@@ -786,6 +775,7 @@ mod tests {
         );
         let mapped = Match {
             opsgenie_user: "robert@corp.example".into(),
+            backend_id: "robert@corp.example".into(),
             rule: MatchRule::ExplicitMap,
         };
         assert_eq!(
@@ -907,5 +897,73 @@ mod tests {
             decide(&req, &c, t0(), &lookups),
             Verdict::Approve { .. }
         ));
+    }
+
+    fn jsm_user(id: &str, email: Email) -> OnCallUser {
+        OnCallUser {
+            id: id.into(),
+            email,
+            display_name: "Alice A.".into(),
+        }
+    }
+
+    #[test]
+    fn jsm_hidden_email_declines_naming_the_entry_and_unreadable_ones_are_failures() {
+        let req = request("alice", &["editor"]);
+        let c = PolicySettings {
+            user_domain: Some("example.com".into()),
+            ..cfg()
+        };
+        let hidden = vec![(
+            "Primary".to_owned(),
+            Ok(vec![jsm_user("acc-1", Email::Hidden)]),
+        )];
+        let Verdict::Decline(text) = decide(&req, &c, t0(), &hidden) else {
+            panic!("not a decline")
+        };
+        assert_eq!(
+            text,
+            "Not auto-approved: alice is not on call in \"Primary\"; Alice A. (accountId acc-1) is on call but their Atlassian profile hides the e-mail: if that is alice, add `auto_approval.users: {\"alice\": \"acc-1\"}`"
+        );
+        // With the entry, approved, and the reason names the accountId.
+        let mapped = PolicySettings {
+            users: [("alice".to_owned(), "acc-1".to_owned())].into(),
+            ..c.clone()
+        };
+        let Verdict::Approve { schedule, matched } = decide(&req, &mapped, t0(), &hidden) else {
+            panic!("not approved")
+        };
+        assert_eq!(
+            approval_reason("alice", &schedule, &matched),
+            "Auto-approved: alice is on call in Opsgenie schedule \"Primary\" as acc-1 (matched by explicit map)"
+        );
+        // A visible e-mail matches by the domain rule.
+        let visible = vec![(
+            "Primary".to_owned(),
+            Ok(vec![jsm_user(
+                "acc-1",
+                Email::Known("alice@example.com".into()),
+            )]),
+        )];
+        assert!(matches!(
+            decide(&req, &c, t0(), &visible),
+            Verdict::Approve {
+                matched: Match {
+                    rule: MatchRule::UserDomain,
+                    ..
+                },
+                ..
+            }
+        ));
+        // An e-mail that could not be read is a failed lookup, never "not on call".
+        let unreadable = vec![(
+            "Primary".to_owned(),
+            Ok(vec![jsm_user("acc-2", Email::Unknown("HTTP 503".into()))]),
+        )];
+        let Verdict::LookupFailed { errors } = decide(&req, &c, t0(), &unreadable) else {
+            panic!("not a failure")
+        };
+        assert_eq!(errors[0].0, "Primary");
+        assert!(errors[0].1.contains("acc-2"), "{errors:?}");
     }
 }

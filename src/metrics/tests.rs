@@ -10,6 +10,7 @@ const README_NAMES: &[&str] = &[
     "notes_posted_total",
     "alerts_closed_total",
     "auto_approval_decisions_total",
+    "shift_revocations_total",
     "step_failures_total",
     "backend_calls_total",
     "backend_call_duration_seconds",

@@ -4,11 +4,13 @@
 use tracing::{error, info, warn};
 
 use crate::core::model::{AccessRequest, Review};
+use crate::core::oncall_user::OnCallUser;
 use crate::core::plugin_data::{Decision, PluginData};
 use crate::core::policy::{self, Verdict};
 use crate::pipeline::attempt::{note_once, Attempt, Failed};
 use crate::pipeline::error_policy::{self, Class};
 use crate::pipeline::port::{EffectError, Effects, ReviewResult};
+use crate::pipeline::revoke::{check_shift, ShiftCheck};
 use crate::pipeline::settings::{done, Settings};
 
 /// Whether `review` is the daemon's own approval, already explained by the decision note. A
@@ -32,7 +34,7 @@ pub(crate) async fn decide<E: Effects>(
     let cfg = &settings.auto_approval;
     let id = request.id.as_str();
     let now = fx.now();
-    let mut lookups: Vec<(String, Result<Vec<String>, String>)> = Vec::new();
+    let mut lookups: Vec<(String, Result<Vec<OnCallUser>, String>)> = Vec::new();
     // A lookup the backend refused for good (403, an unknown schedule) is not retried.
     let mut refused = false;
     if let Ok(schedules) = policy::precheck(request, cfg, now) {
@@ -55,10 +57,29 @@ pub(crate) async fn decide<E: Effects>(
     let note = match policy::decide(request, cfg, now, &lookups) {
         Verdict::Approve { schedule, matched } => {
             let reason = policy::approval_reason(&request.user, &schedule, &matched);
+            // The shift's end may decline, or plan a revocation (`auto_approval.shift_end`).
+            let check = check_shift(
+                fx,
+                settings,
+                request,
+                &schedule,
+                &matched.backend_id,
+                &mut after,
+            )
+            .await?;
+            let (reason, revocation) = match check {
+                ShiftCheck::Approve { suffix, revocation } => (reason + &suffix, revocation),
+                ShiftCheck::Decline(text) => {
+                    after.decision = Some(Decision::Declined);
+                    note_once(fx, &after, attempt, text).await?;
+                    return Ok(after);
+                }
+            };
             match fx.submit_review(id, &reason).await {
                 Ok(result) => {
                     done!(settings, "Auto-approved the request.", "Would auto-approve the request (dry run).", request_id = id, user = %request.user, schedule = %schedule, rule = matched.rule.as_str());
                     after.decision = Some(Decision::Approved);
+                    after.revocation = revocation;
                     match result {
                         ReviewResult::Submitted => reason,
                         ReviewResult::AlreadyDone => format!(

@@ -46,6 +46,16 @@ pub enum EffectError {
         #[source]
         source: TeleportError,
     },
+    /// Teleport refused the lock that ends an access at shift end (a missing `lock` rule,
+    /// admin-action MFA). Retried with backoff, never dropped: the access must end.
+    #[error("Teleport refused the lock ({source}); fix: {fix}")]
+    LockRefused {
+        /// What to do about it.
+        fix: &'static str,
+        /// Teleport's refusal.
+        #[source]
+        source: TeleportError,
+    },
     /// The backend processed a write and says it failed, for a reason this step cannot act on.
     #[error("the backend could not {action}: {status}")]
     Rejected {

@@ -9,16 +9,22 @@ use futures::future::LocalBoxFuture;
 use futures::{FutureExt, StreamExt};
 use tracing::info;
 
-use crate::actors::event_stream::{EventSource, EventStreamOf, SourceError, WatchEvent};
+use crate::actors::event_stream::{EventSource, EventStreamOf, ListingOf, SourceError, WatchEvent};
 use crate::actors::gateway::{GatewayError, GatewayHandle};
 use crate::actors::oncall::{who_is_on_call, Lookup, OnCallCache};
+use crate::actors::timelines::{find_shift_end, ShiftLookupError, TimelineCache, TimelineLookup};
 use crate::backend::{Operation as BackendOp, Outcome, Processed};
-use crate::core::model::{AccessRequest, RequestState};
+use crate::clock::Clock;
+use crate::core::model::RequestState;
+use crate::core::oncall_user::OnCallUser;
 use crate::core::plugin_data::{Encoded, PluginData};
+use crate::core::shift::ShiftEnd;
 use crate::pipeline::reconcile::{EffectError, Effects, ReviewResult, MFA_REQUIRED_FIX};
+use crate::teleport::client::RequestLock;
 use crate::teleport::convert::{snapshot_from_event, EventKind};
 use crate::teleport::error::{Operation, TeleportError};
 use crate::teleport::handle::ClientHandle;
+use crate::teleport::own_roles::LOCK_FIX;
 
 /// Effects against the real Teleport and backend.
 pub struct LiveEffects {
@@ -29,6 +35,10 @@ pub struct LiveEffects {
     pub gateway: GatewayHandle,
     /// Who is on call, cached.
     pub on_call: Addr<OnCallCache>,
+    /// Schedule timelines (when shifts end), cached.
+    pub timelines: Addr<TimelineCache>,
+    /// The wall clock.
+    pub clock: Clock,
     /// How long to wait for the backend to process an alert creation.
     pub alert_id_deadline: Duration,
     /// Decide and log, write nothing.
@@ -92,7 +102,7 @@ impl Effects for LiveEffects {
             .await?)
     }
 
-    async fn on_call(&self, schedule: &str) -> Result<Vec<String>, EffectError> {
+    async fn on_call(&self, schedule: &str) -> Result<Vec<OnCallUser>, EffectError> {
         who_is_on_call(&self.on_call, schedule)
             .await
             .map(|users| users.as_ref().clone())
@@ -133,8 +143,65 @@ impl Effects for LiveEffects {
     }
 
     fn now(&self) -> SystemTime {
-        SystemTime::now()
+        self.clock.now()
     }
+
+    async fn shift_end(
+        &self,
+        schedule: &str,
+        person: &str,
+        at: SystemTime,
+        access_end: SystemTime,
+        fresh: bool,
+    ) -> Result<ShiftEnd, ShiftLookupError> {
+        find_shift_end(&self.timelines, schedule, person, at, access_end, fresh).await
+    }
+
+    async fn upsert_lock(&self, lock: &RequestLock) -> Result<(), EffectError> {
+        if self.dry_run {
+            info!(lock = %lock.name, request_id = %lock.request_id, "Dry run: not creating the lock.");
+            return Ok(());
+        }
+        match self.teleport.get().upsert_lock(lock).await {
+            Ok(()) => Ok(()),
+            Err(source @ TeleportError::MfaRequired { .. }) => Err(EffectError::LockRefused {
+                fix: MFA_REQUIRED_FIX,
+                source,
+            }),
+            Err(source @ TeleportError::PermissionDenied { .. }) => Err(EffectError::LockRefused {
+                fix: LOCK_FIX,
+                source,
+            }),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn sleep_until(&self, at: SystemTime) {
+        self.clock.sleep_until(at).await
+    }
+}
+
+/// The timeline lookup behind the cache: one `ScheduleTimeline` call through the gateway.
+pub fn timeline_lookup(gateway: GatewayHandle) -> TimelineLookup {
+    std::rc::Rc::new(move |schedule: String, date: SystemTime| {
+        let gateway = gateway.clone();
+        async move {
+            match gateway
+                .call(BackendOp::ScheduleTimeline { schedule, date })
+                .await
+            {
+                Ok(Outcome::Timeline(timeline)) => Ok(timeline),
+                Ok(other) => Err(GatewayError::Permanent {
+                    status: None,
+                    endpoint: "schedule_timeline",
+                    message: format!("unexpected answer to a timeline lookup: {other:?}"),
+                    hint: "check `opsgenie.backend` and `opsgenie.api_url`".into(),
+                }),
+                Err(err) => Err(err),
+            }
+        }
+        .boxed_local()
+    })
 }
 
 /// The on-call lookup behind the cache: one `OnCall` call through the gateway.
@@ -143,7 +210,7 @@ pub fn on_call_lookup(gateway: GatewayHandle) -> Lookup {
         let gateway = gateway.clone();
         async move {
             match gateway.call(BackendOp::OnCall { schedule }).await {
-                Ok(Outcome::OnCall(users)) => Ok(users),
+                Ok(Outcome::OnCall(users)) => Ok(users.iter().map(Into::into).collect()),
                 Ok(other) => Err(GatewayError::Permanent {
                     status: None,
                     endpoint: "on_call",
@@ -187,8 +254,11 @@ impl EventSource for TeleportSource {
         .boxed_local()
     }
 
-    fn list(&self) -> LocalBoxFuture<'static, Result<Vec<AccessRequest>, SourceError>> {
-        let client = self.0.get();
-        async move { Ok(client.list_access_requests().await?) }.boxed_local()
+    fn list(&self) -> ListingOf {
+        self.0
+            .get()
+            .list_pages()
+            .map(|page| page.map_err(SourceError::from))
+            .boxed_local()
     }
 }

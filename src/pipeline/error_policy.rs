@@ -71,6 +71,9 @@ pub fn classify(err: &EffectError) -> Class {
         // Fenced by the claim: nothing was sent (an earlier write it could not settle stays
         // recorded as unconfirmed by the attempt).
         EffectError::ClaimRanOut { .. } => Class::Transient,
+        // Refused now, but the access must still end: retried with backoff until the rule or
+        // the identity is fixed (the alert says how, once).
+        EffectError::LockRefused { .. } => Class::Transient,
         EffectError::StepTimedOut { .. }
         | EffectError::Cancelled
         | EffectError::NotConfirmedYet { .. } => Class::MaybeDone,

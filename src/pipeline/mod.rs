@@ -2,6 +2,7 @@
 //! side effects it causes.
 //!
 //! - [`requests`]: the registry actor, one [`request::RequestActor`] per request id, bounded;
+//! - [`resync`]: the listing after each (re)connect, handed over a page at a time;
 //! - [`request`]: the per-request state actor; keeps the newest snapshot and runs one step at a
 //!   time;
 //! - [`reconcile`]: one step: read plugin data, plan, claim, act, record by compare-and-swap;
@@ -9,6 +10,7 @@
 //! - [`settings`]: what shapes every step;
 //! - [`attempt`]: one attempt of a backend write, confirmed before it counts;
 //! - [`decide`]: the auto-approval step;
+//! - [`revoke`]: the shift check at approval and the revocation at shift end;
 //! - [`effects`]: the real effects behind reconcile's `Effects` trait (Teleport, the gateway);
 //! - [`sweep`]: the orphan sweep, closing alerts whose request no longer exists;
 //! - [`error_policy`]: what a failed step means: retry, verify first, wait for a change, give up;
@@ -25,6 +27,8 @@ pub mod port;
 pub mod reconcile;
 pub mod request;
 pub mod requests;
+pub mod resync;
+pub mod revoke;
 pub mod settings;
 pub mod shared;
 pub mod stop;

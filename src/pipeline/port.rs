@@ -6,8 +6,11 @@
 use std::future::Future;
 use std::time::SystemTime;
 
+use crate::actors::timelines::ShiftLookupError;
 use crate::backend::{Operation, Outcome, Processed};
 use crate::core::plugin_data::{Encoded, PluginData};
+use crate::core::shift::ShiftEnd;
+use crate::teleport::client::RequestLock;
 
 pub use crate::pipeline::effect_error::EffectError;
 
@@ -46,7 +49,10 @@ pub trait Effects {
     ) -> impl Future<Output = Result<Processed, EffectError>>;
     /// Who is on call now in `schedule` (through the on-call cache). Any error means "unknown",
     /// never "nobody".
-    fn on_call(&self, schedule: &str) -> impl Future<Output = Result<Vec<String>, EffectError>>;
+    fn on_call(
+        &self,
+        schedule: &str,
+    ) -> impl Future<Output = Result<Vec<crate::core::oncall_user::OnCallUser>, EffectError>>;
     /// Submits the daemon's approving review of the request, with `reason`. A repeated review
     /// or an already resolved request is [`ReviewResult::AlreadyDone`]; an admin-action MFA
     /// refusal is [`EffectError::ReviewRefused`] with [`MFA_REQUIRED_FIX`]. In dry-run mode they
@@ -58,4 +64,37 @@ pub trait Effects {
     ) -> impl Future<Output = Result<ReviewResult, EffectError>>;
     /// The time now.
     fn now(&self) -> SystemTime;
+
+    /// When `person`'s shift in `schedule` that covers `at` ends, never looking past
+    /// `access_end` (through the timeline cache; `fresh` skips cached windows). The default
+    /// is for effects without timelines: it answers that none can be read.
+    fn shift_end(
+        &self,
+        schedule: &str,
+        person: &str,
+        at: SystemTime,
+        access_end: SystemTime,
+        fresh: bool,
+    ) -> impl Future<Output = Result<ShiftEnd, ShiftLookupError>> {
+        let _ = (schedule, person, at, access_end, fresh);
+        async { Err(ShiftLookupError::Unavailable) }
+    }
+
+    /// Creates or replaces `lock` in Teleport (revocation at shift end). A refusal for good
+    /// (missing `lock` rule, admin-action MFA) is [`EffectError::LockRefused`]. The default is
+    /// for effects that cannot lock: it says so.
+    fn upsert_lock(&self, lock: &RequestLock) -> impl Future<Output = Result<(), EffectError>> {
+        let _ = lock;
+        async {
+            Err(EffectError::Unexpected {
+                endpoint: "upsert_lock",
+                outcome: "these effects cannot create locks".into(),
+            })
+        }
+    }
+
+    /// Waits until [`Effects::now`] reads `at` or later (a revocation falling due).
+    fn sleep_until(&self, at: SystemTime) -> impl Future<Output = ()> {
+        tokio::time::sleep(at.duration_since(self.now()).unwrap_or_default())
+    }
 }

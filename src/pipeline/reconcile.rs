@@ -113,6 +113,8 @@ pub enum Next {
     Idle,
     /// Another replica holds the request; try again at this time.
     WaitUntil(SystemTime),
+    /// The next step falls due at this time (a revocation at shift end): run again then.
+    DueAt(SystemTime),
     /// Nothing is ever left to do for this request.
     Finished,
 }
@@ -167,6 +169,9 @@ pub async fn step<E: Effects>(
             });
         }
         _ => {}
+    }
+    if let Some(due) = crate::pipeline::revoke::due_later(&step, fx.now()) {
+        return done(data, step, Next::DueAt(due));
     }
 
     let now = fx.now();
@@ -416,6 +421,12 @@ async fn act<E: Effects>(
             done!(settings, "Closed the alert.", "Would close the alert (dry run).", request_id = id, alias = %alias, resolution = resolution.as_str());
             after.resolution = Some(*resolution);
             after.resolve_reason = render::truncate(reason, 1_000);
+        }
+        (
+            Step::Revoke { .. } | Step::NoteLockRefused | Step::NoteRevoked,
+            Snapshot::Present(request),
+        ) => {
+            return crate::pipeline::revoke::act(fx, settings, request, step, data, attempt).await;
         }
         (step, _) => {
             return Err(EffectError::Unexpected {

@@ -169,16 +169,21 @@ impl Effects for Memory {
             },
         })
     }
-    async fn on_call(&self, schedule: &str) -> Result<Vec<String>, EffectError> {
+    async fn on_call(
+        &self,
+        schedule: &str,
+    ) -> Result<Vec<crate::core::oncall_user::OnCallUser>, EffectError> {
         self.calls.borrow_mut().push(format!("on_call {schedule}"));
         let answer = match self.on_call.borrow().get(schedule) {
             Some(answer) => answer.clone(),
             None => Err(unavailable()),
         };
-        answer.map_err(|err| EffectError::OnCall {
-            schedule: schedule.into(),
-            source: OnCallError::Lookup(err),
-        })
+        answer
+            .map(|users| users.iter().map(Into::into).collect())
+            .map_err(|err| EffectError::OnCall {
+                schedule: schedule.into(),
+                source: OnCallError::Lookup(err),
+            })
     }
     async fn submit_review(
         &self,
@@ -242,6 +247,8 @@ fn approving(replica: &str) -> Settings {
             enabled: true,
             default_schedules: vec!["Primary".into()],
             lookup_retries: 2,
+            // These tests are about the protocol; the shift end has its own (tests/shift.rs).
+            shift_end: crate::core::shift_policy::ShiftEndMode::Ignore,
             ..PolicySettings::default()
         },
         ..settings(replica)

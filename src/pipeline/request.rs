@@ -132,6 +132,7 @@ impl<E: Effects + 'static> RequestActor<E> {
                     // Nothing to do until Teleport says something new: give the memory back.
                     // The next event starts a fresh actor, which reads the progress again.
                     Next::Idle | Next::Finished => self.release(ctx),
+                    Next::DueAt(at) => self.wake_at(at, ctx),
                     Next::WaitUntil(until) => {
                         // Another replica is acting. Look again soon rather than at its claim's
                         // deadline: it usually finishes in milliseconds, and then so do we.
@@ -181,6 +182,20 @@ impl<E: Effects + 'static> RequestActor<E> {
             id: self.id.clone(),
         });
         ctx.stop();
+    }
+
+    /// Runs again when the effects' clock reads `at` (a step that falls due then), keeping the
+    /// actor, and so the request, in hand meanwhile.
+    fn wake_at(&mut self, at: std::time::SystemTime, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let shared = Rc::clone(&self.shared);
+        let wait = async move { shared.effects.sleep_until(at).await };
+        self.timer = Some(ctx.spawn(wait.into_actor(self).map(|(), act, ctx| {
+            act.timer = None;
+            act.run(ctx);
+        })));
     }
 
     fn run_later(&mut self, delay: Duration, ctx: &mut Context<Self>) {

@@ -1,18 +1,26 @@
 //! `Requests`: the registry that maps a request id to its `RequestActor`, starting one on first
 //! sight and forgetting it when it reports that it is finished. It also holds what every
 //! request actor shares: the effects, the settings, a bound on steps in flight, and the drain
-//! switch used at shutdown.
+//! switch used at shutdown. It takes the resync listing a page at a time, with back-pressure
+//! (see [`crate::pipeline::resync`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::info;
 
 use crate::core::model::Snapshot;
 use crate::core::plan;
 use crate::pipeline::reconcile::Effects;
 use crate::pipeline::request::{Observe, Origin, RequestActor};
+use crate::pipeline::resync::{Resync, Unlisted};
 use crate::pipeline::shared::{Finished, Shared};
+
+/// Above this many entries, an empty waiting queue gives its memory back: after a burst of
+/// thousands of requests the maps would otherwise keep their peak capacity for good.
+const SHRINK_ABOVE: usize = 1024;
 
 /// Asks how many requests have work in hand: running actors, and requests waiting for room.
 #[derive(Debug, Message)]
@@ -24,12 +32,19 @@ pub struct CountActive;
 /// At most `max_active` request actors run at once. Requests beyond that wait as bare snapshots
 /// (the newest one per request) in arrival order, which costs a fraction of an actor's memory
 /// when thousands of requests arrive together or a large backlog is resynced.
+///
+/// A resync page is answered once at most `max_active` requests wait (see
+/// [`crate::pipeline::resync`]): the listing then holds at most that many snapshots plus a page.
 pub struct Requests<E: Effects + 'static> {
     shared: Rc<Shared<E>>,
     actors: HashMap<String, Addr<RequestActor<E>>>,
     waiting: HashMap<String, Snapshot>,
     queue: VecDeque<String>,
     max_active: usize,
+    /// What a resync in progress has not listed yet, of what the registry held when it began.
+    unlisted: Unlisted,
+    /// The answer to the resync page being held back until there is room.
+    room: Option<oneshot::Sender<()>>,
 }
 
 impl<E: Effects + 'static> Requests<E> {
@@ -42,7 +57,38 @@ impl<E: Effects + 'static> Requests<E> {
             waiting: HashMap::new(),
             queue: VecDeque::new(),
             max_active,
+            unlisted: Unlisted::default(),
+            room: None,
         }
+    }
+
+    /// Takes the newest snapshot of a request: to its actor, a new actor, or the waiting queue.
+    fn observe(&mut self, snapshot: Snapshot, origin: Origin, ctx: &mut Context<Self>) {
+        self.shared.metrics.observed(&snapshot);
+        let id = snapshot.id().to_owned();
+        self.unlisted.seen(&id);
+        if let Some(addr) = self.actors.get(&id) {
+            if addr.connected() {
+                addr.do_send(Observe(snapshot, origin));
+                return;
+            }
+            self.actors.remove(&id);
+        }
+        if let Some(waiting) = self.waiting.get_mut(&id) {
+            if plan::supersedes(&snapshot, waiting) {
+                *waiting = snapshot;
+            }
+        } else if self.actors.len() < self.max_active {
+            self.start_actor(snapshot, origin, ctx);
+        } else {
+            self.waiting.insert(id.clone(), snapshot);
+            self.queue.push_back(id);
+        }
+    }
+
+    /// Whether the registry is working on `id`: an actor runs for it, or it waits for one.
+    fn holds(&self, id: &str) -> bool {
+        self.waiting.contains_key(id) || self.actors.get(id).is_some_and(Addr::connected)
     }
 
     fn start_actor(&mut self, snapshot: Snapshot, origin: Origin, ctx: &mut Context<Self>) {
@@ -56,17 +102,32 @@ impl<E: Effects + 'static> Requests<E> {
         self.actors.insert(id, actor.start());
     }
 
-    /// Starts waiting requests while there is room.
+    /// Starts waiting requests while there is room, then lets a held resync page through if
+    /// the queue is short enough again.
     fn admit(&mut self, ctx: &mut Context<Self>) {
         while self.actors.len() < self.max_active {
             let Some(id) = self.queue.pop_front() else {
-                return;
+                break;
             };
             if let Some(snapshot) = self.waiting.remove(&id) {
                 // It waited: by now anything may have happened to it, so read first.
                 self.start_actor(snapshot, Origin::Resync, ctx);
             }
         }
+        if self.waiting.is_empty() && self.waiting.capacity() > SHRINK_ABOVE {
+            self.waiting.shrink_to_fit();
+            self.queue.shrink_to_fit();
+        }
+        if self.has_room() {
+            if let Some(room) = self.room.take() {
+                // The event stream may have gone (a reconnect): then nobody waits for this.
+                let _ = room.send(());
+            }
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.waiting.len() <= self.max_active
     }
 }
 
@@ -77,26 +138,55 @@ impl<E: Effects + 'static> Actor for Requests<E> {
 impl<E: Effects + 'static> Handler<Observe> for Requests<E> {
     type Result = ();
 
-    fn handle(&mut self, msg: Observe, ctx: &mut Self::Context) {
-        self.shared.metrics.observed(&msg.0);
-        let id = msg.0.id().to_owned();
-        if let Some(addr) = self.actors.get(&id) {
-            if addr.connected() {
-                addr.do_send(msg);
-                return;
+    fn handle(&mut self, Observe(snapshot, origin): Observe, ctx: &mut Self::Context) {
+        self.observe(snapshot, origin, ctx);
+    }
+}
+
+impl<E: Effects + 'static> Handler<Resync> for Requests<E> {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Resync, ctx: &mut Self::Context) -> Self::Result {
+        match msg {
+            Resync::Begin => {
+                // A page held from a listing that never ended has nobody waiting for it.
+                self.room = None;
+                self.unlisted
+                    .begin(self.actors.keys().chain(self.waiting.keys()));
             }
-            self.actors.remove(&id);
-        }
-        if let Some(waiting) = self.waiting.get_mut(&id) {
-            if plan::supersedes(&msg.0, waiting) {
-                *waiting = msg.0;
+            Resync::Page(requests) => {
+                for request in requests {
+                    self.observe(Snapshot::Present(request), Origin::Resync, ctx);
+                }
+                if !self.has_room() {
+                    // Answered by `admit` once enough of the queue has started; a page still
+                    // held from an earlier listing is let go (its sender has gone).
+                    let (tx, rx) = oneshot::channel();
+                    self.room = Some(tx);
+                    return Box::pin(async move {
+                        let _ = rx.await;
+                    });
+                }
             }
-        } else if self.actors.len() < self.max_active {
-            self.start_actor(msg.0, msg.1, ctx);
-        } else {
-            self.waiting.insert(id.clone(), msg.0);
-            self.queue.push_back(id);
+            Resync::End { complete } => {
+                let gone: Vec<String> = self
+                    .unlisted
+                    .end(complete)
+                    .into_iter()
+                    .filter(|id| self.holds(id))
+                    .collect();
+                if !gone.is_empty() {
+                    info!(
+                        requests = gone.len(),
+                        "Requests in hand were deleted while the watch was down; handling them as deleted."
+                    );
+                }
+                for id in gone {
+                    self.observe(Snapshot::Gone { id }, Origin::Resync, ctx);
+                }
+            }
         }
+        Box::pin(async {})
     }
 }
 
@@ -108,6 +198,8 @@ impl<E: Effects + 'static> Handler<Finished> for Requests<E> {
         if let Some(addr) = self.actors.get(&msg.id) {
             if !addr.connected() {
                 self.actors.remove(&msg.id);
+                // No longer in hand: a resync has nothing to tell it.
+                self.unlisted.seen(&msg.id);
             }
         }
         self.admit(ctx);
@@ -128,12 +220,127 @@ impl<E: Effects + 'static> Handler<CountActive> for Requests<E> {
 mod tests {
     use super::*;
     use crate::core::model::AccessRequest;
+    use crate::core::plugin_data::{Claim, PluginData};
     use crate::pipeline::reconcile::tests::{settings, Memory};
+    use std::collections::BTreeMap;
     use std::time::Duration;
     use tokio::time::Instant;
 
     fn pending(id: &str) -> Snapshot {
-        Snapshot::Present(AccessRequest::example(id, "alice", &["editor"]))
+        Snapshot::Present(pending_request(id))
+    }
+
+    fn pending_request(id: &str) -> AccessRequest {
+        AccessRequest::example(id, "alice", &["editor"])
+    }
+
+    fn creates(shared: &Shared<Memory>) -> usize {
+        shared
+            .effects
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| *c == "create_alert")
+            .count()
+    }
+
+    /// How many snapshots of deleted requests the registry has taken.
+    fn deleted(shared: &Shared<Memory>) -> bool {
+        shared
+            .metrics
+            .render()
+            .lines()
+            .any(|l| l.starts_with("teleport_opsgenie_requests_observed_total{state=\"deleted\"}"))
+    }
+
+    fn one_permit() -> Rc<Shared<Memory>> {
+        Rc::new(Shared::new(
+            Memory::default(),
+            settings("me"),
+            1,
+            Duration::from_millis(5),
+            Duration::from_millis(50),
+        ))
+    }
+
+    #[actix_rt::test]
+    async fn a_resync_page_is_answered_only_once_the_queue_has_room() {
+        // One permit: at most two actors at once, and a page is answered once at most two
+        // requests wait.
+        let shared = one_permit();
+        let registry = Requests::new(Rc::clone(&shared)).start();
+        registry.send(Resync::Begin).await.expect("registry");
+        let page: Vec<AccessRequest> = (0..10).map(|i| pending_request(&format!("r{i}"))).collect();
+        registry.send(Resync::Page(page)).await.expect("registry");
+        // Answered: at most 2 run and 2 wait, so at least 6 were handled (their alerts
+        // created) before the event stream could fetch the next page.
+        let handled = creates(&shared);
+        assert!(
+            handled >= 6,
+            "answered after only {handled} requests were handled"
+        );
+        registry
+            .send(Resync::End { complete: true })
+            .await
+            .expect("registry");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while creates(&shared) < 10 || registry.send(CountActive).await.expect("registry") > 0 {
+            assert!(Instant::now() < deadline, "{} alerts", creates(&shared));
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !deleted(&shared),
+            "nothing was in hand when the listing began"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_request_in_hand_that_a_complete_listing_lacks_is_handled_as_deleted() {
+        let shared = one_permit();
+        // Another replica holds "held" for a long while: its actor stays, waiting.
+        let claimed = PluginData {
+            claim: Some(Claim {
+                holder: "other".into(),
+                until_ms: u64::MAX / 2,
+            }),
+            ..PluginData::default()
+        };
+        shared
+            .effects
+            .write("held", claimed.encode(), BTreeMap::new())
+            .await
+            .expect("write");
+        let registry = Requests::new(Rc::clone(&shared)).start();
+        registry.do_send(Observe(pending("held"), Origin::Resync));
+        assert_eq!(registry.send(CountActive).await.expect("registry"), 1);
+
+        // A listing that stopped early proves nothing.
+        registry.send(Resync::Begin).await.expect("registry");
+        registry
+            .send(Resync::Page(vec![pending_request("listed")]))
+            .await
+            .expect("registry");
+        registry
+            .send(Resync::End { complete: false })
+            .await
+            .expect("registry");
+        assert!(!deleted(&shared));
+
+        // A complete one without "held": it was deleted while the watch was down.
+        registry.send(Resync::Begin).await.expect("registry");
+        registry
+            .send(Resync::Page(vec![pending_request("listed")]))
+            .await
+            .expect("registry");
+        registry
+            .send(Resync::End { complete: true })
+            .await
+            .expect("registry");
+        let text = shared.metrics.render();
+        assert!(
+            text.contains("teleport_opsgenie_requests_observed_total{state=\"deleted\"} 1"),
+            "{text}"
+        );
     }
 
     #[actix_rt::test]

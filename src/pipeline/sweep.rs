@@ -93,13 +93,11 @@ pub async fn sweep_once(
             Err(err) => return Err(SweepError::ListAlerts(err.to_string())),
         }
     }
+    // Only the ids: the requests themselves would make each sweep's memory grow with the backlog.
     let existing: HashSet<String> = teleport
-        .list_access_requests()
+        .list_request_ids()
         .await
-        .map_err(|e| SweepError::ListRequests(e.to_string()))?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+        .map_err(|e| SweepError::ListRequests(e.to_string()))?;
 
     let found = orphans(&open, &existing);
     let mut report = SweepReport {

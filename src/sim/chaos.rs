@@ -43,12 +43,13 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tonic::Code;
 
+use crate::config::BackendKind;
 use crate::core::render::alias;
 use crate::pb::types::RequestState;
-use crate::sim::opsgenie::{AlertStatus, FakeOpsgenieOptions};
-use crate::sim::world::{
-    World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_REQUESTER, REQUESTER, REVIEWERS, TEAM_REQUESTER,
-};
+use crate::sim::world::{World, ON_CALL_REQUESTER, REQUESTER, REVIEWERS, TEAM_REQUESTER};
+
+#[path = "chaos_backend.rs"]
+mod backend;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -74,6 +75,8 @@ pub struct ChaosOptions {
     pub claim_ttl: Duration,
     /// The daemon's orphan sweep interval.
     pub sweep_interval: Duration,
+    /// The backend the replicas talk to (its fake).
+    pub backend: BackendKind,
 }
 
 impl ChaosOptions {
@@ -90,6 +93,7 @@ impl ChaosOptions {
             settle: Duration::from_secs(60),
             claim_ttl: Duration::from_secs(4),
             sweep_interval: Duration::from_secs(2),
+            backend: BackendKind::Opsgenie,
         }
     }
 }
@@ -291,18 +295,10 @@ fn write_config(world: &World, options: &ChaosOptions) -> Result<PathBuf, ChaosE
 /// Runs the whole scenario. Must be called inside a tokio runtime.
 pub async fn run(options: ChaosOptions) -> Result<ChaosReport, ChaosError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let world = World::start(WorldOptions {
-        opsgenie: FakeOpsgenieOptions {
-            seed: options.seed,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await
-    .map_err(setup("starting the fakes"))?;
-    world
-        .opsgenie
-        .set_on_call(APPROVAL_SCHEDULE, &[ON_CALL_REQUESTER]);
+    let world = World::start(backend::world_options(options.backend, options.seed))
+        .await
+        .map_err(setup("starting the fakes"))?;
+    backend::put_on_call(&world);
     let config = write_config(&world, &options)?;
     let replicas = options.replicas.max(1);
     let mut fleet = Fleet {
@@ -362,11 +358,7 @@ async fn drive(
     let mut next_fault = Instant::now();
     let mut latency_on = false;
     if options.faults {
-        let faults = world.opsgenie.faults();
-        faults.set_error_rate(0.3);
-        faults.set_garble_rate(0.05);
-        faults.set_write_failure_rate(0.05);
-        faults_injected += 3;
+        faults_injected += backend::faults_on(world);
     }
 
     let mut kill_idx = 0usize;
@@ -411,7 +403,7 @@ async fn drive(
     }
 
     // The end: faults off, everyone up, wait for the state to settle.
-    world.opsgenie.faults().clear();
+    backend::faults_off(world);
     world.teleport.fail_next(0, Code::Unavailable);
     world.teleport.set_latency(Duration::ZERO);
     for i in 0..replicas {
@@ -421,7 +413,7 @@ async fn drive(
     }
     let deadline = Instant::now() + options.settle;
     let mut report = assess(world, &ids);
-    while !(report.lost == 0 && report.unclosed == 0 && world.opsgenie.pending_requests() == 0) {
+    while !(report.lost == 0 && report.unclosed == 0 && backend::pending_requests(world) == 0) {
         if Instant::now() > deadline {
             break;
         }
@@ -499,7 +491,7 @@ fn act(world: &World, ids: &mut Vec<String>, rng: &mut StdRng) {
 /// Injects one fault; returns how many fault events that was.
 fn inject_fault(world: &World, rng: &mut StdRng, latency_on: &mut bool) -> usize {
     if *latency_on {
-        world.opsgenie.faults().clear_latency();
+        backend::clear_latency(world);
         world.teleport.set_latency(Duration::ZERO);
         *latency_on = false;
     }
@@ -508,24 +500,15 @@ fn inject_fault(world: &World, rng: &mut StdRng, latency_on: &mut bool) -> usize
         2 => world
             .teleport
             .fail_next(rng.random_range(1..6), Code::Unavailable),
-        3 => world
-            .opsgenie
-            .faults()
-            .throttle_next(rng.random_range(1..10)),
+        3 => backend::throttle(world, rng),
         4 => {
-            world
-                .opsgenie
-                .faults()
-                .set_latency(Duration::from_millis(50), Duration::from_millis(400));
+            backend::latency(world);
             world
                 .teleport
                 .set_latency(Duration::from_millis(rng.random_range(20..150)));
             *latency_on = true;
         }
-        _ => world
-            .opsgenie
-            .faults()
-            .set_errors_after_effect(rng.random_bool(0.5)),
+        _ => backend::errors_after_effect(world, rng.random_bool(0.5)),
     }
     1
 }
@@ -576,8 +559,8 @@ fn trace_duplicates(world: &World, details: &mut [DuplicateNote]) {
 
 /// Counts what is wrong now (see the module docs).
 pub fn assess(world: &World, ids: &[String]) -> ChaosReport {
-    let mut by_alias: HashMap<String, Vec<crate::sim::opsgenie::Alert>> = HashMap::new();
-    for alert in world.opsgenie.alerts() {
+    let mut by_alias: HashMap<String, Vec<backend::Seen>> = HashMap::new();
+    for alert in backend::alerts(world) {
         by_alias.entry(alert.alias.clone()).or_default().push(alert);
     }
     let mut report = ChaosReport {
@@ -591,15 +574,12 @@ pub fn assess(world: &World, ids: &[String]) -> ChaosReport {
         for extra in alerts.iter().skip(1) {
             tracing::warn!(alias = %extra.alias, alert_id = %extra.id, "Duplicate alert.");
         }
-        let open = alerts
-            .iter()
-            .filter(|a| a.status == AlertStatus::Open)
-            .count();
+        let open = alerts.iter().filter(|a| a.open).count();
         for alert in alerts {
             report.repeated_creates += alert.count.saturating_sub(1);
             let mut texts: BTreeMap<&str, usize> = BTreeMap::new();
             for note in &alert.notes {
-                *texts.entry(note.text.as_str()).or_default() += 1;
+                *texts.entry(note.as_str()).or_default() += 1;
             }
             report.duplicate_notes += texts.values().map(|n| n - 1).sum::<usize>();
             for (text, &copies) in texts.iter().filter(|(_, n)| **n > 1) {

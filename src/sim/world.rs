@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{Config, ConnectMode, Secret};
+use crate::config::{BackendKind, Config, ConnectMode, Secret};
+use crate::sim::jsm::{FakeJsm, FakeJsmOptions};
 use crate::sim::opsgenie::{FakeOpsgenie, FakeOpsgenieOptions};
 use crate::sim::pki::KeyKind;
 use crate::sim::proxy::FakeProxy;
@@ -22,6 +23,15 @@ pub const TEAM_REQUESTER: &str = "requester1@example.com";
 pub const REVIEWERS: [&str; 2] = ["reviewer1@example.com", "reviewer2@example.com"];
 /// A requester who is on call in the sandbox, so the daemon approves her requests.
 pub const ON_CALL_REQUESTER: &str = "alice@example.com";
+/// A requester on call on JSM whose Atlassian profile hides her e-mail: only an
+/// `auto_approval.users` entry naming her accountId can match her.
+pub const HIDDEN_REQUESTER: &str = "carol@example.com";
+/// The Atlassian accountIds of the JSM world's users.
+pub const ON_CALL_ACCOUNT: &str = "5b2b0e011b3a756623f4e25a";
+/// The accountId of [`HIDDEN_REQUESTER`].
+pub const HIDDEN_ACCOUNT: &str = "5b2b0e011b3a756623f4e25c";
+/// The accountId of [`REQUESTER`] (`myuser@example.com` on JSM, not on call).
+pub const REQUESTER_ACCOUNT: &str = "5b2b0e011b3a756623f4e25b";
 /// An administrator for the `request` example (create, approve, deny, delete, list).
 pub const ADMIN: &str = "admin";
 /// The schedules the guide's requester role names.
@@ -43,7 +53,7 @@ pub struct WorldUser {
 }
 
 /// Every user the world creates, in the order the sandbox lists them.
-pub const USERS: [WorldUser; 7] = [
+pub const USERS: [WorldUser; 8] = [
     WorldUser {
         name: PLUGIN_USER,
         roles: &["access-plugin", "access-plugin-approver"],
@@ -63,6 +73,12 @@ pub const USERS: [WorldUser; 7] = [
         name: ON_CALL_REQUESTER,
         roles: &["requester"],
         purpose: "a requester on call in the sandbox, so the daemon approves her requests",
+    },
+    WorldUser {
+        name: HIDDEN_REQUESTER,
+        roles: &["requester"],
+        purpose:
+            "on call on JSM with a hidden e-mail, matched through an auto_approval.users entry",
     },
     WorldUser {
         name: REVIEWERS[0],
@@ -157,6 +173,8 @@ pub struct WorldOptions {
     pub opsgenie: FakeOpsgenieOptions,
     /// Where identity files go (a fresh temporary folder when unset).
     pub dir: Option<PathBuf>,
+    /// A fake JSM Operations too, and the daemon's configuration on `backend: jsm`.
+    pub jsm: Option<FakeJsmOptions>,
 }
 
 /// The fakes, and the files the daemon needs to talk to them.
@@ -165,6 +183,10 @@ pub struct World {
     pub teleport: FakeTeleport,
     /// The fake Opsgenie.
     pub opsgenie: FakeOpsgenie,
+    /// The fake JSM Operations, in a world on `backend: jsm`.
+    pub jsm: Option<FakeJsm>,
+    /// The schedule ids of the fake JSM, by name.
+    pub jsm_schedules: Vec<(String, String)>,
     /// Folder with the identity files.
     pub dir: PathBuf,
     /// The plugin's identity file.
@@ -201,6 +223,14 @@ impl World {
         // must exist for the alert to reach it.
         opsgenie.add_team(NOTIFY_TEAM, None);
 
+        let (jsm, jsm_schedules) = match options.jsm {
+            Some(jsm_options) => {
+                let (jsm, schedules) = start_jsm(jsm_options).await?;
+                (Some(jsm), schedules)
+            }
+            None => (None, Vec::new()),
+        };
+
         let dir = match options.dir {
             Some(dir) => dir,
             None => temp_dir()?,
@@ -213,6 +243,8 @@ impl World {
         Ok(World {
             teleport,
             opsgenie,
+            jsm,
+            jsm_schedules,
             dir,
             plugin_identity,
             admin_identity,
@@ -235,6 +267,19 @@ impl World {
         config.opsgenie.rate_limits.search.per_minute = 0;
         config.opsgenie.rate_limits.schedule_oncalls.per_second = 0;
         config.opsgenie.rate_limits.schedule_oncalls.per_minute = 0;
+        if let Some(jsm) = &self.jsm {
+            let o = &mut config.opsgenie;
+            o.backend = BackendKind::Jsm;
+            o.api_url = Some(jsm.integration_url());
+            o.api_key = Some(Secret::new(crate::sim::jsm::DEFAULT_GENIE_KEY));
+            o.jsm.email = Some(crate::sim::jsm::DEFAULT_EMAIL.into());
+            o.jsm.api_token = Some(Secret::new(crate::sim::jsm::DEFAULT_API_TOKEN));
+            // The site, so the cloudId is looked up as a user's `site:` makes it.
+            o.jsm.site = Some(jsm.url());
+            o.jsm.rest_url = Some(format!("{}{}", jsm.url(), crate::sim::jsm::REST_PREFIX));
+        }
+        config.opsgenie.rate_limits.configuration.per_second = 0;
+        config.opsgenie.rate_limits.configuration.per_minute = 0;
         config.http.enabled = false;
         config.daemon.retry_min_delay = Duration::from_millis(20);
         config.daemon.retry_max_delay = Duration::from_millis(500);
@@ -263,16 +308,48 @@ impl World {
             .unwrap_or_default();
         std::fs::write(&key_file, key).map_err(setup("writing the API key file"))?;
         config.opsgenie.api_key_file = Some(key_file);
+        if let Some(token) = config.opsgenie.jsm.api_token.take() {
+            let token_file = self.dir.join("jsm-api-token");
+            std::fs::write(&token_file, token.expose())
+                .map_err(setup("writing the API token file"))?;
+            config.opsgenie.jsm.api_token_file = Some(token_file);
+        }
         let yaml = serde_yaml::to_string(&config).map_err(setup("writing the configuration"))?;
         let path = self.dir.join(name);
         std::fs::write(&path, yaml).map_err(setup("writing the configuration"))?;
         Ok(path)
     }
 
+    /// The id of the fake JSM's schedule `name`, if this world has it.
+    pub fn jsm_schedule(&self, name: &str) -> Option<&str> {
+        self.jsm_schedules
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| id.as_str())
+    }
+
     /// Rewrites the plugin's identity file with a fresh certificate.
     pub fn rotate_plugin_identity(&self) -> Result<(), WorldError> {
         write_identity(&self.teleport, &self.plugin_identity, PLUGIN_USER)
     }
+}
+
+/// The fake JSM with the guide's schedules, its team, and the users: the on-call requester with
+/// a visible e-mail, the hidden-e-mail requester, the guide's requester.
+async fn start_jsm(
+    options: FakeJsmOptions,
+) -> Result<(FakeJsm, Vec<(String, String)>), WorldError> {
+    let jsm = FakeJsm::start(options)
+        .await
+        .map_err(setup("starting the fake JSM"))?;
+    jsm.add_user(ON_CALL_ACCOUNT, "Alice", ON_CALL_REQUESTER, true);
+    jsm.add_user(HIDDEN_ACCOUNT, "Carol", HIDDEN_REQUESTER, false);
+    jsm.add_user(REQUESTER_ACCOUNT, "My User", "myuser@example.com", true);
+    let schedules = [NOTIFY_SCHEDULE, APPROVAL_SCHEDULE]
+        .into_iter()
+        .map(|name| (name.to_owned(), jsm.add_schedule(name, None, &[])))
+        .collect();
+    Ok((jsm, schedules))
 }
 
 fn write_identity(teleport: &FakeTeleport, path: &Path, user: &str) -> Result<(), WorldError> {

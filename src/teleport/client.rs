@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,12 +41,8 @@ pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub const MAX_DECODING_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
 /// Page size for `ListAccessRequests`.
 pub const LIST_PAGE_LIMIT: i32 = 500;
-/// A guard against a server that never ends pagination.
-const MAX_LIST_PAGES: usize = 10_000;
 /// Most roles read by [`TeleportClient::own_roles`].
 const MAX_OWN_ROLES: usize = 1_000;
-/// The same guard for the streamed listing, in items.
-const MAX_LISTED: usize = MAX_LIST_PAGES * LIST_PAGE_LIMIT as usize;
 
 /// What `Ping` says about the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +72,7 @@ pub struct TeleportClient {
     plugin_name: String,
     call_timeout: Duration,
     /// Set once the server answered `ListAccessRequests` with UNIMPLEMENTED, so later listings
-    /// go straight to `GetAccessRequestsV2`.
+    /// go straight to `GetAccessRequestsV2` (`listing`).
     list_fallback: Arc<AtomicBool>,
 }
 
@@ -356,43 +352,6 @@ impl TeleportClient {
             .await
     }
 
-    /// All access requests the server has. Entries that cannot be converted are skipped with a
-    /// warning. Uses `ListAccessRequests`, or `GetAccessRequestsV2` on servers without it.
-    pub async fn list_access_requests(&self) -> Result<Vec<AccessRequest>, TeleportError> {
-        if !self.list_fallback.load(Ordering::Relaxed) {
-            match self.list_paged().await {
-                Err(TeleportError::Unimplemented { message, .. }) => {
-                    warn!(%message, "ListAccessRequests is not implemented by this server; using GetAccessRequestsV2 from now on");
-                    self.list_fallback.store(true, Ordering::Relaxed);
-                }
-                other => return other,
-            }
-        }
-        self.list_streamed().await
-    }
-
-    async fn list_paged(&self) -> Result<Vec<AccessRequest>, TeleportError> {
-        let mut out = Vec::new();
-        let mut start_key = String::new();
-        for _ in 0..MAX_LIST_PAGES {
-            let page = self.list_page(start_key.clone(), LIST_PAGE_LIMIT).await?;
-            out.extend(page.access_requests.into_iter().filter_map(convert_or_warn));
-            if page.next_key.is_empty() {
-                return Ok(out);
-            }
-            if page.next_key == start_key {
-                warn!(next_key = %page.next_key, "Teleport repeated a page key; stopping the listing");
-                return Ok(out);
-            }
-            start_key = page.next_key;
-        }
-        warn!(
-            pages = MAX_LIST_PAGES,
-            "stopped listing access requests after too many pages"
-        );
-        Ok(out)
-    }
-
     /// One `ListAccessRequests` page of at most `limit` requests, from `start_key`.
     async fn list_page(
         &self,
@@ -411,39 +370,6 @@ impl TeleportClient {
             inner.list_access_requests(request),
         )
         .await
-    }
-
-    /// The `GetAccessRequestsV2` listing (Teleport 14-15 without `ListAccessRequests`). A
-    /// large cluster streams for longer than any fixed deadline, so the bound is progress: the
-    /// stream must open, and each next item arrive, within the call timeout; a stream that
-    /// stalls fails, one that keeps delivering runs to its end.
-    async fn list_streamed(&self) -> Result<Vec<AccessRequest>, TeleportError> {
-        let operation = Operation::ListAccessRequests;
-        let timed_out = || TeleportError::Timeout {
-            operation,
-            after: self.call_timeout,
-        };
-        let mut inner = self.inner.clone();
-        let mut stream = self
-            .unary(
-                operation,
-                inner.get_access_requests_v2(pb::types::AccessRequestFilter::default()),
-            )
-            .await?;
-        let mut out = Vec::new();
-        for _ in 0..MAX_LISTED {
-            let next = tokio::time::timeout(self.call_timeout, stream.message()).await;
-            match next.map_err(|_| timed_out())? {
-                Ok(Some(item)) => out.extend(convert_or_warn(item)),
-                Ok(None) => return Ok(out),
-                Err(status) => return Err(TeleportError::from_status(operation, status)),
-            }
-        }
-        warn!(
-            items = MAX_LISTED,
-            "stopped listing access requests after too many items"
-        );
-        Ok(out)
     }
 
     /// Our plugin's data on a request; empty when there is none yet.
@@ -560,20 +486,9 @@ fn proxy_route(cfg: &TeleportConfig, identity: &Identity) -> Option<Route> {
         .map(|cluster| Route::ProxyRouting { cluster })
 }
 
-fn convert_or_warn(pb: pb::types::AccessRequestV3) -> Option<AccessRequest> {
-    let name = pb
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    match convert::access_request_from_pb(pb) {
-        Ok(request) => Some(request),
-        Err(error) => {
-            warn!(id = %name, %error, "skipping an access request that cannot be read");
-            None
-        }
-    }
-}
+#[path = "listing.rs"]
+mod listing;
+pub use self::listing::Listed;
 
 #[path = "locks.rs"]
 mod locks;

@@ -84,7 +84,7 @@ mod version_tests {
 mod e2e_tests {
     use std::collections::HashMap;
     use std::net::SocketAddr;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use futures::StreamExt;
     use tokio_stream::wrappers::TcpListenerStream;
@@ -104,6 +104,8 @@ mod e2e_tests {
     struct Fake {
         version: String,
         list_unimplemented: bool,
+        /// The second page names itself as the next: a server that never ends pagination.
+        list_repeats_key: bool,
         list_calls: Arc<AtomicUsize>,
     }
 
@@ -170,6 +172,8 @@ mod e2e_tests {
             assert_eq!(req.limit, LIST_PAGE_LIMIT);
             let (ids, next) = if req.start_key.is_empty() {
                 (vec!["a", "b"], "p2")
+            } else if self.list_repeats_key {
+                (vec!["c"], "p2")
             } else {
                 (vec!["c"], "")
             };
@@ -390,6 +394,7 @@ mod e2e_tests {
         Fake {
             version: version.into(),
             list_unimplemented: false,
+            list_repeats_key: false,
             list_calls: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -435,6 +440,32 @@ mod e2e_tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(ids, vec!["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_page_key_hands_over_the_page_then_says_the_listing_is_truncated() {
+        let mut f = fake("17.0.0");
+        f.list_repeats_key = true;
+        let calls = f.list_calls.clone();
+        let client = connected(f).await;
+        let items: Vec<Listed> = client
+            .list_pages()
+            .map(|item| item.expect("page"))
+            .collect()
+            .await;
+        let ids = |listed: &Listed| match listed {
+            Listed::Page(page) => page.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            Listed::Truncated => vec!["<truncated>".to_owned()],
+        };
+        assert_eq!(
+            items.iter().map(ids).collect::<Vec<_>>(),
+            vec![vec!["a", "b"], vec!["c"], vec!["<truncated>"]]
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "the repeated key is not followed"
+        );
     }
 
     #[tokio::test]
@@ -606,6 +637,45 @@ mod against_the_fake {
         // Small bounds instead of long waits: a 200 ms deadline per item.
         let client = client_for(&world, &world.plugin_identity, Duration::from_millis(200)).await;
         (world, client)
+    }
+
+    /// The sizes of the pages of one listing, and whether it said it was truncated.
+    async fn page_sizes(client: &TeleportClient) -> (Vec<usize>, bool) {
+        use futures::StreamExt;
+        let mut sizes = Vec::new();
+        let mut truncated = false;
+        let mut pages = client.list_pages();
+        while let Some(item) = pages.next().await {
+            match item.expect("page") {
+                Listed::Page(page) => sizes.push(page.len()),
+                Listed::Truncated => truncated = true,
+            }
+        }
+        (sizes, truncated)
+    }
+
+    #[tokio::test]
+    async fn the_listing_comes_a_page_at_a_time_from_either_listing_call() {
+        let world = world().await;
+        let n = 2 * LIST_PAGE_LIMIT as usize + 1;
+        for i in 0..n {
+            world
+                .teleport
+                .create_request(REQUESTER, &["editor"], &format!("r{i}"))
+                .expect("request");
+        }
+        let client = client_for(&world, &world.plugin_identity, Duration::from_secs(5)).await;
+        let page = LIST_PAGE_LIMIT as usize;
+        // `ListAccessRequests`: one call per page, as the server pages it.
+        assert_eq!(page_sizes(&client).await, (vec![page, page, 1], false));
+        assert_eq!(world.teleport.count_calls("ListAccessRequests"), 3);
+        // An older server: one `GetAccessRequestsV2` stream, cut into pages of the same size.
+        world.teleport.set_list_access_requests_implemented(false);
+        assert_eq!(page_sizes(&client).await, (vec![page, page, 1], false));
+        assert_eq!(world.teleport.count_calls("GetAccessRequestsV2"), 1);
+        let ids = client.list_request_ids().await.expect("ids");
+        assert_eq!(ids.len(), n);
+        assert_eq!(world.teleport.count_calls("ListAccessRequests"), 4);
     }
 
     #[tokio::test]

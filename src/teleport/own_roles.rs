@@ -1,6 +1,6 @@
 //! `check`'s report on the rules the identity's own roles grant (teleport-wire.md §10): the
-//! `review_requests` rule auto-approval needs, and the `lock` rule a future
-//! `shift_end: revoke` will need. Read from the roles, never by trying: nothing is created.
+//! `review_requests` rule auto-approval needs, and the `lock` rule `shift_end: revoke` needs.
+//! Read from the roles, never by trying: nothing is created.
 
 use super::client::TeleportClient;
 use super::error::TeleportError;
@@ -10,7 +10,16 @@ use super::rbac::{OwnRoles, Verdict};
 pub const REVIEW_FIX: &str = "add to the plugin's role (`tctl edit role/access-plugin`, as in config/access-plugin.yaml): `allow: {review_requests: {roles: ['<the roles on-call engineers request>']}}`, or set `auto_approval.enabled: false`";
 /// How to add the lock rule.
 pub const LOCK_FIX: &str =
-    "add the allow rule `{resources: ['lock'], verbs: ['create', 'update']}` to the plugin's role";
+    "add the allow rule `{resources: ['lock'], verbs: ['create', 'update']}` to the plugin's role (uncomment it in config/access-plugin.yaml, `tctl edit role/access-plugin`)";
+
+/// What the daemon will do with the identity, as far as its rules go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// Auto-approval is on: approving reviews.
+    pub review: bool,
+    /// `auto_approval.shift_end: revoke`: locks at shift end.
+    pub lock: bool,
+}
 
 /// One line of the report: what was checked, and `Ok(text)` or `Err(text)` for a failure
 /// that the configuration has to fix.
@@ -26,8 +35,8 @@ pub struct RoleProblem {
 }
 
 /// Reads the identity's roles and reports on them.
-pub async fn check(client: &TeleportClient, auto_approval: bool) -> Vec<RoleFinding> {
-    report(client.own_roles().await, auto_approval)
+pub async fn check(client: &TeleportClient, needs: Needs) -> Vec<RoleFinding> {
+    report(client.own_roles().await, needs)
 }
 
 fn list(items: &[String]) -> String {
@@ -39,7 +48,8 @@ fn list(items: &[String]) -> String {
 }
 
 /// The report for what reading the roles gave (pure).
-pub fn report(roles: Result<OwnRoles, TeleportError>, auto_approval: bool) -> Vec<RoleFinding> {
+pub fn report(roles: Result<OwnRoles, TeleportError>, needs: Needs) -> Vec<RoleFinding> {
+    let auto_approval = needs.review;
     let roles = match roles {
         Ok(roles) => roles,
         // Teleport does not document who may read their own roles: a refusal means "cannot
@@ -91,17 +101,20 @@ pub fn report(roles: Result<OwnRoles, TeleportError>, auto_approval: bool) -> Ve
         }
         Ok(text)
     };
-    // Information for now: nothing creates locks yet.
-    let lock = Ok(match roles.verbs("lock", &["create", "update"]) {
-        Verdict::Allowed => "may create and update locks".to_owned(),
-        Verdict::Conditional(clauses) => format!(
+    let lock = match roles.verbs("lock", &["create", "update"]) {
+        Verdict::Allowed => Ok("may create and update locks".to_owned()),
+        Verdict::Conditional(clauses) => Ok(format!(
             "may create and update locks only where {}",
             clauses.join(" and ")
-        ),
-        Verdict::Denied => format!(
-            "no `lock` create/update rule (not needed today; a future `shift_end: revoke` will need it: {LOCK_FIX})"
-        ),
-    });
+        )),
+        Verdict::Denied if needs.lock => Err(RoleProblem {
+            text: format!("`auto_approval.shift_end` is `revoke` but the roles ({names}) have no `lock` create/update rule, so every revocation at shift end would be refused (and retried, with the access left in place); fix: {LOCK_FIX}, or set `auto_approval.shift_end: decline`"),
+            retryable: false,
+        }),
+        Verdict::Denied => Ok(format!(
+            "no `lock` create/update rule (not needed: `auto_approval.shift_end` is not `revoke`; with it: {LOCK_FIX})"
+        )),
+    };
     vec![("review rule", review), ("lock rule", lock)]
 }
 
@@ -121,7 +134,7 @@ mod tests {
 
     #[test]
     fn a_missing_review_rule_fails_only_when_auto_approval_is_on() {
-        let found = report(Ok(with_review(&[])), true);
+        let found = report(Ok(with_review(&[])), REVIEW);
         let (what, result) = &found[0];
         assert_eq!(*what, "review rule");
         let problem = result.as_ref().unwrap_err();
@@ -132,19 +145,37 @@ mod tests {
             "{}",
             problem.text
         );
-        assert!(report(Ok(with_review(&[])), false)[0].1.is_ok());
-        let ok = report(Ok(with_review(&["editor"])), true);
+        assert!(report(Ok(with_review(&[])), Needs::default())[0].1.is_ok());
+        let ok = report(Ok(with_review(&["editor"])), REVIEW);
         assert_eq!(
             ok[0].1.as_ref().unwrap(),
             "may review requests for `editor`"
         );
     }
 
+    const REVIEW: Needs = Needs {
+        review: true,
+        lock: false,
+    };
+
     #[test]
-    fn the_lock_rule_is_information() {
-        let missing = report(Ok(with_review(&["*"])), true);
+    fn the_lock_rule_fails_only_when_shift_end_is_revoke() {
+        let missing = report(Ok(with_review(&["*"])), REVIEW);
         let text = missing[1].1.as_ref().expect("information, not a failure");
-        assert!(text.contains("shift_end: revoke"), "{text}");
+        assert!(text.contains("is not `revoke`"), "{text}");
+        let revoke = Needs {
+            review: true,
+            lock: true,
+        };
+        let failed = report(Ok(with_review(&["*"])), revoke);
+        let problem = failed[1].1.as_ref().unwrap_err();
+        assert!(!problem.retryable);
+        assert!(
+            problem.text.contains("resources: ['lock']"),
+            "{}",
+            problem.text
+        );
+        assert!(problem.text.contains("shift_end"), "{}", problem.text);
         let mut roles = with_review(&["*"]);
         roles.0[0].allow.push(Rule {
             resources: vec!["lock".into()],
@@ -152,7 +183,7 @@ mod tests {
             where_clause: String::new(),
         });
         assert_eq!(
-            report(Ok(roles), true)[1].1.as_ref().unwrap(),
+            report(Ok(roles), revoke)[1].1.as_ref().unwrap(),
             "may create and update locks"
         );
     }
@@ -164,13 +195,19 @@ mod tests {
             message: "access denied".into(),
             hint: Operation::GetOwnRoles.required_rule(),
         };
-        let found = report(Err(denied), true);
+        let found = report(Err(denied), REVIEW);
         assert_eq!(found.len(), 1);
         assert!(found[0].1.as_ref().unwrap().contains("cannot tell"));
         let down = TeleportError::Unavailable {
             operation: Operation::GetOwnRoles,
             message: "restarting".into(),
         };
-        assert!(report(Err(down), true)[0].1.as_ref().unwrap_err().retryable);
+        assert!(
+            report(Err(down), REVIEW)[0]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .retryable
+        );
     }
 }

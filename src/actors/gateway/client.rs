@@ -15,10 +15,14 @@ use crate::backend::backoff::Backoff;
 use crate::backend::limiter::Limiter;
 use crate::backend::retry::{self, Verdict};
 use crate::backend::{codec_for, BackendError, Codec, HttpRequest, Operation, Outcome, Processed};
-use crate::config::{OpsgenieConfig, Secret};
+use crate::config::{BackendKind, OpsgenieConfig, Secret};
 
 use super::verdict::{backend_error, SendError};
+
+#[path = "route.rs"]
+mod route;
 use super::{BackendCallObserver, CallEvent, GatewayError};
+use route::{rest_route, RestRoute};
 
 /// The `User-Agent` of every call.
 pub const USER_AGENT: &str = concat!("teleport-opsgenie/", env!("CARGO_PKG_VERSION"));
@@ -38,6 +42,12 @@ pub const POLL_FIRST_DELAY: Duration = Duration::from_millis(100);
 /// Longest delay between request-status polls.
 pub const POLL_MAX_DELAY: Duration = Duration::from_secs(2);
 
+/// How long JSM's request status may answer 404 "request is not found" before the id is taken
+/// for unknown. JSM says that both for a write it has not processed yet and for an id it does
+/// not know; it applies accepted writes within seconds, so half a minute of 404s means the id
+/// is not known, and the step reads the alert instead (by alias, or its notes).
+pub const JSM_NOT_FOUND_GRACE: Duration = Duration::from_secs(30);
+
 /// Bounds on retries within one call.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -53,6 +63,9 @@ pub struct RetryPolicy {
     pub deadline: Duration,
     /// Seed of the jitter; random when unset (tests set it).
     pub seed: Option<u64>,
+    /// How long JSM's request status may answer 404 before the id is taken for unknown
+    /// (default [`JSM_NOT_FOUND_GRACE`]).
+    pub not_found_grace: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -64,6 +77,7 @@ impl Default for RetryPolicy {
             backoff_cap: Duration::from_secs(30),
             deadline: Duration::from_secs(120),
             seed: None,
+            not_found_grace: JSM_NOT_FOUND_GRACE,
         }
     }
 }
@@ -71,6 +85,10 @@ impl Default for RetryPolicy {
 struct Inner {
     http: reqwest::Client,
     base_url: String,
+    /// `GenieKey <key>`, marked sensitive.
+    genie_auth: HeaderValue,
+    /// JSM's REST API (`backend: jsm` only).
+    rest: Option<RestRoute>,
     product: &'static str,
     codec: Box<dyn Codec>,
     limiter: Limiter,
@@ -126,15 +144,18 @@ impl GatewayClient {
                 "`opsgenie.api_url` {base_url:?} must be an http or https URL"
             )));
         }
-        let mut auth =
-            HeaderValue::try_from(format!("GenieKey {}", api_key.expose())).map_err(|_| {
+        let mut genie_auth = HeaderValue::try_from(format!("GenieKey {}", api_key.expose()))
+            .map_err(|_| {
                 GatewayError::Config(
                     "the API key contains characters that cannot be sent in a header".into(),
                 )
             })?;
-        auth.set_sensitive(true);
+        genie_auth.set_sensitive(true);
+        let rest = match cfg.backend {
+            BackendKind::Jsm => Some(rest_route(cfg)?),
+            BackendKind::Opsgenie => None,
+        };
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
 
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -145,7 +166,10 @@ impl GatewayClient {
             .timeout(cfg.request_timeout);
         // Environment proxies apply to real hosts; loopback (tests, sidecars) never goes
         // through one, whatever HTTPS_PROXY says.
-        if is_loopback(&parsed) {
+        let rest_loopback = rest
+            .as_ref()
+            .is_some_and(|r| url::Url::parse(&r.rest_base).is_ok_and(|u| is_loopback(&u)));
+        if is_loopback(&parsed) || rest_loopback {
             builder = builder.no_proxy();
         }
         let http = builder
@@ -156,11 +180,13 @@ impl GatewayClient {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        let codec = codec_for(cfg.backend, &cfg.source);
+        let codec = codec_for(cfg);
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 base_url,
+                genie_auth,
+                rest,
                 product: codec.product(),
                 codec,
                 limiter: Limiter::new(&cfg.rate_limits),
@@ -182,6 +208,8 @@ impl GatewayClient {
             .codec
             .request(&op)
             .map_err(|e| backend_error(e, inner.product, None))?;
+        // Which host and credential; on JSM the first REST call looks the cloudId up.
+        let route = self.route(request.api).await?;
         let started = Instant::now();
         let deadline = started + inner.policy.deadline;
         let seed = inner
@@ -201,7 +229,7 @@ impl GatewayClient {
                 .acquire_then(domain, inner.permits.acquire())
                 .await;
             let sent = Instant::now();
-            let answer = self.send(&request).await;
+            let answer = self.send(&request, &route).await;
             drop(permit);
             let duration = sent.elapsed();
             // Reports this attempt; the rest of the event is the same for every outcome.
@@ -224,7 +252,16 @@ impl GatewayClient {
                             return Ok(outcome);
                         }
                         Err(BackendError::Status { status }) => {
-                            (Some(status), retry::classify(status, &headers, &body))
+                            let verdict = retry::classify(status, &headers, &body);
+                            (
+                                Some(status),
+                                crate::backend::jsm::errors::refine(
+                                    request.api,
+                                    status,
+                                    &body,
+                                    verdict,
+                                ),
+                            )
                         }
                         // A 2xx we cannot read. A write may have been accepted: the step finds
                         // out. A read is simply asked again.
@@ -350,6 +387,7 @@ impl GatewayClient {
     ) -> Result<Processed, GatewayError> {
         let poll = async {
             let mut delays = Backoff::exact(POLL_FIRST_DELAY, POLL_MAX_DELAY).repeat_each(2);
+            let started = Instant::now();
             loop {
                 delays.wait().await;
                 let op = Operation::RequestStatus {
@@ -358,6 +396,14 @@ impl GatewayClient {
                 match self.call(op).await? {
                     Outcome::Processed(processed) => return Ok(processed),
                     Outcome::NotProcessed => {}
+                    // JSM: "not found" is "not yet" for a while, then "unknown".
+                    Outcome::NotFoundYet
+                        if started.elapsed() < self.inner.policy.not_found_grace => {}
+                    Outcome::NotFoundYet => {
+                        return Err(GatewayError::UnknownRequest {
+                            request_id: request_id.to_owned(),
+                        })
+                    }
                     other => {
                         return Err(GatewayError::Permanent {
                             status: None,
@@ -406,9 +452,16 @@ impl GatewayClient {
         .map(|_| ())
     }
 
-    async fn send(&self, request: &HttpRequest) -> Result<(u16, HeaderMap, Vec<u8>), SendError> {
-        let url = format!("{}{}", self.inner.base_url, request.path_and_query);
+    async fn send(
+        &self,
+        request: &HttpRequest,
+        (base, auth): &(String, Option<HeaderValue>),
+    ) -> Result<(u16, HeaderMap, Vec<u8>), SendError> {
+        let url = format!("{base}{}", request.path_and_query);
         let mut builder = self.inner.http.request(request.method.clone(), url);
+        if let Some(auth) = auth {
+            builder = builder.header(AUTHORIZATION, auth.clone());
+        }
         if let Some(body) = &request.body {
             builder = builder
                 .header(

@@ -65,8 +65,8 @@ use tracing::Instrument;
 use crate::backend::{Operation, Outcome, Processed};
 
 pub use client::{
-    GatewayClient, RetryPolicy, CONNECT_TIMEOUT, MAX_RESPONSE_BODY, POLL_FIRST_DELAY,
-    POLL_MAX_DELAY, USER_AGENT,
+    GatewayClient, RetryPolicy, CONNECT_TIMEOUT, JSM_NOT_FOUND_GRACE, MAX_RESPONSE_BODY,
+    POLL_FIRST_DELAY, POLL_MAX_DELAY, USER_AGENT,
 };
 pub use error::GatewayError;
 pub use handle::GatewayHandle;

@@ -42,6 +42,7 @@ pub(super) fn config(url: &str) -> OpsgenieConfig {
             search: none,
             schedule_oncalls: none,
             heartbeat: none,
+            configuration: none,
         },
         ..OpsgenieConfig::default()
     }
@@ -631,20 +632,153 @@ async fn a_declared_oversized_answer_is_refused_and_named() {
     assert_eq!(recorder.events().len(), 2);
 }
 
-#[actix::test]
-async fn jsm_on_call_fails_without_a_call() {
-    let mut cfg = config("http://127.0.0.1:9");
+fn jsm_config(url: &str) -> OpsgenieConfig {
+    let mut cfg = config(&format!("{url}/jsm/ops/integration"));
     cfg.backend = crate::config::BackendKind::Jsm;
-    let (client, recorder) = client(&cfg);
+    cfg.jsm.email = Some("ops@example.com".into());
+    cfg.jsm.api_token = Some(Secret::new("tok-123"));
+    cfg.jsm.site = Some(url.to_owned());
+    cfg.jsm.rest_url = Some(format!("{url}/jsm/ops/api"));
+    cfg
+}
+
+#[actix::test]
+async fn jsm_routes_each_api_with_its_credential_and_looks_the_cloud_id_up_once() {
+    use base64::Engine as _;
+    let mut server = mockito::Server::new_async().await;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ops@example.com:tok-123")
+    );
+    let tenant = server
+        .mock("GET", "/_edge/tenant_info")
+        .match_header("authorization", Matcher::Missing)
+        .with_body(r#"{"cloudId":"c-1"}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let on_call = server
+        .mock("GET", "/jsm/ops/api/c-1/v1/schedules/s1/on-calls?flat=true")
+        .match_header("authorization", basic.as_str())
+        .with_body(r#"{"onCallUsers":["5b2b"]}"#)
+        .expect(2)
+        .create_async()
+        .await;
+    let user = server
+        .mock("GET", "/rest/api/3/user?accountId=5b2b")
+        .match_header("authorization", basic.as_str())
+        .with_body(r#"{"accountId":"5b2b","displayName":"Bob"}"#)
+        .create_async()
+        .await;
+    let create = server
+        .mock("POST", "/jsm/ops/integration/v2/alerts")
+        .match_header("authorization", format!("GenieKey {KEY}").as_str())
+        .with_status(202)
+        .with_body(r#"{"result":"Request will be processed","took":0.1,"requestId":"r1"}"#)
+        .create_async()
+        .await;
+    let (client, _) = client(&jsm_config(&server.url()));
+    for _ in 0..2 {
+        let users = client
+            .call(Operation::OnCall {
+                schedule: "s1".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(users, Outcome::OnCall(vec!["5b2b".into()]));
+    }
+    assert!(matches!(
+        client
+            .call(Operation::GetUser {
+                account_id: "5b2b".into()
+            })
+            .await
+            .unwrap(),
+        Outcome::User { email: None, .. }
+    ));
+    assert_eq!(
+        client
+            .call(Operation::CreateAlert(payload()))
+            .await
+            .unwrap(),
+        Outcome::Accepted {
+            request_id: "r1".into()
+        }
+    );
+    for mock in [tenant, on_call, user, create] {
+        mock.assert_async().await;
+    }
+    // The credentials never show.
+    let shown = format!("{client:?}");
+    assert!(
+        !shown.contains("tok-123") && !shown.contains(KEY),
+        "{shown}"
+    );
+}
+
+#[actix::test]
+async fn jsm_rest_refusals_name_the_rest_credential_and_a_404_status_is_waited_out() {
+    let mut server = mockito::Server::new_async().await;
+    let mut cfg = jsm_config(&server.url());
+    cfg.jsm.cloud_id = Some("c-9".into());
+    server
+        .mock("GET", "/jsm/ops/api/c-9/v1/schedules/s1/on-calls?flat=true")
+        .with_status(401)
+        .with_body(r#"{"code":401,"message":"Client must be authenticated"}"#)
+        .create_async()
+        .await;
+    let status = server
+        .mock("GET", "/jsm/ops/api/c-9/v1/alerts/requests/r1")
+        .with_status(404)
+        .with_body(r#"{"message":"Request is not found"}"#)
+        .expect_at_least(2)
+        .create_async()
+        .await;
+    let grace = Duration::from_millis(400);
+    let client = GatewayClient::with_policy(
+        &cfg,
+        Secret::new(KEY),
+        RetryPolicy {
+            not_found_grace: grace,
+            ..policy()
+        },
+        None,
+    )
+    .unwrap();
     let err = client
         .call(Operation::OnCall {
-            schedule: "sre".into(),
+            schedule: "s1".into(),
         })
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("on-call lookups need"), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("opsgenie.jsm.api_token_file"), "{text}");
     assert!(!err.is_retryable());
-    assert!(recorder.events().is_empty());
+    // "Not found" is "not yet" for the grace period, then "unknown": never a timeout that
+    // would be asked again for ever.
+    let started = Instant::now();
+    let err = client
+        .await_request("r1", Duration::from_secs(600))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GatewayError::UnknownRequest { .. }), "{err}");
+    assert!(started.elapsed() >= grace);
+    status.assert_async().await;
+}
+
+#[test]
+fn jsm_without_its_rest_credential_is_a_config_error_naming_the_key() {
+    let mut cfg = jsm_config("http://127.0.0.1:9");
+    cfg.jsm.api_token = None;
+    let err = GatewayClient::new(&cfg, Secret::new(KEY)).unwrap_err();
+    assert!(
+        err.to_string().contains("opsgenie.jsm.api_token_file"),
+        "{err}"
+    );
+    let mut cfg = jsm_config("http://127.0.0.1:9");
+    cfg.jsm.site = None;
+    let err = GatewayClient::new(&cfg, Secret::new(KEY)).unwrap_err();
+    assert!(err.to_string().contains("opsgenie.jsm.cloud_id"), "{err}");
 }
 
 #[test]

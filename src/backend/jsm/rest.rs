@@ -3,8 +3,7 @@
 //! no I/O (opsgenie-api.md §9.3, §9.6, §13; shapes checked against Atlassian's published JSM
 //! Operations OpenAPI document).
 //!
-//! Groundwork: nothing in the daemon calls these yet; the JSM codec still speaks the
-//! Integration Events API only.
+//! Timelines are read by [`crate::backend::timeline::decode_jsm`], shared with Opsgenie's.
 //!
 //! What sets these answers apart from Opsgenie's:
 //! - bare objects, no `{data: …}` envelope;
@@ -13,8 +12,6 @@
 //! - users are Atlassian accountIds; an e-mail comes only from the user API, and only when the
 //!   user's profile shows it;
 //! - errors come in several shapes ([`error_message`]).
-
-use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -37,13 +34,6 @@ fn json<T: DeserializeOwned>(what: &'static str, body: &[u8]) -> Result<T, Decod
     serde_json::from_slice(body).map_err(|e| DecodeError {
         what,
         message: e.to_string(),
-    })
-}
-
-fn time(what: &'static str, field: &str, value: &str) -> Result<SystemTime, DecodeError> {
-    humantime::parse_rfc3339_weak(value).map_err(|e| DecodeError {
-        what,
-        message: format!("{field} {value:?} is not an RFC 3339 date: {e}"),
     })
 }
 
@@ -306,94 +296,6 @@ pub fn on_call_users(body: &[u8]) -> Result<Vec<String>, DecodeError> {
             message: "neither onCallUsers nor onCallParticipants".into(),
         }),
     }
-}
-
-/// One on-call period of a timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Period {
-    /// Start (inclusive).
-    pub start: SystemTime,
-    /// End (exclusive).
-    pub end: SystemTime,
-    /// `user`, `team`, `escalation` or `noone`.
-    pub responder_type: String,
-    /// The responder's id (an accountId for users; empty for `noone`).
-    pub responder_id: String,
-}
-
-/// A schedule's final timeline (`GET /v1/schedules/{id}/timeline`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Timeline {
-    /// Start of the window the answer covers.
-    pub start: SystemTime,
-    /// End of that window: a shift running past it needs another call with a later `date`.
-    pub end: SystemTime,
-    /// Every period of every rotation, in answer order.
-    pub periods: Vec<Period>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawTimeline {
-    start_date: String,
-    end_date: String,
-    #[serde(default)]
-    final_timeline: Option<RawLayer>,
-}
-
-#[derive(Deserialize)]
-struct RawLayer {
-    #[serde(default)]
-    rotations: Vec<RawRotation>,
-}
-
-#[derive(Deserialize)]
-struct RawRotation {
-    #[serde(default)]
-    periods: Vec<RawPeriod>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawPeriod {
-    start_date: String,
-    end_date: String,
-    #[serde(default)]
-    responder: Option<RawResponder>,
-}
-
-#[derive(Deserialize)]
-struct RawResponder {
-    #[serde(default, rename = "type")]
-    kind: String,
-    #[serde(default)]
-    id: String,
-}
-
-/// Reads a timeline answer (the final layer: overrides and forwarding applied).
-pub fn timeline(body: &[u8]) -> Result<Timeline, DecodeError> {
-    const WHAT: &str = "timeline";
-    let raw: RawTimeline = json(WHAT, body)?;
-    let mut periods = Vec::new();
-    for rotation in raw.final_timeline.map(|l| l.rotations).unwrap_or_default() {
-        for p in rotation.periods {
-            let responder = p.responder.unwrap_or(RawResponder {
-                kind: "noone".into(),
-                id: String::new(),
-            });
-            periods.push(Period {
-                start: time(WHAT, "startDate", &p.start_date)?,
-                end: time(WHAT, "endDate", &p.end_date)?,
-                responder_type: responder.kind,
-                responder_id: responder.id,
-            });
-        }
-    }
-    Ok(Timeline {
-        start: time(WHAT, "startDate", &raw.start_date)?,
-        end: time(WHAT, "endDate", &raw.end_date)?,
-        periods,
-    })
 }
 
 /// A Jira user (`GET /rest/api/3/user?accountId=…`).

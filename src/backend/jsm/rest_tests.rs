@@ -1,7 +1,5 @@
 //! The REST decoders on answers in the documented shapes.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use super::*;
 
 #[test]
@@ -154,36 +152,6 @@ fn on_calls_flat_and_nested() {
     }
     let body = format!(r#"{{"onCallParticipants":[{deep}]}}"#);
     assert!(on_call_users(body.as_bytes()).is_err());
-}
-
-#[test]
-fn timelines_read_the_final_layer() {
-    let t = |s: &str| humantime::parse_rfc3339(s).unwrap();
-    let answer = br#"{"startDate":"2024-01-29T00:00:00Z","endDate":"2024-02-12T00:00:00Z",
-        "finalTimeline":{"rotations":[{"id":"r1","name":"Primary Rotation","order":1,"deleted":false,
-          "periods":[
-            {"startDate":"2024-02-01T08:12:19.866Z","endDate":"2024-02-02T00:00:00Z","type":"override",
-             "responder":{"id":"5b2b0e011b3a756623f4e25e","type":"user"}},
-            {"startDate":"2024-01-29T12:00:00Z","endDate":"2024-01-30T12:00:00Z","type":"historical",
-             "responder":{"type":"noone"}}]}]},
-        "baseTimeline":{"rotations":[{"periods":[{"startDate":"2024-01-29T00:00:00Z",
-             "endDate":"2024-02-12T00:00:00Z","type":"base","responder":{"id":"ignored","type":"user"}}]}]}}"#;
-    let tl = timeline(answer).unwrap();
-    assert_eq!(
-        (tl.start, tl.end),
-        (t("2024-01-29T00:00:00Z"), t("2024-02-12T00:00:00Z"))
-    );
-    assert_eq!(tl.periods.len(), 2);
-    assert_eq!(tl.periods[0].responder_id, "5b2b0e011b3a756623f4e25e");
-    assert_eq!(
-        tl.periods[0].start,
-        UNIX_EPOCH + Duration::from_millis(1_706_775_139_866)
-    );
-    assert_eq!(tl.periods[1].responder_type, "noone");
-    assert!(tl.periods[1].responder_id.is_empty());
-    let err =
-        timeline(br#"{"startDate":"yesterday","endDate":"2024-02-12T00:00:00Z"}"#).unwrap_err();
-    assert!(err.to_string().contains("startDate"), "{err}");
 }
 
 #[test]

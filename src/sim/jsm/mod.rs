@@ -23,6 +23,8 @@
 //! paused clock); recorded dates are wall-clock.
 
 mod calendar;
+mod faults;
+mod handle;
 mod integration;
 mod model;
 mod rest;
@@ -35,16 +37,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
-use axum::extract::{Request, State as AxState};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+pub use faults::Faults;
 pub use model::{Alert, AlertStatus, Api, Call, Note, Period, Rotation, Schedule, User};
 
 use model::State;
@@ -81,6 +81,8 @@ pub struct FakeJsmOptions {
     pub cloud_id: String,
     /// Time between a 202 and the write being applied.
     pub processing_delay: Duration,
+    /// Seed of the fault injector's random choices.
+    pub seed: u64,
 }
 
 impl Default for FakeJsmOptions {
@@ -90,6 +92,7 @@ impl Default for FakeJsmOptions {
             accounts: vec![(DEFAULT_EMAIL.to_owned(), DEFAULT_API_TOKEN.to_owned())],
             cloud_id: DEFAULT_CLOUD_ID.to_owned(),
             processing_delay: Duration::ZERO,
+            seed: 1,
         }
     }
 }
@@ -122,6 +125,7 @@ struct Inner {
     options: FakeJsmOptions,
     integration_id: String,
     processing_delay: Mutex<Duration>,
+    faults: Faults,
     state: Mutex<State>,
     /// Woken on every recorded call or change (for `wait_until`).
     changed: Notify,
@@ -162,13 +166,16 @@ impl FakeJsm {
         let inner = Arc::new(Inner {
             addr,
             processing_delay: Mutex::new(options.processing_delay),
+            faults: Faults::new(options.seed),
             options,
             integration_id: Uuid::new_v4().to_string(),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             shutdown,
         });
-        let app = Router::new().fallback(handle).with_state(inner.clone());
+        let app = Router::new()
+            .fallback(handle::handle)
+            .with_state(inner.clone());
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -215,6 +222,16 @@ impl FakeJsm {
     /// receipt, so a later write never overtakes an earlier one).
     pub fn set_processing_delay(&self, d: Duration) {
         *lock(&self.inner.processing_delay) = d;
+    }
+
+    /// The fault injector (off until set).
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// Accepted writes not applied yet.
+    pub fn pending_requests(&self) -> usize {
+        self.inner.state().pending.len()
     }
 
     /// Adds a team (heartbeats are team-scoped); returns its id.
@@ -433,125 +450,6 @@ impl Incoming<'_> {
     pub(crate) fn path(&self) -> Vec<&str> {
         self.segments.iter().map(String::as_str).collect()
     }
-}
-
-/// Percent-decodes one path segment (`%2F` stays inside the segment, as servers treat it).
-fn decode_segment(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn handle(AxState(inner): AxState<Arc<Inner>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let received = Instant::now();
-    let path = parts.uri.path().to_owned();
-    let query_raw = parts.uri.query().map(str::to_owned);
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return respond(Reply::message(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body is too large",
-            ))
-        }
-    };
-    let body_is_json = parts
-        .headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    let body: Value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    let query = query_raw
-        .as_deref()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut incoming = Incoming {
-        method: &parts.method,
-        segments: Vec::new(),
-        query,
-        headers: &parts.headers,
-        body: body.clone(),
-        body_is_json,
-        body_len: bytes.len(),
-    };
-    let split = |rest: &str| -> Vec<String> {
-        rest.split('/')
-            .filter(|s| !s.is_empty())
-            .map(decode_segment)
-            .collect()
-    };
-    let (api, handled) = if let Some(rest) = path.strip_prefix(INTEGRATION_PREFIX) {
-        incoming.segments = split(rest);
-        (
-            Api::IntegrationEvents,
-            integration::route(&inner, &incoming),
-        )
-    } else if let Some(rest) = path.strip_prefix(REST_PREFIX) {
-        incoming.segments = split(rest);
-        (Api::Rest, rest::route(&inner, &incoming))
-    } else if path.starts_with("/rest/api/3/") || path.starts_with("/ex/jira/") {
-        incoming.segments = split(&path);
-        (Api::JiraUsers, site::users(&inner, &incoming))
-    } else if path == "/_edge/tenant_info" {
-        (Api::TenantInfo, site::tenant_info(&inner, &incoming))
-    } else {
-        (
-            Api::Unknown,
-            Handled::undocumented(false, Reply::message(StatusCode::NOT_FOUND, "Not Found")),
-        )
-    };
-    let status = handled.reply.status.as_u16();
-    let mut st = inner.state();
-    st.calls.push(Call {
-        method: parts.method.to_string(),
-        path,
-        query: query_raw,
-        api,
-        operation: handled.operation,
-        auth_ok: handled.auth_ok,
-        body: (!body.is_null()).then_some(body),
-        status,
-        received,
-    });
-    drop(st);
-    inner.changed.notify_waiters();
-    respond(handled.reply)
-}
-
-fn respond(reply: Reply) -> Response {
-    let mut response = Response::new(Body::from(reply.body.to_string()));
-    *response.status_mut() = reply.status;
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// The time now, RFC 3339 with milliseconds, as JSM writes dates.

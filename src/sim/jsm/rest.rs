@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::calendar::{window, Unit};
-use super::model::{Alert, AlertStatus, Schedule, State, Target};
+use super::model::{Alert, AlertStatus, Period, Rotation, Schedule, State, Target};
 use super::{rfc3339, Handled, Incoming, Inner, Reply};
 
 /// Most alerts per page, and how deep listing may go (`offset + size`).
@@ -412,8 +412,31 @@ fn timeline(schedule: &Schedule, req: &Incoming<'_>) -> Result<Reply, Reply> {
     }
     let (start, end) =
         window(date(req)?, unit, interval).ok_or_else(|| bad_request("date is out of range"))?;
-    let rotations: Vec<Value> = schedule
-        .timeline
+    // A schedule whose timeline was never set answers its fixed on-call users for the whole
+    // window, so the timeline and the on-call answer always agree (as they do on the real
+    // service, where both come from the same rotations).
+    let fixed;
+    let timeline = if schedule.timeline.is_empty() {
+        fixed = schedule
+            .on_call
+            .iter()
+            .map(|account| Rotation {
+                id: format!("{}-{account}", schedule.id),
+                name: format!("{account}'s rotation"),
+                periods: vec![Period {
+                    start,
+                    end,
+                    kind: "base".into(),
+                    responder_type: "user".into(),
+                    responder_id: account.clone(),
+                }],
+            })
+            .collect::<Vec<_>>();
+        &fixed
+    } else {
+        &schedule.timeline
+    };
+    let rotations: Vec<Value> = timeline
         .iter()
         .enumerate()
         .map(|(order, r)| {

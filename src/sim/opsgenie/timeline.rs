@@ -8,6 +8,9 @@
 //! of the day containing `date` and lasts `interval` days, weeks or calendar months; periods
 //! crossing its edges are cut at them, as Opsgenie cuts them.
 //!
+//! A schedule whose timeline no test set answers with its on-call users on call for the whole
+//! window (a permanent rotation), so that its on-call and timeline answers agree.
+//!
 //! What it simplifies: only the final timeline is served (`expand` is accepted and ignored),
 //! and every period's `type` is `default`.
 
@@ -21,7 +24,7 @@ use super::ctx::{query_param, Ctx};
 use super::lock;
 use super::params::{int_in, one_of};
 use super::reply::Reply;
-use super::timeline_data::TimelineRecipient;
+use super::timeline_data::{StoredTimeline, TimelinePeriod, TimelineRecipient};
 use super::validate::FieldErrors;
 use crate::backend::timeline::parse_instant;
 use crate::sim::calendar::{add, start_of, Unit};
@@ -83,7 +86,21 @@ pub(super) fn timeline(ctx: &Ctx<'_>, ident: &str) -> Reply {
             &format!("Schedule with identifier [{ident}] does not exist"),
         );
     };
-    let schedule = st.directory.schedules[i].clone();
+    let mut schedule = st.directory.schedules[i].clone();
+    if !schedule.timeline.set {
+        // Never set: the on-call users hold the whole window, one rotation for all.
+        let periods: Vec<TimelinePeriod> = schedule
+            .on_call
+            .iter()
+            .map(|u| TimelinePeriod {
+                rotation: "on-call".into(),
+                start,
+                end,
+                recipient: TimelineRecipient::User(u.clone()),
+            })
+            .collect();
+        schedule.timeline = StoredTimeline::new(&periods);
+    }
     let mut rotations = Vec::new();
     for (order, (name, id)) in schedule.timeline.rotations.iter().enumerate() {
         let mut periods = Vec::new();

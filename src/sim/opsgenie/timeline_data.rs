@@ -29,9 +29,13 @@ pub struct TimelinePeriod {
     pub recipient: TimelineRecipient,
 }
 
-/// A schedule's settable timeline: its periods and made-up, stable rotation ids.
+/// A schedule's settable timeline: its periods and made-up, stable rotation ids. Until a test
+/// sets one, the schedule's on-call users are on call for every window (as in a permanent
+/// rotation), so the fake's on-call and timeline answers agree.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StoredTimeline {
+    /// Whether a test set it (`FakeOpsgenie::set_timeline`).
+    pub(super) set: bool,
     pub(super) periods: Vec<TimelinePeriod>,
     /// (rotation name, id), in order of first appearance.
     pub(super) rotations: Vec<(String, String)>,
@@ -41,6 +45,7 @@ impl StoredTimeline {
     /// `periods`, with a made-up, stable id for each rotation, in order of first appearance.
     pub(super) fn new(periods: &[TimelinePeriod]) -> Self {
         let mut stored = StoredTimeline {
+            set: true,
             periods: periods.to_vec(),
             rotations: Vec::new(),
         };

@@ -75,12 +75,34 @@ impl FakeTeleport {
         lock(&self.inner.calls).clone()
     }
 
-    /// How many calls of `method` (e.g. `"SubmitAccessReview"`) arrived so far.
+    /// How many calls of `method` (e.g. `"SubmitAccessReview"`) arrived so far, from anyone.
     pub fn count_calls(&self, method: &str) -> usize {
         lock(&self.inner.call_counts)
-            .get(method)
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|((m, _), _)| *m == method)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// How many calls of `method` `caller` (the user of the client certificate) made so far:
+    /// the daemon's own calls, apart from what reviewers and requesters do.
+    pub fn count_calls_by(&self, method: &str, caller: &str) -> usize {
+        lock(&self.inner.call_counts)
+            .iter()
+            .filter(|((m, c), _)| *m == method && c == caller)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Every call `caller` made so far, by method.
+    pub fn calls_by(&self, caller: &str) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for ((method, c), n) in lock(&self.inner.call_counts).iter() {
+            if c == caller {
+                *out.entry(*method).or_insert(0) += n;
+            }
+        }
+        out
     }
 
     /// Open watch streams.

@@ -203,7 +203,8 @@ pub(crate) struct Inner {
     /// stream stalls (stays open, sends nothing more).
     list_stream: Mutex<(Duration, Option<usize>)>,
     calls: Mutex<Vec<CallRecord>>,
-    call_counts: Mutex<HashMap<&'static str, usize>>,
+    /// Calls by method and caller: what the load test counts, without copying every record.
+    call_counts: Mutex<HashMap<(&'static str, String), usize>>,
     /// Locks by name (`locks.rs`).
     locks: Mutex<locks::Locks>,
     /// Refuse lock writes with the admin-action MFA error.
@@ -217,7 +218,13 @@ impl Inner {
             caller: caller.to_owned(),
             at: SystemTime::now(),
         });
-        *lock(&self.call_counts).entry(method).or_insert(0) += 1;
+        let mut counts = lock(&self.call_counts);
+        match counts.get_mut(&(method, caller.to_owned())) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert((method, caller.to_owned()), 1);
+            }
+        }
         self.changed.notify_waiters();
     }
 

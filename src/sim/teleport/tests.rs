@@ -150,6 +150,18 @@ async fn ping_reports_cluster_and_version() {
     assert!(resp.remote_addr.starts_with("127.0.0.1:"));
     assert_eq!(tp.count_calls("Ping"), 1);
     assert_eq!(tp.calls()[0].caller, "nobody");
+    // Counted per caller too, so a load test can tell the daemon's calls from a reviewer's.
+    let mut other = client(&tp, "someone").await;
+    other.ping(proto::PingRequest {}).await.unwrap();
+    c.ping(proto::PingRequest {}).await.unwrap();
+    assert_eq!(tp.count_calls("Ping"), 3);
+    assert_eq!(tp.count_calls_by("Ping", "nobody"), 2);
+    assert_eq!(tp.count_calls_by("Ping", "someone"), 1);
+    assert_eq!(tp.count_calls_by("GetPluginData", "nobody"), 0);
+    assert_eq!(
+        tp.calls_by("nobody").into_iter().collect::<Vec<_>>(),
+        vec![("Ping", 2)]
+    );
 }
 
 #[tokio::test]

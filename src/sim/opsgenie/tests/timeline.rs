@@ -245,3 +245,41 @@ async fn timelines_are_limited_in_the_configuration_domain() {
     let on_calls = call(&fake, "GET", &format!("/v2/schedules/{id}/on-calls"), None).await;
     assert_eq!(on_calls.status, 200);
 }
+
+#[tokio::test]
+async fn a_timeline_never_set_agrees_with_the_on_call_answer() {
+    let fake = start(Duration::ZERO).await;
+    fake.add_schedule("steady", None, &["carol@example.com"]);
+    let a = call(
+        &fake,
+        "GET",
+        "/v2/schedules/steady/timeline?identifierType=name&interval=1&intervalUnit=weeks&date=2026-12-01T09:30:00Z",
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let timeline = decode_opsgenie(a.text.as_bytes()).expect("decodes");
+    assert_eq!(timeline.periods.len(), 1);
+    assert_eq!(timeline.periods[0].start, timeline.window_start);
+    assert_eq!(timeline.periods[0].end, timeline.window_end);
+    assert_eq!(
+        shift_end(
+            &timeline,
+            "carol@example.com",
+            t("2026-12-01T09:30:00Z"),
+            t("2026-12-01T17:30:00Z")
+        ),
+        Ok(ShiftEnd::CoversAccess)
+    );
+    // Once a test sets a timeline, it is served instead.
+    assert!(fake.set_timeline("steady", &[]));
+    let a = call(
+        &fake,
+        "GET",
+        "/v2/schedules/steady/timeline?identifierType=name&date=2026-12-01T09:30:00Z",
+        None,
+    )
+    .await;
+    let timeline = decode_opsgenie(a.text.as_bytes()).expect("decodes");
+    assert!(timeline.periods.is_empty());
+}

@@ -1,0 +1,268 @@
+//! Access that ends with the shift on JSM Operations: the same policy as on Opsgenie
+//! (`tests/shift.rs`), with the schedule's timeline read from the JSM REST API by schedule id
+//! and its periods naming the requester by accountId. The daemons run on an adjustable clock
+//! that the tests move forward, so nothing sleeps.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use teleport_opsgenie::clock::Clock;
+use teleport_opsgenie::config::Config;
+use teleport_opsgenie::core::render::alias;
+use teleport_opsgenie::core::shift::lock_name;
+use teleport_opsgenie::core::shift_policy::ShiftEndMode;
+use teleport_opsgenie::daemon::{Daemon, RunOptions};
+use teleport_opsgenie::pb::types::RequestState;
+use teleport_opsgenie::sim::jsm::{Alert, AlertStatus, FakeJsm, FakeJsmOptions, Period, Rotation};
+use teleport_opsgenie::sim::teleport::NewRequest;
+use teleport_opsgenie::sim::world::{
+    World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_ACCOUNT, ON_CALL_REQUESTER, PLUGIN_USER,
+    REQUESTER_ACCOUNT,
+};
+
+use common::WAIT;
+
+const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The `lock` rule of config/access-plugin.yaml, uncommented.
+const LOCKER: &str = r#"
+kind: role
+version: v7
+metadata:
+  name: shift-locker
+spec:
+  allow:
+    rules:
+      - resources: ['lock']
+        verbs: ['create', 'update', 'read']
+"#;
+
+async fn jsm_world() -> World {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    World::start(WorldOptions {
+        jsm: Some(FakeJsmOptions::default()),
+        ..Default::default()
+    })
+    .await
+    .expect("world starts")
+}
+
+fn jsm(world: &World) -> &FakeJsm {
+    world.jsm.as_ref().expect("a JSM world")
+}
+
+fn config(world: &World, mode: ShiftEndMode) -> Config {
+    let mut config = world.config();
+    config.auto_approval.enabled = true;
+    config.auto_approval.lookup_retries = 1;
+    config.auto_approval.shift_end = mode;
+    config
+}
+
+async fn start(config: Config, clock: &Clock, replica: &str) -> Daemon {
+    Daemon::start(
+        config,
+        RunOptions {
+            replica: Some(replica.to_owned()),
+            clock: clock.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("daemon starts")
+}
+
+fn period(from: SystemTime, to: SystemTime, account: &str) -> Period {
+    Period {
+        start: from,
+        end: to,
+        kind: "base".into(),
+        responder_type: "user".into(),
+        responder_id: account.into(),
+    }
+}
+
+/// The on-call requester (by accountId) is on call now, until `now + left`; then someone else.
+fn shift_ends_in(world: &World, clock: &Clock, left: Duration) -> SystemTime {
+    let secs = clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let now = UNIX_EPOCH + Duration::from_secs(secs);
+    let end = now + left;
+    let schedule = world.jsm_schedule(APPROVAL_SCHEDULE).expect("schedule");
+    assert!(jsm(world).set_timeline(
+        schedule,
+        vec![Rotation {
+            id: "primary".into(),
+            name: "primary".into(),
+            periods: vec![
+                period(now - HOUR, end, ON_CALL_ACCOUNT),
+                period(end, now + 24 * HOUR, REQUESTER_ACCOUNT),
+            ],
+        }]
+    ));
+    end
+}
+
+fn request_lasting(world: &World, lasts: Duration) -> String {
+    world
+        .teleport
+        .create_request_with(NewRequest {
+            user: ON_CALL_REQUESTER.to_owned(),
+            roles: vec!["editor".into()],
+            reason: "paged".into(),
+            access_expiry: Some(SystemTime::now() + lasts),
+            ..Default::default()
+        })
+        .expect("request")
+        .metadata
+        .expect("metadata")
+        .name
+}
+
+async fn alert_where(world: &World, id: &str, what: &str, f: impl Fn(&Alert) -> bool) -> Alert {
+    let alias = alias(id);
+    jsm(world)
+        .wait_until(WAIT, what, |j| {
+            j.alert_by_alias(&alias).is_some_and(|a| f(&a))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            let notes = jsm(world).alert_by_alias(&alias).map(|a| a.notes);
+            panic!("{id}: {what}: {e}; the alert's notes: {notes:?}")
+        });
+    jsm(world).alert_by_alias(&alias).expect("alert")
+}
+
+/// The decision once it is recorded (the note may be on the alert a moment before).
+async fn decision(world: &World, id: &str) -> String {
+    let read = |t: &teleport_opsgenie::sim::teleport::FakeTeleport| {
+        t.plugin_data(id, "opsgenie")
+            .and_then(|d| d.get("approval_decision").cloned())
+            .filter(|v| !v.is_empty())
+    };
+    world
+        .teleport
+        .wait_until(WAIT, "decision recorded", |t| read(t).is_some())
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {e}"));
+    read(&world.teleport).expect("decision")
+}
+
+fn only_documented_calls(world: &World) {
+    let undocumented = jsm(world).undocumented_calls();
+    assert!(undocumented.is_empty(), "{undocumented:?}");
+}
+
+#[actix_rt::test]
+async fn decline_on_jsm_declines_an_over_long_request_and_approves_a_short_one() {
+    let world = jsm_world().await;
+    let clock = Clock::adjustable();
+    let end = shift_ends_in(&world, &clock, HOUR);
+    let daemon = start(config(&world, ShiftEndMode::Decline), &clock, "r1").await;
+
+    let short = request_lasting(&world, 30 * MINUTE);
+    let a = alert_where(&world, &short, "short request closed", |a| {
+        a.status == AlertStatus::Closed
+    })
+    .await;
+    assert!(
+        a.notes.iter().any(|n| n.note.starts_with("Auto-approved:")),
+        "{:?}",
+        a.notes
+    );
+    assert_eq!(decision(&world, &short).await, "approved");
+    assert_eq!(
+        world.teleport.request_state(&short),
+        Some(RequestState::Approved)
+    );
+
+    let long = request_lasting(&world, 8 * HOUR);
+    let a = alert_where(&world, &long, "decline note", |a| !a.notes.is_empty()).await;
+    let note = &a.notes[0].note;
+    assert!(note.starts_with("Not auto-approved:"), "{note}");
+    let shift_end = humantime::format_rfc3339_seconds(end).to_string();
+    assert!(note.contains(&format!("ends at {shift_end}")), "{note}");
+    assert!(note.contains("shift_end: decline"), "{note}");
+    assert_eq!(decision(&world, &long).await, "declined");
+    assert_eq!(
+        world.teleport.request_state(&long),
+        Some(RequestState::Pending)
+    );
+    daemon.shutdown().await;
+    // The timeline was read by schedule id on the REST API, for the requester's accountId.
+    let schedule = world.jsm_schedule(APPROVAL_SCHEDULE).expect("schedule");
+    let timelines = jsm(&world).calls_to("get_timeline");
+    assert!(!timelines.is_empty());
+    assert!(
+        timelines.iter().all(|c| c.path.contains(schedule)),
+        "{timelines:?}"
+    );
+    only_documented_calls(&world);
+}
+
+#[actix_rt::test]
+async fn revoke_on_jsm_locks_at_shift_end_once_with_three_replicas() {
+    let world = jsm_world().await;
+    world.teleport.add_role_yaml(LOCKER).expect("role");
+    world.teleport.add_user(
+        PLUGIN_USER,
+        ["access-plugin", "access-plugin-approver", "shift-locker"],
+    );
+    let clock = Clock::adjustable();
+    shift_ends_in(&world, &clock, HOUR);
+    let mut daemons = Vec::new();
+    for replica in ["r1", "r2", "r3"] {
+        daemons.push(start(config(&world, ShiftEndMode::Revoke), &clock, replica).await);
+    }
+    let id = request_lasting(&world, 8 * HOUR);
+    let a = alert_where(&world, &id, "approved and closed", |a| {
+        a.status == AlertStatus::Closed
+    })
+    .await;
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.note.contains("so the access will be revoked at")),
+        "{:?}",
+        a.notes
+    );
+    assert!(
+        world.teleport.locks().is_empty(),
+        "no lock before the shift ends"
+    );
+
+    clock.advance(HOUR + MINUTE);
+    let a = alert_where(&world, &id, "revocation note", |a| {
+        a.notes
+            .iter()
+            .any(|n| n.note.starts_with("Access revoked at the end of the shift"))
+    })
+    .await;
+    let revoked_notes = a
+        .notes
+        .iter()
+        .filter(|n| n.note.starts_with("Access revoked at the end of the shift"))
+        .count();
+    assert_eq!(revoked_notes, 1, "one revocation note");
+    let locks = world.teleport.locks();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(
+        locks[0].metadata.as_ref().expect("metadata").name,
+        lock_name(&id)
+    );
+    assert!(world.teleport.access_revoked_at(&id, clock.now()));
+    assert_eq!(
+        world.teleport.count_calls("UpsertLock"),
+        1,
+        "one replica locked, once"
+    );
+    for daemon in daemons {
+        daemon.shutdown().await;
+    }
+    only_documented_calls(&world);
+}
