@@ -1,4 +1,4 @@
-//! Access that ends with the shift on JSM Operations: the same policy as on Opsgenie
+//! Access that ends with the shift on JSM Operations: the same cases as on Opsgenie
 //! (`tests/shift.rs`), with the schedule's timeline read from the JSM REST API by schedule id
 //! and its periods naming the requester by accountId. The daemons run on an adjustable clock
 //! that the tests move forward, so nothing sleeps.
@@ -264,5 +264,189 @@ async fn revoke_on_jsm_locks_at_shift_end_once_with_three_replicas() {
     for daemon in daemons {
         daemon.shutdown().await;
     }
+    only_documented_calls(&world);
+}
+
+fn plugin_may_lock(world: &World) {
+    world.teleport.add_role_yaml(LOCKER).expect("role");
+    world.teleport.add_user(
+        PLUGIN_USER,
+        ["access-plugin", "access-plugin-approver", "shift-locker"],
+    );
+}
+
+fn revoke_state(world: &World, id: &str) -> Option<(String, String)> {
+    let d = world.teleport.plugin_data(id, "opsgenie")?;
+    Some((
+        d.get("shift_revoke_state").cloned().unwrap_or_default(),
+        d.get("shift_revoke_at").cloned().unwrap_or_default(),
+    ))
+}
+
+async fn until_revoke(world: &World, id: &str, what: &str, f: impl Fn(&str, &str) -> bool) {
+    world
+        .teleport
+        .wait_until(WAIT, what, |_| {
+            revoke_state(world, id).is_some_and(|(state, at)| f(&state, &at))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {what}: {e}; {:?}", revoke_state(world, id)));
+}
+
+fn ms(t: SystemTime) -> String {
+    t.duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis()
+        .to_string()
+}
+
+/// Waits until the revocation is noted: one lock on the request, one note on the alert.
+async fn revoked(world: &World, clock: &Clock, id: &str) {
+    until_revoke(world, id, "revocation noted", |state, _| state == "noted").await;
+    let locks = world.teleport.locks();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert!(world.teleport.access_revoked_at(id, clock.now()));
+    let a = alert_where(world, id, "revocation note", |a| {
+        a.notes
+            .iter()
+            .any(|n| n.note.starts_with("Access revoked at the end of the shift"))
+    })
+    .await;
+    let notes = a
+        .notes
+        .iter()
+        .filter(|n| n.note.starts_with("Access revoked at the end of the shift"))
+        .count();
+    assert_eq!(notes, 1, "one revocation note");
+}
+
+#[actix_rt::test]
+async fn an_override_on_jsm_that_extends_the_shift_postpones_the_lock() {
+    let world = jsm_world().await;
+    plugin_may_lock(&world);
+    let clock = Clock::adjustable();
+    let end = shift_ends_in(&world, &clock, HOUR);
+    let now = end - HOUR;
+    let daemon = start(config(&world, ShiftEndMode::Revoke), &clock, "r1").await;
+    let id = request_lasting(&world, 8 * HOUR);
+    until_revoke(&world, &id, "revocation planned", |state, at| {
+        state == "planned" && at == ms(end)
+    })
+    .await;
+
+    // An override keeps the requester on call two hours longer.
+    let extended = end + 2 * HOUR;
+    let schedule = world.jsm_schedule(APPROVAL_SCHEDULE).expect("schedule");
+    let mut override_period = period(end - MINUTE, extended, ON_CALL_ACCOUNT);
+    override_period.kind = "override".into();
+    assert!(jsm(&world).set_timeline(
+        schedule,
+        vec![
+            Rotation {
+                id: "primary".into(),
+                name: "primary".into(),
+                periods: vec![
+                    period(now - HOUR, end, ON_CALL_ACCOUNT),
+                    period(end, now + 24 * HOUR, REQUESTER_ACCOUNT),
+                ],
+            },
+            Rotation {
+                id: "override".into(),
+                name: "override".into(),
+                periods: vec![override_period],
+            },
+        ]
+    ));
+    clock.advance(HOUR + MINUTE);
+    until_revoke(&world, &id, "revocation moved", |state, at| {
+        state == "planned" && at == ms(extended)
+    })
+    .await;
+    assert!(
+        world.teleport.locks().is_empty(),
+        "not locked while on call"
+    );
+
+    clock.advance(2 * HOUR);
+    revoked(&world, &clock, &id).await;
+    daemon.shutdown().await;
+    only_documented_calls(&world);
+}
+
+#[actix_rt::test]
+async fn a_refused_lock_on_jsm_is_reported_on_the_alert_and_retried() {
+    let world = jsm_world().await;
+    // The plugin's roles as shipped: the `lock` rule is commented out.
+    let clock = Clock::adjustable();
+    shift_ends_in(&world, &clock, HOUR);
+    let daemon = start(config(&world, ShiftEndMode::Revoke), &clock, "r1").await;
+    let id = request_lasting(&world, 8 * HOUR);
+    until_revoke(&world, &id, "revocation planned", |state, _| {
+        state == "planned"
+    })
+    .await;
+    clock.advance(HOUR + MINUTE);
+
+    let a = alert_where(&world, &id, "refusal note", |a| {
+        a.notes
+            .iter()
+            .any(|n| n.note.starts_with("Could not revoke the access"))
+    })
+    .await;
+    let note = a
+        .notes
+        .iter()
+        .find(|n| n.note.starts_with("Could not revoke the access"))
+        .expect("note");
+    assert!(note.note.contains("resources: ['lock']"), "{}", note.note);
+    world
+        .teleport
+        .wait_until(WAIT, "retries", |t| t.count_calls("UpsertLock") >= 3)
+        .await
+        .expect("retried");
+    plugin_may_lock(&world);
+    revoked(&world, &clock, &id).await;
+    daemon.shutdown().await;
+    only_documented_calls(&world);
+}
+
+#[actix_rt::test]
+async fn a_daemon_killed_on_jsm_between_approval_and_shift_end_still_locks_after_restart() {
+    let world = jsm_world().await;
+    plugin_may_lock(&world);
+    let clock = Clock::adjustable();
+    shift_ends_in(&world, &clock, HOUR);
+    let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+    let (up, started) = tokio::sync::oneshot::channel();
+    let doomed = config(&world, ShiftEndMode::Revoke);
+    let doomed_clock = clock.clone();
+    let thread = std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let daemon = start(doomed, &doomed_clock, "doomed").await;
+            let _ = up.send(());
+            let _ = killed.await;
+            // No shutdown: the runtime goes, taking the daemon's actors and timers with it.
+            std::mem::forget(daemon);
+        });
+    });
+    tokio::time::timeout(WAIT, started)
+        .await
+        .expect("in time")
+        .expect("the doomed daemon started");
+    let id = request_lasting(&world, 8 * HOUR);
+    until_revoke(&world, &id, "revocation planned", |state, _| {
+        state == "planned"
+    })
+    .await;
+    kill.send(()).expect("kill");
+    tokio::task::spawn_blocking(move || thread.join().expect("killed"))
+        .await
+        .expect("joined");
+
+    clock.advance(HOUR + MINUTE);
+    assert!(world.teleport.locks().is_empty(), "nobody left to lock");
+    let daemon = start(config(&world, ShiftEndMode::Revoke), &clock, "after").await;
+    revoked(&world, &clock, &id).await;
+    daemon.shutdown().await;
     only_documented_calls(&world);
 }
