@@ -50,6 +50,11 @@ use crate::sim::world::{World, ON_CALL_REQUESTER, REQUESTER, REVIEWERS, TEAM_REQ
 
 #[path = "chaos_backend.rs"]
 mod backend;
+#[path = "chaos_notes.rs"]
+mod notes;
+
+use notes::trace_duplicates;
+pub use notes::{DuplicateNote, NoteCall};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -133,37 +138,6 @@ pub struct ChaosReport {
 
 /// Duplicated notes reported in detail at most.
 pub const MAX_DETAILS: usize = 20;
-
-/// One note found more than once on an alert.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct DuplicateNote {
-    /// The access request.
-    pub request_id: String,
-    /// The alert.
-    pub alert_id: String,
-    /// The note's last line (the daemon's step marker, `[teleport-opsgenie: review-2]`).
-    pub marker: String,
-    /// How many times the text is on the alert.
-    pub copies: usize,
-    /// Every call to the fake whose body carried the text, oldest first.
-    pub calls: Vec<NoteCall>,
-}
-
-/// One call that carried a duplicated note.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct NoteCall {
-    /// Milliseconds since the Unix epoch at receipt.
-    pub at_ms: u128,
-    /// The path called.
-    pub path: String,
-    /// The status answered.
-    pub status: u16,
-    /// The fault injected into the call, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fault: Option<String>,
-    /// The request id the fake answered with.
-    pub request_id: String,
-}
 
 /// Why the run could not be carried out (as opposed to finding problems, which the report
 /// says).
@@ -511,50 +485,6 @@ fn inject_fault(world: &World, rng: &mut StdRng, latency_on: &mut bool) -> usize
         _ => backend::errors_after_effect(world, rng.random_bool(0.5)),
     }
     1
-}
-
-/// Fills in, for each duplicated note, the calls to the fake that carried its text.
-fn trace_duplicates(world: &World, details: &mut [DuplicateNote]) {
-    if details.is_empty() {
-        return;
-    }
-    let alerts = world.opsgenie.alerts();
-    let calls = world.opsgenie.calls();
-    for detail in details.iter_mut() {
-        let Some(alert) = alerts.iter().find(|a| a.id == detail.alert_id) else {
-            continue;
-        };
-        let Some(text) = alert
-            .notes
-            .iter()
-            .map(|n| n.text.as_str())
-            .find(|t| t.lines().last() == Some(detail.marker.as_str()))
-        else {
-            continue;
-        };
-        detail.calls = calls
-            .iter()
-            .filter(|c| c.path.contains(&detail.alert_id) || c.path.contains(&detail.request_id))
-            .filter(|c| {
-                c.body
-                    .as_ref()
-                    .and_then(|b| b.get("note"))
-                    .and_then(|n| n.as_str())
-                    == Some(text)
-            })
-            .map(|c| NoteCall {
-                at_ms: c
-                    .received_at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0),
-                path: c.path.clone(),
-                status: c.status,
-                fault: c.fault.clone(),
-                request_id: c.request_id.clone(),
-            })
-            .collect();
-    }
 }
 
 /// Counts what is wrong now (see the module docs).
