@@ -8,7 +8,7 @@
 //!   (`render`, `alert`), how progress is stored in Teleport (`plugin_data`), whether to
 //!   auto-approve (`policy`), who of those on call is the requester (`oncall_user`: e-mails,
 //!   JSM accountIds), which alerts are orphans (`sweep`), when a shift ends (`shift`),
-//!   what that does to an approval (`shift_policy`) and the revocation at shift end (`revoke`).
+//!   what that does to an approval (`shift_policy`) and the revocation at shift end (`revocation` as stored, `revoke` its steps; the steps themselves are `step`).
 //!   Plain functions and data; imports nothing but std, serde, thiserror and time types.
 //! - [`pipeline`]: the request pipeline. `Requests` keeps one `RequestActor` per request id;
 //!   `reconcile` is one step under a claim (plan, act, confirm, record by compare-and-swap);

@@ -196,7 +196,7 @@ pub struct PluginData {
     pub claim: Option<Claim>,
     /// The revocation planned at approval under `auto_approval.shift_end: revoke`, if any
     /// (its own keys, `core::revoke::KEYS`; absent in data written before them).
-    pub revocation: Option<crate::core::revoke::Revocation>,
+    pub revocation: Option<crate::core::revocation::Revocation>,
 }
 
 const ALERT_ID: &str = "alert_id";
@@ -289,7 +289,7 @@ impl PluginData {
                 .unwrap_or_default(),
         ];
         let mut map: Encoded = KEYS.iter().map(|k| k.to_string()).zip(values).collect();
-        crate::core::revoke::encode(self.revocation.as_ref(), &mut map);
+        crate::core::revocation::encode(self.revocation.as_ref(), &mut map);
         map
     }
 
@@ -324,7 +324,7 @@ impl PluginData {
             lookup_failures: get(LOOKUP_FAILURES).parse().unwrap_or(0),
             unconfirmed: Unconfirmed::decode(get(UNCONFIRMED)),
             claim,
-            revocation: crate::core::revoke::decode(map),
+            revocation: crate::core::revocation::decode(map),
         }
     }
 
@@ -363,11 +363,7 @@ impl PluginData {
 }
 
 /// Milliseconds since the Unix epoch (zero before it).
-pub fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::core::revocation::millis;
 
 #[cfg(test)]
 mod tests {
@@ -395,12 +391,12 @@ mod tests {
                 holder: "host-1".into(),
                 until_ms: 1_700_000_060_000,
             }),
-            revocation: Some(crate::core::revoke::Revocation {
+            revocation: Some(crate::core::revocation::Revocation {
                 due: UNIX_EPOCH + Duration::from_millis(1_700_003_600_000),
                 access_end: UNIX_EPOCH + Duration::from_millis(1_700_028_800_000),
                 schedule: "Primary".into(),
                 person: "alice@example.com".into(),
-                state: crate::core::revoke::RevokeState::Planned,
+                state: crate::core::revocation::RevokeState::Planned,
                 refusal: String::new(),
                 refusal_noted: false,
             }),
@@ -464,7 +460,10 @@ mod tests {
     #[test]
     fn writes_every_key_with_empty_meaning_absent() {
         let encoded = PluginData::default().encode();
-        assert_eq!(encoded.len(), KEYS.len() + crate::core::revoke::KEYS.len());
+        assert_eq!(
+            encoded.len(),
+            KEYS.len() + crate::core::revocation::KEYS.len()
+        );
         assert!(encoded.values().all(String::is_empty));
     }
 
