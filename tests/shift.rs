@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::shift::{config, ms, plugin_may_lock, start};
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use teleport_opsgenie::clock::Clock;
@@ -15,56 +17,13 @@ use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
 use teleport_opsgenie::sim::opsgenie::{TimelinePeriod, TimelineRecipient};
 use teleport_opsgenie::sim::teleport::NewRequest;
-use teleport_opsgenie::sim::world::{World, APPROVAL_SCHEDULE, ON_CALL_REQUESTER, PLUGIN_USER};
+use teleport_opsgenie::sim::world::{World, APPROVAL_SCHEDULE, ON_CALL_REQUESTER};
 use teleport_opsgenie::teleport::convert::time_from_pb;
 
 use common::{alert_where, closed, world, WAIT};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// The `lock` rule of config/access-plugin.yaml, uncommented.
-const LOCKER: &str = r#"
-kind: role
-version: v7
-metadata:
-  name: shift-locker
-spec:
-  allow:
-    rules:
-      - resources: ['lock']
-        verbs: ['create', 'update', 'read']
-"#;
-
-/// Gives the plugin's user the `lock` rule.
-fn plugin_may_lock(world: &World) {
-    world.teleport.add_role_yaml(LOCKER).expect("role");
-    world.teleport.add_user(
-        PLUGIN_USER,
-        ["access-plugin", "access-plugin-approver", "shift-locker"],
-    );
-}
-
-fn config(world: &World, mode: ShiftEndMode) -> Config {
-    let mut config = world.config();
-    config.auto_approval.enabled = true;
-    config.auto_approval.lookup_retries = 1;
-    config.auto_approval.shift_end = mode;
-    config
-}
-
-async fn start(config: Config, clock: &Clock, replica: &str) -> Daemon {
-    Daemon::start(
-        config,
-        RunOptions {
-            replica: Some(replica.to_owned()),
-            clock: clock.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("daemon starts")
-}
 
 fn period(rotation: &str, from: SystemTime, to: SystemTime, who: &str) -> TimelinePeriod {
     TimelinePeriod {
@@ -141,13 +100,6 @@ async fn until_data(
 
 fn state_is(d: &std::collections::BTreeMap<String, String>, state: &str) -> bool {
     d.get("shift_revoke_state").map(String::as_str) == Some(state)
-}
-
-fn ms(t: SystemTime) -> String {
-    t.duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis()
-        .to_string()
 }
 
 /// Waits until the request's revocation is planned and its alert closed (the request was

@@ -5,39 +5,26 @@
 
 mod common;
 
+use common::shift::{config, ms, plugin_may_lock, start};
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use teleport_opsgenie::clock::Clock;
-use teleport_opsgenie::config::Config;
 use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::core::shift::lock_name;
 use teleport_opsgenie::core::shift_policy::ShiftEndMode;
-use teleport_opsgenie::daemon::{Daemon, RunOptions};
+
 use teleport_opsgenie::pb::types::RequestState;
 use teleport_opsgenie::sim::jsm::{Alert, AlertStatus, FakeJsm, FakeJsmOptions, Period, Rotation};
 use teleport_opsgenie::sim::teleport::NewRequest;
 use teleport_opsgenie::sim::world::{
-    World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_ACCOUNT, ON_CALL_REQUESTER, PLUGIN_USER,
-    REQUESTER_ACCOUNT,
+    World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_ACCOUNT, ON_CALL_REQUESTER, REQUESTER_ACCOUNT,
 };
 
 use common::WAIT;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// The `lock` rule of config/access-plugin.yaml, uncommented.
-const LOCKER: &str = r#"
-kind: role
-version: v7
-metadata:
-  name: shift-locker
-spec:
-  allow:
-    rules:
-      - resources: ['lock']
-        verbs: ['create', 'update', 'read']
-"#;
 
 async fn jsm_world() -> World {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -51,27 +38,6 @@ async fn jsm_world() -> World {
 
 fn jsm(world: &World) -> &FakeJsm {
     world.jsm.as_ref().expect("a JSM world")
-}
-
-fn config(world: &World, mode: ShiftEndMode) -> Config {
-    let mut config = world.config();
-    config.auto_approval.enabled = true;
-    config.auto_approval.lookup_retries = 1;
-    config.auto_approval.shift_end = mode;
-    config
-}
-
-async fn start(config: Config, clock: &Clock, replica: &str) -> Daemon {
-    Daemon::start(
-        config,
-        RunOptions {
-            replica: Some(replica.to_owned()),
-            clock: clock.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("daemon starts")
 }
 
 fn period(from: SystemTime, to: SystemTime, account: &str) -> Period {
@@ -208,11 +174,7 @@ async fn decline_on_jsm_declines_an_over_long_request_and_approves_a_short_one()
 #[actix_rt::test]
 async fn revoke_on_jsm_locks_at_shift_end_once_with_three_replicas() {
     let world = jsm_world().await;
-    world.teleport.add_role_yaml(LOCKER).expect("role");
-    world.teleport.add_user(
-        PLUGIN_USER,
-        ["access-plugin", "access-plugin-approver", "shift-locker"],
-    );
+    plugin_may_lock(&world);
     let clock = Clock::adjustable();
     shift_ends_in(&world, &clock, HOUR);
     let mut daemons = Vec::new();
@@ -267,14 +229,6 @@ async fn revoke_on_jsm_locks_at_shift_end_once_with_three_replicas() {
     only_documented_calls(&world);
 }
 
-fn plugin_may_lock(world: &World) {
-    world.teleport.add_role_yaml(LOCKER).expect("role");
-    world.teleport.add_user(
-        PLUGIN_USER,
-        ["access-plugin", "access-plugin-approver", "shift-locker"],
-    );
-}
-
 fn revoke_state(world: &World, id: &str) -> Option<(String, String)> {
     let d = world.teleport.plugin_data(id, "opsgenie")?;
     Some((
@@ -291,13 +245,6 @@ async fn until_revoke(world: &World, id: &str, what: &str, f: impl Fn(&str, &str
         })
         .await
         .unwrap_or_else(|e| panic!("{id}: {what}: {e}; {:?}", revoke_state(world, id)));
-}
-
-fn ms(t: SystemTime) -> String {
-    t.duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis()
-        .to_string()
 }
 
 /// Waits until the revocation is noted: one lock on the request, one note on the alert.

@@ -6,6 +6,8 @@
 // paused clock drives.
 #![allow(clippy::disallowed_methods)]
 
+pub mod shift;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
