@@ -193,6 +193,18 @@ pub struct World {
     pub plugin_identity: PathBuf,
     /// The administrator's identity file.
     pub admin_identity: PathBuf,
+    /// Whether `dir` is a temporary folder this world made (removed when it is dropped), rather
+    /// than one the caller named (kept, like the sandbox's `--serve` folder).
+    made_dir: bool,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if self.made_dir {
+            // Best effort: a test that fails leaves nothing worse than before.
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 impl World {
@@ -231,6 +243,7 @@ impl World {
             None => (None, Vec::new()),
         };
 
+        let made_dir = options.dir.is_none();
         let dir = match options.dir {
             Some(dir) => dir,
             None => temp_dir()?,
@@ -248,6 +261,7 @@ impl World {
             dir,
             plugin_identity,
             admin_identity,
+            made_dir,
         })
     }
 
