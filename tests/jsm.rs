@@ -12,73 +12,22 @@ use teleport_opsgenie::config::Secret;
 use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
-use teleport_opsgenie::sim::jsm::{Alert, AlertStatus, Api, FakeJsm, FakeJsmOptions};
+use teleport_opsgenie::sim::jsm::{Alert, AlertStatus, Api};
 use teleport_opsgenie::sim::world::{
-    World, WorldOptions, APPROVAL_SCHEDULE, HIDDEN_ACCOUNT, HIDDEN_REQUESTER, ON_CALL_ACCOUNT,
-    ON_CALL_REQUESTER, REQUESTER, REVIEWERS,
+    World, APPROVAL_SCHEDULE, HIDDEN_ACCOUNT, HIDDEN_REQUESTER, ON_CALL_ACCOUNT, ON_CALL_REQUESTER,
+    REQUESTER, REVIEWERS,
 };
 
+use common::jsm::{alert_where, closed, jsm, jsm_world, only_documented_calls};
 use common::{recorded, request, WAIT};
-
-async fn jsm_world() -> World {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    World::start(WorldOptions {
-        jsm: Some(FakeJsmOptions::default()),
-        ..Default::default()
-    })
-    .await
-    .expect("world starts")
-}
-
-fn jsm(world: &World) -> &FakeJsm {
-    world.jsm.as_ref().expect("a JSM world")
-}
 
 fn put_on_call(world: &World, accounts: &[&str]) {
     let id = world.jsm_schedule(APPROVAL_SCHEDULE).expect("schedule");
     assert!(jsm(world).set_on_call(id, accounts));
 }
 
-async fn alert_where(world: &World, id: &str, what: &str, f: impl Fn(&Alert) -> bool) -> Alert {
-    let alias = alias(id);
-    jsm(world)
-        .wait_until(WAIT, what, |j| {
-            j.alert_by_alias(&alias).is_some_and(|a| f(&a))
-        })
-        .await
-        .unwrap_or_else(|e| {
-            let notes = jsm(world).alert_by_alias(&alias).map(|a| a.notes);
-            panic!("{id}: {what}: {e}; the alert's notes: {notes:?}")
-        });
-    jsm(world).alert_by_alias(&alias).expect("alert")
-}
-
-async fn closed(world: &World, id: &str) -> Alert {
-    alert_where(world, id, "alert closed", |a| {
-        a.status == AlertStatus::Closed
-    })
-    .await
-}
-
 fn has_note(alert: &Alert, text: &str) -> bool {
     alert.notes.iter().any(|n| n.note.contains(text))
-}
-
-/// Nothing went anywhere Atlassian does not document, and the Integration Events API saw only
-/// writes with the GenieKey.
-fn only_documented_calls(world: &World) {
-    let jsm = jsm(world);
-    let undocumented = jsm.undocumented_calls();
-    assert!(
-        undocumented.is_empty(),
-        "undocumented calls: {undocumented:#?}"
-    );
-    for call in jsm.calls() {
-        assert!(call.auth_ok, "refused credential: {call:?}");
-        if call.api == Api::IntegrationEvents {
-            assert_eq!(call.method, "POST", "{call:?}");
-        }
-    }
 }
 
 #[actix_rt::test]

@@ -10,35 +10,21 @@ use common::shift::{config, ms, plugin_may_lock, start};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use teleport_opsgenie::clock::Clock;
-use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::core::shift::lock_name;
 use teleport_opsgenie::core::shift_policy::ShiftEndMode;
 
 use teleport_opsgenie::pb::types::RequestState;
-use teleport_opsgenie::sim::jsm::{Alert, AlertStatus, FakeJsm, FakeJsmOptions, Period, Rotation};
+use teleport_opsgenie::sim::jsm::{AlertStatus, Period, Rotation};
 use teleport_opsgenie::sim::teleport::NewRequest;
 use teleport_opsgenie::sim::world::{
-    World, WorldOptions, APPROVAL_SCHEDULE, ON_CALL_ACCOUNT, ON_CALL_REQUESTER, REQUESTER_ACCOUNT,
+    World, APPROVAL_SCHEDULE, ON_CALL_ACCOUNT, ON_CALL_REQUESTER, REQUESTER_ACCOUNT,
 };
 
+use common::jsm::{alert_where, jsm, jsm_world, only_documented_calls};
 use common::WAIT;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);
-
-async fn jsm_world() -> World {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    World::start(WorldOptions {
-        jsm: Some(FakeJsmOptions::default()),
-        ..Default::default()
-    })
-    .await
-    .expect("world starts")
-}
-
-fn jsm(world: &World) -> &FakeJsm {
-    world.jsm.as_ref().expect("a JSM world")
-}
 
 fn period(from: SystemTime, to: SystemTime, account: &str) -> Period {
     Period {
@@ -90,20 +76,6 @@ fn request_lasting(world: &World, lasts: Duration) -> String {
         .name
 }
 
-async fn alert_where(world: &World, id: &str, what: &str, f: impl Fn(&Alert) -> bool) -> Alert {
-    let alias = alias(id);
-    jsm(world)
-        .wait_until(WAIT, what, |j| {
-            j.alert_by_alias(&alias).is_some_and(|a| f(&a))
-        })
-        .await
-        .unwrap_or_else(|e| {
-            let notes = jsm(world).alert_by_alias(&alias).map(|a| a.notes);
-            panic!("{id}: {what}: {e}; the alert's notes: {notes:?}")
-        });
-    jsm(world).alert_by_alias(&alias).expect("alert")
-}
-
 /// The decision once it is recorded (the note may be on the alert a moment before).
 async fn decision(world: &World, id: &str) -> String {
     let read = |t: &teleport_opsgenie::sim::teleport::FakeTeleport| {
@@ -117,11 +89,6 @@ async fn decision(world: &World, id: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("{id}: {e}"));
     read(&world.teleport).expect("decision")
-}
-
-fn only_documented_calls(world: &World) {
-    let undocumented = jsm(world).undocumented_calls();
-    assert!(undocumented.is_empty(), "{undocumented:?}");
 }
 
 #[actix_rt::test]

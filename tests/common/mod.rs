@@ -6,6 +6,7 @@
 // paused clock drives.
 #![allow(clippy::disallowed_methods)]
 
+pub mod jsm;
 pub mod shift;
 
 use std::collections::BTreeMap;
