@@ -42,6 +42,10 @@ pub(super) fn trace_duplicates(world: &World, details: &mut [DuplicateNote]) {
     if details.is_empty() {
         return;
     }
+    if let Some(jsm) = &world.jsm {
+        trace_on_jsm(jsm, details);
+        return;
+    }
     let alerts = world.opsgenie.alerts();
     let calls = world.opsgenie.calls();
     for detail in details.iter_mut() {
@@ -76,6 +80,50 @@ pub(super) fn trace_duplicates(world: &World, details: &mut [DuplicateNote]) {
                 status: c.status,
                 fault: c.fault.clone(),
                 request_id: c.request_id.clone(),
+            })
+            .collect();
+    }
+}
+
+/// The same account on the fake JSM, whose record keeps no wall-clock time, fault or request
+/// id: `at_ms` is then the milliseconds since the earliest call that carried the note.
+fn trace_on_jsm(jsm: &crate::sim::jsm::FakeJsm, details: &mut [DuplicateNote]) {
+    let alerts = jsm.alerts();
+    let calls = jsm.calls();
+    for detail in details.iter_mut() {
+        let Some(alert) = alerts.iter().find(|a| a.id == detail.alert_id) else {
+            continue;
+        };
+        let Some(text) = alert
+            .notes
+            .iter()
+            .map(|n| n.note.as_str())
+            .find(|t| t.lines().last() == Some(detail.marker.as_str()))
+        else {
+            continue;
+        };
+        let carried: Vec<_> = calls
+            .iter()
+            .filter(|c| c.path.contains(&detail.alert_id) || c.path.contains(&detail.request_id))
+            .filter(|c| {
+                c.body
+                    .as_ref()
+                    .and_then(|b| b.get("note"))
+                    .and_then(|n| n.as_str())
+                    == Some(text)
+            })
+            .collect();
+        let Some(first) = carried.iter().map(|c| c.received).min() else {
+            continue;
+        };
+        detail.calls = carried
+            .iter()
+            .map(|c| NoteCall {
+                at_ms: c.received.duration_since(first).as_millis(),
+                path: c.path.clone(),
+                status: c.status,
+                fault: None,
+                request_id: String::new(),
             })
             .collect();
     }
