@@ -242,6 +242,63 @@ async fn orphan_sweep_closes_alerts_of_requests_deleted_while_down() {
 }
 
 #[actix_rt::test]
+async fn orphans_several_replicas_close_directly_carry_no_repeated_note() {
+    // Seen in a JSM chaos run: an orphan with no progress left is closed by the sweep itself, and
+    // every replica sweeps; listings taken before a queued close was applied listed the alert
+    // open again, each replica closed it again, and the fake JSM added the close's note each time.
+    let world = jsm_world().await;
+    let mut config = world.config();
+    config.daemon.orphan_sweep_interval = Duration::from_millis(100);
+    let daemon = Daemon::start(config.clone(), RunOptions::default())
+        .await
+        .expect("daemon");
+    let gone = request(&world, REQUESTER, "deleted with its progress");
+    let a = alert_where(&world, &gone, "alert created", |_| true).await;
+    recorded(&world, &gone, "alert_id", &a.id).await;
+    assert!(daemon.shutdown().await);
+    world.teleport.delete_request(&gone).expect("delete");
+    world
+        .teleport
+        .set_plugin_data(&gone, "opsgenie", Default::default())
+        .expect("progress removed");
+    // Accepted closes wait before JSM applies them, so later sweeps still list the alert open.
+    jsm(&world).set_processing_delay(Duration::from_millis(600));
+    let mut replicas = Vec::new();
+    for name in ["sweeper-a", "sweeper-b"] {
+        let options = RunOptions {
+            replica: Some(name.to_owned()),
+            ..Default::default()
+        };
+        replicas.push(
+            Daemon::start(config.clone(), options)
+                .await
+                .expect("daemon"),
+        );
+    }
+    let alert = closed(&world, &gone).await;
+    let before = jsm(&world).calls_to("list_alerts").len();
+    jsm(&world)
+        .wait_until(WAIT, "more sweeps after the close", |j| {
+            j.calls_to("list_alerts").len() >= before + 4
+        })
+        .await
+        .expect("sweeps keep running");
+    let alert = jsm(&world).alert_by_alias(&alias(&gone)).unwrap_or(alert);
+    assert_eq!(alert.status, AlertStatus::Closed);
+    let closes = jsm(&world).calls_to("close_alert").len();
+    assert!(closes >= 1, "closed by a sweep");
+    assert!(
+        alert.notes.iter().all(|n| !n.note.contains("was deleted")),
+        "a direct close carries no note, so repeating it adds nothing: {:?}",
+        alert.notes
+    );
+    for daemon in replicas {
+        assert!(daemon.shutdown().await);
+    }
+    only_documented_calls(&world);
+}
+
+#[actix_rt::test]
 async fn a_restart_while_the_create_is_queued_makes_no_second_alert() {
     let world = jsm_world().await;
     // Accepted writes wait a while before JSM applies them.

@@ -399,8 +399,8 @@ async fn act<E: Effects>(
             } else {
                 AlertRef::Id(data.alert_id.clone())
             };
-            let verified = match attempt.unconfirmed {
-                Some(_) => verify::closed(fx, alert.clone()).await?,
+            let verified = match &attempt.unconfirmed {
+                Some(earlier) => verify::closed(fx, alert.clone(), &attempt.key, earlier).await?,
                 None => Found::NotDone,
             };
             if verified == Found::NotDone {

@@ -907,6 +907,46 @@ async fn a_close_with_an_unknown_outcome_is_verified_not_sent_again() {
 }
 
 #[actix_rt::test]
+async fn a_close_not_seen_yet_is_not_sent_again_until_it_had_time_to_apply() {
+    // Seen in a JSM chaos run: a close whose answer was lost was read back while still queued
+    // (the alert open), sent again, and the resolution note landed twice.
+    let fx = Memory::default();
+    let s = settings("me");
+    with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
+    let approved = request(RequestState::Approved, 0);
+    *fx.fail_next_call.borrow_mut() = Some(EffectError::Backend(GatewayError::UnknownOutcome {
+        endpoint: "close_alert",
+        reason: "timed out".into(),
+    }));
+    step(&fx, &s, &approved, None).await.expect_err("unknown");
+    let err = step(&fx, &s, &approved, None)
+        .await
+        .expect_err("not confirmed yet");
+    assert!(
+        matches!(err, EffectError::NotConfirmedYet { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        count(&fx, "close_alert"),
+        0,
+        "not repeated while it may be queued"
+    );
+    assert!(!stored(&fx).is_closed());
+    fx.now_ms.set(verify::NOTE_SETTLE.as_millis() as u64 + 1);
+    assert_eq!(drive(&fx, &s, &approved).await, Next::Finished);
+    assert_eq!(count(&fx, "close_alert"), 1);
+    assert_eq!(
+        texts(&fx)
+            .iter()
+            .filter(|t| t.contains("request approved"))
+            .count(),
+        1,
+        "{:?}",
+        texts(&fx)
+    );
+}
+
+#[actix_rt::test]
 async fn a_failed_request_status_is_read_for_what_it_says() {
     // A note on an alert deleted in the backend is dropped; a close of one is recorded.
     let fx = Memory::default();

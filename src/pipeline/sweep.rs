@@ -12,7 +12,7 @@
 //! acts through the claim ([`crate::core::sweep::handling`]): a request whose progress exists is
 //! handed to the pipeline as deleted, and its request actor closes the alert under a claim,
 //! confirms it and records it; a live claim is left alone; only alerts no step will ever act on
-//! are closed directly.
+//! are closed directly, and without a note (see [`sweep_once`]).
 
 use std::collections::HashSet;
 
@@ -22,8 +22,7 @@ use tracing::{debug, info, warn};
 use crate::actors::gateway::GatewayHandle;
 use crate::backend::{AlertRef, Operation, Outcome};
 use crate::core::model::Snapshot;
-use crate::core::plugin_data::{PluginData, Resolution};
-use crate::core::render::resolution_note;
+use crate::core::plugin_data::PluginData;
 use crate::core::sweep::{handling, orphans, Handling};
 use crate::pipeline::request::{Observe, Origin};
 use crate::teleport::client::TeleportClient;
@@ -125,9 +124,15 @@ pub async fn sweep_once(
                 pipeline.do_send(Observe(gone, Origin::Resync));
             }
             Handling::Close => {
+                // No note: every replica sweeps, and a listing taken before another replica's
+                // close was applied lists the alert open again, so one orphan may be closed
+                // directly more than once. A close without a note changes nothing the second
+                // time on any backend; whether a backend adds the note of a close that finds the
+                // alert already closed is not documented (the fake JSM does, the pessimistic
+                // reading). Alerts the pipeline closes get their note, exactly once.
                 let op = Operation::CloseAlert {
                     alert: AlertRef::Id(orphan.alert_id.clone()),
-                    note: resolution_note(Resolution::Expired, ""),
+                    note: String::new(),
                 };
                 match gateway.call(op).await {
                     Ok(_) => report.closed += 1,

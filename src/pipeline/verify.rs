@@ -11,7 +11,12 @@
 //!   happened; without one, the alert's notes are read, looking for the marker. A note not found
 //!   is posted again only once [`NOTE_SETTLE`] has passed since the unconfirmed attempt, so that
 //!   one accepted but not yet processed is not doubled.
-//! - **close**: read the alert by id. Closed (or gone): record it. Open: close it (again).
+//! - **close**: with the write's request id, its request status says what happened; without
+//!   one, the alert is read. Closed (or gone): record it. Open: closed again, but only once
+//!   [`NOTE_SETTLE`] has passed since the unconfirmed attempt. A close carries the resolution's
+//!   note, and a close still queued would otherwise be followed by a second one; whether the
+//!   backend adds the note of a close that finds the alert already closed is not documented (on
+//!   JSM it is assumed to, the pessimistic reading), so a repeat is never sent early.
 
 use std::time::Duration;
 
@@ -67,14 +72,58 @@ pub async fn created<E: Effects>(fx: &E, alias: &str) -> Result<Found, EffectErr
     }
 }
 
-/// Whether the alert is closed.
-pub async fn closed<E: Effects>(fx: &E, alert: AlertRef) -> Result<Found, EffectError> {
+/// Whether the close of step `key` took effect, given what is known of its last attempt.
+/// [`EffectError::NotConfirmedYet`] when it cannot be told yet (still queued, or too recent to
+/// be sure it is not).
+pub async fn closed<E: Effects>(
+    fx: &E,
+    alert: AlertRef,
+    key: &str,
+    attempt: &Unconfirmed,
+) -> Result<Found, EffectError> {
+    if let Some(found) = by_request_status(fx, key, attempt).await? {
+        return Ok(found);
+    }
     match fx.call(Operation::GetAlert { alert }).await? {
         Outcome::Alert { open: false, .. } => Ok(Found::Done(None)),
-        Outcome::Alert { open: true, .. } => Ok(Found::NotDone),
+        Outcome::Alert { open: true, .. } => settled(fx, key, attempt),
         Outcome::NoSuchAlert => Ok(Found::AlertGone),
         other => Err(unexpected("get_alert", &other)),
     }
+}
+
+/// What the request status of an accepted write says; `None` when there is none to read (the
+/// write was never accepted, or the backend no longer knows it), so the backend's state is read
+/// instead.
+async fn by_request_status<E: Effects>(
+    fx: &E,
+    key: &str,
+    attempt: &Unconfirmed,
+) -> Result<Option<Found>, EffectError> {
+    if attempt.request_id.is_empty() {
+        return Ok(None);
+    }
+    match fx.await_request(&attempt.request_id).await {
+        Ok(p) if p.success => Ok(Some(Found::Done(None))),
+        Ok(p) if p.alert_missing() => Ok(Some(Found::AlertGone)),
+        Ok(_) => Ok(Some(Found::NotDone)),
+        Err(EffectError::Backend(GatewayError::Timeout { .. })) => {
+            Err(EffectError::NotConfirmedYet { step: key.into() })
+        }
+        // The status is gone (expired, or never known): read the backend's state instead.
+        Err(EffectError::Backend(GatewayError::UnknownRequest { .. })) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// A write not seen in the backend's state is taken for not done only once [`NOTE_SETTLE`] has
+/// passed since the last moment it can have been sent.
+fn settled<E: Effects>(fx: &E, key: &str, attempt: &Unconfirmed) -> Result<Found, EffectError> {
+    let since = millis(fx.now()).saturating_sub(attempt.at_ms);
+    if since < NOTE_SETTLE.as_millis() as u64 {
+        return Err(EffectError::NotConfirmedYet { step: key.into() });
+    }
+    Ok(Found::NotDone)
 }
 
 /// Whether the note of step `key` is on the alert, given what is known of its last attempt.
@@ -86,18 +135,8 @@ pub async fn noted<E: Effects>(
     key: &str,
     attempt: &Unconfirmed,
 ) -> Result<Found, EffectError> {
-    if !attempt.request_id.is_empty() {
-        match fx.await_request(&attempt.request_id).await {
-            Ok(p) if p.success => return Ok(Found::Done(None)),
-            Ok(p) if p.alert_missing() => return Ok(Found::AlertGone),
-            Ok(_) => return Ok(Found::NotDone),
-            Err(EffectError::Backend(GatewayError::Timeout { .. })) => {
-                return Err(EffectError::NotConfirmedYet { step: key.into() })
-            }
-            // The status is gone (expired, or never known): look at the notes instead.
-            Err(EffectError::Backend(GatewayError::UnknownRequest { .. })) => {}
-            Err(err) => return Err(err),
-        }
+    if let Some(found) = by_request_status(fx, key, attempt).await? {
+        return Ok(found);
     }
     let marker = marker(key);
     let mut offset = None;
@@ -120,11 +159,7 @@ pub async fn noted<E: Effects>(
             other => return Err(unexpected("list_notes", &other)),
         }
     }
-    let since = millis(fx.now()).saturating_sub(attempt.at_ms);
-    if since < NOTE_SETTLE.as_millis() as u64 {
-        return Err(EffectError::NotConfirmedYet { step: key.into() });
-    }
-    Ok(Found::NotDone)
+    settled(fx, key, attempt)
 }
 
 pub(crate) fn unexpected(endpoint: &'static str, outcome: &Outcome) -> EffectError {

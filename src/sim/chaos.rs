@@ -260,7 +260,9 @@ fn write_config(world: &World, options: &ChaosOptions) -> Result<PathBuf, ChaosE
     config.daemon.claim_ttl = options.claim_ttl;
     config.daemon.orphan_sweep_interval = options.sweep_interval;
     config.daemon.shutdown_timeout = Duration::from_secs(2);
-    config.log.level = "warn".into();
+    config.log.level = std::env::var("CHAOS_LOG_LEVEL")
+        .unwrap_or_else(|_| "warn".into())
+        .into();
     world
         .write_config_file(config, "config.yaml")
         .map_err(|e| ChaosError::Setup(e.to_string()))
@@ -269,7 +271,7 @@ fn write_config(world: &World, options: &ChaosOptions) -> Result<PathBuf, ChaosE
 /// Runs the whole scenario. Must be called inside a tokio runtime.
 pub async fn run(options: ChaosOptions) -> Result<ChaosReport, ChaosError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let world = World::start(backend::world_options(options.backend, options.seed))
+    let mut world = World::start(backend::world_options(options.backend, options.seed))
         .await
         .map_err(setup("starting the fakes"))?;
     backend::put_on_call(&world);
@@ -296,6 +298,7 @@ pub async fn run(options: ChaosOptions) -> Result<ChaosReport, ChaosError> {
     if report.ok {
         let _ = std::fs::remove_dir_all(&world.dir);
     } else {
+        world.keep_dir();
         tracing::warn!(dir = %world.dir.display(), "Chaos run failed; replica logs are kept.");
     }
     Ok(report)

@@ -208,6 +208,12 @@ impl Drop for World {
 }
 
 impl World {
+    /// Keeps the folder when the world is dropped (a failed chaos run keeps its replicas' logs
+    /// for whoever reads the failure).
+    pub fn keep_dir(&mut self) {
+        self.made_dir = false;
+    }
+
     /// Starts both fakes with the guide's users, roles and schedules.
     pub async fn start(options: WorldOptions) -> Result<World, WorldError> {
         let teleport = FakeTeleport::start(options.teleport)
