@@ -377,12 +377,21 @@ impl Metrics {
             return;
         }
         // A run under one claim may have done several steps.
+        // A decision made before the alert existed is noted by its own step, later in the run
+        // or in a later one: its note is counted there.
+        let noted_later =
+            done.performed.contains(&Step::NoteDecision) || !done.data.decision_note.is_empty();
         for step in &done.performed {
-            self.count_step(step, &done.data);
+            self.count_step(step, &done.data, noted_later);
         }
     }
 
-    fn count_step(&self, step: &Step, data: &crate::core::plugin_data::PluginData) {
+    fn count_step(
+        &self,
+        step: &Step,
+        data: &crate::core::plugin_data::PluginData,
+        noted_later: bool,
+    ) {
         let note = |kind| {
             self.notes_posted.get_or_create(&KindLabel { kind }).inc();
         };
@@ -398,8 +407,11 @@ impl Metrics {
                 self.decisions
                     .get_or_create(&OutcomeLabel { outcome })
                     .inc();
-                note("decision");
+                if !noted_later {
+                    note("decision");
+                }
             }
+            Step::NoteDecision => note("decision"),
             Step::NoteReview { .. } => note("review"),
             Step::Close { resolution, .. } => {
                 self.alerts_closed

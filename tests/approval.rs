@@ -3,11 +3,12 @@
 
 mod common;
 
+use axum::http::StatusCode;
 use teleport_opsgenie::config::Config;
 use teleport_opsgenie::core::render::alias;
 use teleport_opsgenie::daemon::{Daemon, RunOptions};
 use teleport_opsgenie::pb::types::RequestState;
-use teleport_opsgenie::sim::opsgenie::Alert;
+use teleport_opsgenie::sim::opsgenie::{Alert, AlertStatus};
 use teleport_opsgenie::sim::world::{
     World, APPROVAL_SCHEDULE, PLUGIN_USER, REQUESTER, TEAM_REQUESTER,
 };
@@ -88,6 +89,51 @@ async fn an_on_call_requester_gets_exactly_one_approving_review() {
     assert_eq!(review.proposed_state, RequestState::Approved as i32);
     assert!(review.reason.starts_with("Auto-approved:"));
     daemon.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn approval_goes_through_while_every_alert_write_is_refused() {
+    // Incidents are when the backend throttles or fails: access must not wait for it.
+    for status in [
+        StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::SERVICE_UNAVAILABLE,
+    ] {
+        let world = world().await;
+        world
+            .opsgenie
+            .set_on_call(APPROVAL_SCHEDULE, &["MyUser@Example.com"]);
+        world.opsgenie.faults().refuse_alert_writes(Some(status));
+        let daemon = start(approving(&world)).await;
+        let id = request(&world, REQUESTER);
+        world
+            .teleport
+            .wait_until(WAIT, "approved while alert writes fail", |t| {
+                t.request_state(&id) == Some(RequestState::Approved)
+            })
+            .await
+            .expect("approved");
+        assert_eq!(plugin_reviews(&world, &id), 1, "{status}");
+        assert!(
+            world.opsgenie.alert_by_alias(&alias(&id)).is_none(),
+            "no alert could be made yet"
+        );
+        // The backend recovers: the alert still tells the on-call team, and is closed.
+        world.opsgenie.faults().refuse_alert_writes(None);
+        let a = alert_where(&world, &id, "closed with the decision", |a| {
+            a.status == AlertStatus::Closed
+        })
+        .await;
+        let texts: Vec<&str> = a.notes.iter().map(|n| n.text.as_str()).collect();
+        assert_eq!(texts.len(), 2, "{status}: {texts:?}");
+        assert!(texts[0].starts_with("Auto-approved:"), "{texts:?}");
+        assert!(
+            texts[1].starts_with("Access request approved."),
+            "{texts:?}"
+        );
+        assert_eq!(decision(&world, &id).await, "approved");
+        assert_eq!(plugin_reviews(&world, &id), 1, "decided once");
+        daemon.shutdown().await;
+    }
 }
 
 #[actix_rt::test]

@@ -494,6 +494,7 @@ fn plugin_data() -> impl Strategy<Value = PluginData> {
                 request_reason,
                 reviews_count,
                 resolution,
+                decision_note: resolve_reason.clone(),
                 resolve_reason,
                 decision,
                 lookup_failures,

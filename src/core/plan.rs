@@ -5,6 +5,14 @@
 //! learnt, the auto-approval decision is explained, each review becomes a note in order, and the
 //! alert is closed last.
 //!
+//! With auto-approval on, the decision comes *first*: an on-call requester's access must not
+//! wait for the backend (its processing delay, or its throttling and failures during an
+//! incident), so a pending request that nothing was sent for yet is decided before its alert is
+//! created, and the decision's note waits in the progress (`decision_note`) until the alert's id
+//! is known. A request approved that way gets its alert all the same, with the note, and then
+//! closed. When the first decision fails (the on-call lookups failed), the alert is created
+//! first and the decision retried after, as before.
+//!
 //! The order is also what lets one claim cover several steps (`pipeline::reconcile`, "Writes to
 //! Teleport"): after each step the planner is asked again, and the steps that write to the
 //! backend ([`Step::key`]) and learning the alert id follow each other under the claim already
@@ -42,6 +50,7 @@ pub fn next_step(snapshot: &Snapshot, data: &PluginData, options: PlanOptions) -
                 resolution: Resolution::Expired,
                 reason: String::new(),
             },
+            false,
         ),
         Snapshot::Present(request) => match request.state {
             RequestState::Pending => pending(request, data, options),
@@ -55,11 +64,17 @@ pub fn next_step(snapshot: &Snapshot, data: &PluginData, options: PlanOptions) -
 
 fn pending(request: &AccessRequest, data: &PluginData, options: PlanOptions) -> Step {
     if !data.alert_created() {
-        Step::CreateAlert
+        if decides_first(data, options) {
+            Step::Decide
+        } else {
+            Step::CreateAlert
+        }
     } else if data.alert_id.is_empty() {
         Step::ResolveAlertId
     } else if options.auto_approval && data.decision.is_none() {
         Step::Decide
+    } else if !data.decision_note.is_empty() {
+        Step::NoteDecision
     } else if data.reviews_count < request.reviews.len() {
         Step::NoteReview {
             index: data.reviews_count,
@@ -67,6 +82,17 @@ fn pending(request: &AccessRequest, data: &PluginData, options: PlanOptions) -> 
     } else {
         Step::Wait
     }
+}
+
+/// Whether the decision comes before the alert: auto-approval is on, nothing was decided,
+/// nothing was sent for the request yet (an alert that may exist without its decision gets the
+/// decision after it, as a note), and no lookup has failed (a failing lookup must not hold the
+/// alert back).
+fn decides_first(data: &PluginData, options: PlanOptions) -> bool {
+    options.auto_approval
+        && data.decision.is_none()
+        && data.lookup_failures == 0
+        && !data.create_attempted()
 }
 
 fn resolved(request: &AccessRequest, data: &PluginData) -> Step {
@@ -79,11 +105,17 @@ fn resolved(request: &AccessRequest, data: &PluginData) -> Step {
         resolution,
         reason: request.resolve_reason.clone(),
     };
-    closing(data, request.reviews.len(), close)
+    closing(data, request.reviews.len(), close, true)
 }
 
 /// The way to `close` a request that is over, with `reviews` reviews to note first.
-fn closing(data: &PluginData, reviews: usize, close: Step) -> Step {
+/// `can_create`: the request still exists, so an alert it never got can be made from it.
+fn closing(data: &PluginData, reviews: usize, close: Step, can_create: bool) -> Step {
+    if !data.alert_created() && can_create && data.decision.is_some() {
+        // Decided (and maybe approved) before its alert existed: the on-call team is still
+        // told what happened, on an alert that is then closed.
+        return Step::CreateAlert;
+    }
     if !data.alert_created() {
         // Never attempted (for example resolved while the daemon was down): nobody to tell,
         // nothing to close. Attempted but not recorded (the answer was lost, or the step was
@@ -96,6 +128,9 @@ fn closing(data: &PluginData, reviews: usize, close: Step) -> Step {
     }
     if data.alert_id.is_empty() {
         return Step::ResolveAlertId;
+    }
+    if !data.decision_note.is_empty() {
+        return Step::NoteDecision;
     }
     if data.reviews_count < reviews {
         return Step::NoteReview {
@@ -245,6 +280,70 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn the_decision_comes_before_the_alert_unless_something_was_sent() {
+        use RequestState::{Approved, Pending};
+        let fresh = PluginData::default();
+        assert_eq!(next_step(&req(Pending, 0), &fresh, ON), Step::Decide);
+        assert_eq!(next_step(&req(Pending, 0), &fresh, OFF), Step::CreateAlert);
+        // A failed lookup must not hold the alert back; a creation that may have happened
+        // gets the decision after it, as a note.
+        let failed_once = PluginData {
+            lookup_failures: 1,
+            ..PluginData::default()
+        };
+        assert_eq!(
+            next_step(&req(Pending, 0), &failed_once, ON),
+            Step::CreateAlert
+        );
+        let attempted = PluginData {
+            user: "alice".into(),
+            ..PluginData::default()
+        };
+        assert_eq!(
+            next_step(&req(Pending, 0), &attempted, ON),
+            Step::CreateAlert
+        );
+        // Decided first: the alert is created, its id learnt, then the note waiting for it.
+        let decided = PluginData {
+            user: "alice".into(),
+            decision: Some(Decision::Approved),
+            decision_note: "Auto-approved: alice is on call".into(),
+            ..PluginData::default()
+        };
+        assert_eq!(next_step(&req(Pending, 0), &decided, ON), Step::CreateAlert);
+        let with_note = |base: PluginData| PluginData {
+            decision: Some(Decision::Approved),
+            decision_note: "Auto-approved: alice is on call".into(),
+            ..base
+        };
+        assert_eq!(
+            next_step(&req(Pending, 0), &with_note(created()), ON),
+            Step::ResolveAlertId
+        );
+        assert_eq!(
+            next_step(&req(Pending, 1), &with_note(with_id()), ON),
+            Step::NoteDecision
+        );
+        // Approved (by that decision) before the alert existed: it is still created, noted
+        // and closed. A deleted one can no longer be rendered: closed by alias if attempted.
+        assert_eq!(
+            next_step(&req(Approved, 1), &decided, ON),
+            Step::CreateAlert
+        );
+        assert_eq!(
+            next_step(&req(Approved, 1), &with_note(with_id()), ON),
+            Step::NoteDecision
+        );
+        assert_eq!(
+            next_step(&Snapshot::Gone { id: "r1".into() }, &decided, ON),
+            Step::Close {
+                resolution: Resolution::Expired,
+                reason: String::new()
+            }
+        );
     }
 
     #[test]

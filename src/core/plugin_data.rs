@@ -188,6 +188,11 @@ pub struct PluginData {
     pub resolve_reason: String,
     /// The auto-approval decision, once made.
     pub decision: Option<Decision>,
+    /// The note that explains the decision, while it waits for the alert: the decision is
+    /// made before the alert exists (access does not wait for the backend), and the note is
+    /// posted once the alert's id is known, then cleared. Empty otherwise, and in data written
+    /// before the key existed (the note was then posted with the decision).
+    pub decision_note: String,
     /// Failed on-call lookups so far.
     pub lookup_failures: u32,
     /// A write of the current step whose outcome is unknown, if any.
@@ -209,13 +214,14 @@ const REVIEWS_COUNT: &str = "reviews_count";
 const RESOLUTION: &str = "resolution";
 const RESOLVE_REASON: &str = "resolve_reason";
 const DECISION: &str = "approval_decision";
+const DECISION_NOTE: &str = "approval_decision_note";
 const LOOKUP_FAILURES: &str = "approval_lookup_failures";
 const UNCONFIRMED: &str = "unconfirmed";
 const CLAIMED_BY: &str = "claimed_by";
 const CLAIMED_UNTIL: &str = "claimed_until";
 
 /// Every key the daemon writes, in a fixed order.
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 15] = [
     ALERT_ID,
     ALERT_REQUEST_ID,
     USER,
@@ -226,6 +232,7 @@ pub const KEYS: [&str; 14] = [
     RESOLUTION,
     RESOLVE_REASON,
     DECISION,
+    DECISION_NOTE,
     LOOKUP_FAILURES,
     UNCONFIRMED,
     CLAIMED_BY,
@@ -256,7 +263,7 @@ impl PluginData {
     /// Encodes every field; empty strings stand for "absent".
     pub fn encode(&self) -> Encoded {
         let count = |n: usize| if n == 0 { String::new() } else { n.to_string() };
-        let values: [String; 14] = [
+        let values: [String; 15] = [
             self.alert_id.clone(),
             self.alert_request_id.clone(),
             self.user.clone(),
@@ -274,6 +281,7 @@ impl PluginData {
             self.decision
                 .map(|d| d.as_str().to_owned())
                 .unwrap_or_default(),
+            self.decision_note.clone(),
             count(self.lookup_failures as usize),
             self.unconfirmed
                 .as_ref()
@@ -321,6 +329,7 @@ impl PluginData {
             resolution: Resolution::parse(get(RESOLUTION)),
             resolve_reason: get(RESOLVE_REASON).to_owned(),
             decision: Decision::parse(get(DECISION)),
+            decision_note: get(DECISION_NOTE).to_owned(),
             lookup_failures: get(LOOKUP_FAILURES).parse().unwrap_or(0),
             unconfirmed: Unconfirmed::decode(get(UNCONFIRMED)),
             claim,
@@ -381,6 +390,7 @@ mod tests {
             resolution: Some(Resolution::Approved),
             resolve_reason: "ok".into(),
             decision: Some(Decision::Declined),
+            decision_note: "Not auto-approved: alice is not on call.".into(),
             lookup_failures: 1,
             unconfirmed: Some(Unconfirmed {
                 step: "review-2".into(),

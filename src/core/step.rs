@@ -13,8 +13,12 @@ pub enum Step {
     /// Learn the alert's id from the backend's answer to its creation. Notes and close wait for
     /// it: a close processed before its alert's creation would leave the alert open.
     ResolveAlertId,
-    /// Decide on auto-approval and explain the decision on the alert.
+    /// Decide on auto-approval: the review, and the note that explains it. Made before the
+    /// alert exists when nothing was sent for the request yet (access never waits for the
+    /// backend); the note then waits in the progress for [`Step::NoteDecision`].
     Decide,
+    /// Post the note explaining a decision made before the alert existed.
+    NoteDecision,
     /// Post review number `index` (0-based) as a note, or skip it if the daemon wrote it.
     NoteReview {
         /// Index into the request's reviews.
@@ -49,7 +53,8 @@ impl Step {
     pub fn key(&self) -> Option<String> {
         match self {
             Self::CreateAlert => Some("create".into()),
-            Self::Decide => Some("decision".into()),
+            // One marker for the decision's note, whichever step posts it.
+            Self::Decide | Self::NoteDecision => Some("decision".into()),
             Self::NoteReview { index } => Some(format!("review-{index}")),
             Self::Close { .. } => Some("close".into()),
             Self::Revoke { .. } => Some("revoke".into()),

@@ -1,5 +1,6 @@
 //! The auto-approval step: the policy, the on-call lookups, the review, and the note that
-//! explains the decision on the alert.
+//! explains the decision on the alert (at once when the alert exists; otherwise it waits in the
+//! progress for `Step::NoteDecision`, so access never waits for the backend).
 
 use tracing::{error, info, warn};
 
@@ -7,6 +8,7 @@ use crate::core::model::{AccessRequest, Review};
 use crate::core::oncall_user::OnCallUser;
 use crate::core::plugin_data::{Decision, PluginData};
 use crate::core::policy::{self, Verdict};
+use crate::core::render;
 use crate::pipeline::attempt::{note_once, Attempt, Failed};
 use crate::pipeline::error_policy::{self, Class};
 use crate::pipeline::port::{EffectError, Effects, ReviewResult};
@@ -71,8 +73,7 @@ pub(crate) async fn decide<E: Effects>(
                 ShiftCheck::Approve { suffix, revocation } => (reason + &suffix, revocation),
                 ShiftCheck::Decline(text) => {
                     after.decision = Some(Decision::Declined);
-                    note_once(fx, &after, attempt, text).await?;
-                    return Ok(after);
+                    return explain(fx, after, attempt, text).await;
                 }
             };
             match fx.submit_review(id, &reason).await {
@@ -128,8 +129,40 @@ pub(crate) async fn decide<E: Effects>(
             reason
         }
     };
+    explain(fx, after, attempt, note).await
+}
+
+/// The most characters of a decision's note kept in the progress while it waits for the alert
+/// (the policy's texts are a few hundred; lookup errors are cut to fit).
+const WAITING_NOTE_MAX: usize = 2_000;
+
+/// Explains the decision recorded in `after`: a note on the alert when its id is known, else
+/// the note is kept in the progress and posted by `Step::NoteDecision` once it is.
+async fn explain<E: Effects>(
+    fx: &E,
+    mut after: PluginData,
+    attempt: &Attempt,
+    note: String,
+) -> Result<PluginData, Failed> {
+    if after.alert_id.is_empty() {
+        after.decision_note = render::truncate(&note, WAITING_NOTE_MAX);
+        return Ok(after);
+    }
     note_once(fx, &after, attempt, note).await?;
     Ok(after)
+}
+
+/// Posts the note of a decision made before the alert existed, once, and clears it.
+pub(crate) async fn note_decision<E: Effects>(
+    fx: &E,
+    data: &PluginData,
+    attempt: &Attempt,
+) -> Result<PluginData, Failed> {
+    note_once(fx, data, attempt, data.decision_note.clone()).await?;
+    Ok(PluginData {
+        decision_note: String::new(),
+        ..data.clone()
+    })
 }
 
 /// Whether a failed on-call lookup is a final refusal.

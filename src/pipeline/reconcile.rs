@@ -96,7 +96,7 @@ use crate::core::plan::{self, Step};
 use crate::core::plugin_data::{millis, Claim, PluginData, Unconfirmed};
 use crate::core::render;
 use crate::pipeline::attempt::{note_once, Attempt, Failed};
-use crate::pipeline::decide::{decide, is_own_explained};
+use crate::pipeline::decide::{decide, is_own_explained, note_decision};
 use crate::pipeline::error_policy::{self, Class};
 use crate::pipeline::verify::{self, Found};
 
@@ -191,7 +191,13 @@ pub async fn step<E: Effects>(
         }),
         ..data.clone()
     };
-    if let (Step::CreateAlert, Snapshot::Present(request)) = (&step, snapshot) {
+    let may_create = match step {
+        Step::CreateAlert => true,
+        // A decision made before the alert is followed by its creation in the same run.
+        Step::Decide => !data.alert_created(),
+        _ => false,
+    };
+    if let (true, Snapshot::Present(request)) = (may_create, snapshot) {
         // Written ahead of the creation: if its answer is lost, the request is still known to
         // maybe have an alert, so resolving it closes the alert by alias
         // (`PluginData::create_attempted`).
@@ -380,6 +386,7 @@ async fn act<E: Effects>(
         (Step::Decide, Snapshot::Present(request)) => {
             return decide(fx, settings, request, after, attempt).await;
         }
+        (Step::NoteDecision, _) => return note_decision(fx, data, attempt).await,
         (Step::NoteReview { index }, Snapshot::Present(request)) => {
             let review = request.reviews.get(*index);
             if let Some(review) = review.filter(|r| is_own_explained(r, settings, data)) {

@@ -480,10 +480,11 @@ async fn on_call_requester_gets_one_review_and_one_note() {
     assert_eq!(
         *fx.calls.borrow(),
         vec![
-            "create_alert",
-            "await rq-1",
+            // Access first: the review goes out before anything is sent to the backend.
             "on_call Primary",
             "review",
+            "create_alert",
+            "await rq-1",
             "add_note",
             "await rq-2"
         ]
@@ -511,6 +512,50 @@ async fn on_call_requester_gets_one_review_and_one_note() {
     assert_eq!(count(&fx, "add_note"), 1);
     assert_eq!(count(&fx, "close_alert"), 1);
     assert_eq!(stored(&fx).reviews_count, 1);
+}
+
+#[actix_rt::test]
+async fn approval_does_not_wait_for_failing_alert_writes_and_the_alert_follows() {
+    let fx = Memory::default();
+    on_call(&fx, "Primary", &["alice@example.com"]);
+    let s = approving("me");
+    let snapshot = Snapshot::Present(pending_by("alice@example.com"));
+    // The backend refuses the create (throttled, down): the approval has already gone out.
+    *fx.fail_next_call.borrow_mut() = Some(EffectError::Backend(unavailable()));
+    let err = step(&fx, &s, &snapshot, None)
+        .await
+        .expect_err("create failed");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(fx.reviewed.borrow().len(), 1, "approved before any alert");
+    let data = stored(&fx);
+    assert_eq!(data.decision, Some(Decision::Approved));
+    assert!(data.decision_note.starts_with("Auto-approved"), "{data:?}");
+    assert!(!data.alert_created());
+    assert_eq!(data.claim, None);
+
+    // Teleport applies the review before the backend recovers: the alert is still created,
+    // with the decision's note, and closed; the decision is not made again.
+    let mut approved = pending_by("alice@example.com");
+    approved.state = RequestState::Approved;
+    approved.reviews = vec![Review {
+        author: OWN.into(),
+        proposed_state: RequestState::Approved,
+        reason: data.decision_note.clone(),
+        created: None,
+    }];
+    let approved = Snapshot::Present(approved);
+    assert_eq!(drive(&fx, &s, &approved).await, Next::Finished);
+    assert_eq!(fx.reviewed.borrow().len(), 1);
+    assert_eq!(count(&fx, "on_call Primary"), 1);
+    assert_eq!(count(&fx, "create_alert"), 1);
+    assert_eq!(texts(&fx).len(), 2, "{:?}", texts(&fx));
+    assert!(texts(&fx)[0].starts_with("Auto-approved"));
+    assert_eq!(texts(&fx)[1], "Access request approved.\nReason: ok");
+    let data = stored(&fx);
+    assert!(
+        data.is_closed() && data.decision_note.is_empty(),
+        "{data:?}"
+    );
 }
 
 #[actix_rt::test]

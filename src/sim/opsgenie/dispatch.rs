@@ -162,6 +162,16 @@ pub(super) fn dispatch(ctx: &mut Ctx<'_>, auth: Auth) -> Reply {
     if inner.faults.take_throttle() {
         return Reply::throttled(1);
     }
+    if let Some(status) = inner.faults.refused_alert_writes() {
+        if ctx.route.is_alert_write() {
+            ctx.fault = Some(format!("every alert write answered {}", status.as_u16()));
+            return if status == StatusCode::TOO_MANY_REQUESTS {
+                Reply::throttled(1)
+            } else {
+                Reply::message(status, "Internal server error (injected fault)")
+            };
+        }
+    }
     let injected = inner.faults.roll_error();
     let after_effect = inner.faults.errors_after_effect.load(Ordering::Relaxed);
     if let (Some(code), false) = (injected, after_effect) {

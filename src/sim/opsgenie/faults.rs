@@ -21,6 +21,8 @@ pub struct Faults {
     pub(super) errors_after_effect: AtomicBool,
     throttle_next: AtomicUsize,
     latency: Mutex<Option<(Duration, Duration)>>,
+    /// Every alert write is answered with this status, and changes nothing.
+    refused_alert_writes: Mutex<Option<StatusCode>>,
     answer_delay: Mutex<Option<Duration>>,
     writes: Mutex<WriteFaults>,
     rng: Mutex<StdRng>,
@@ -33,6 +35,7 @@ impl Faults {
             errors_after_effect: AtomicBool::new(false),
             throttle_next: AtomicUsize::new(0),
             latency: Mutex::new(None),
+            refused_alert_writes: Mutex::new(None),
             answer_delay: Mutex::new(None),
             writes: Mutex::new(WriteFaults::default()),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -95,8 +98,20 @@ impl Faults {
         *lock(&self.answer_delay)
     }
 
+    /// Answer every alert write (create, note, close, acknowledge) with `status` (429 as the
+    /// throttled answer, with its headers), changing nothing, as during an outage or while the
+    /// account is throttled; reads are answered as usual. `None` accepts writes again.
+    pub fn refuse_alert_writes(&self, status: Option<StatusCode>) {
+        *lock(&self.refused_alert_writes) = status;
+    }
+
+    pub(super) fn refused_alert_writes(&self) -> Option<StatusCode> {
+        *lock(&self.refused_alert_writes)
+    }
+
     /// Turns every fault off.
     pub fn clear(&self) {
+        self.refuse_alert_writes(None);
         self.set_error_rate(0.0);
         self.set_errors_after_effect(false);
         self.throttle_next(0);
