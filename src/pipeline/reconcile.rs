@@ -25,9 +25,13 @@
 //!
 //! - The **create** is idempotent while the alert is open (the backend de-duplicates on the
 //!   alias), and nobody closes the alert while a create holds the claim.
-//! - The **close** is idempotent (closing a closed alert changes nothing and adds no note).
 //! - **Notes** are not: each accepted note is one more. Each carries a marker naming its step
 //!   (`verify::with_marker`), so the alert's notes say whether it was posted.
+//! - The **close** carries the resolution's note; whether closing a closed alert adds that note
+//!   again is not documented, so a close of unknown outcome is verified like a note (its request
+//!   status, else the alert's state, and "still open" counts only once it had time to apply).
+//! - The **review** (auto-approval) is idempotent in Teleport: a second review by the same user
+//!   is refused, which reads as "already done".
 //!
 //! Once the alert id is known, notes and close address the alert by id.
 //!
@@ -70,7 +74,11 @@
 //!   request status is polled until the fence), so the record carries the id: no write of its
 //!   own for the id, unless the backend is slower than the claim allows (then a claim-free
 //!   step records it, guarded by the creation it belongs to).
-//! - The **decision** follows in the same run when auto-approval is on.
+//! - The **decision** comes first when auto-approval is on and nothing was sent for the request
+//!   yet (`core::plan`): its review goes out before the create, so access never waits for the
+//!   backend, and its note waits in the progress until the alert's id is known, later in the
+//!   same run or, when the backend refuses writes, in a later one. Since that run creates, its
+//!   claim writes the requester ahead like a creation's.
 //! - **Notes** are not idempotent: two replicas posting at once would both post, so they need
 //!   the claim's exclusion. The review's note and the close (idempotent, by id) of a request
 //!   that is resolved by that review share one run.
