@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod jsm;
 pub mod limiter;
 pub mod opsgenie;
+pub mod processing;
 pub mod retry;
 pub mod timeline;
 

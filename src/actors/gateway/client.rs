@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::backend::backoff::Backoff;
 use crate::backend::limiter::Limiter;
+use crate::backend::processing::Estimate;
 use crate::backend::retry::{self, Verdict};
 use crate::backend::{codec_for, BackendError, Codec, HttpRequest, Operation, Outcome, Processed};
 use crate::config::{BackendKind, OpsgenieConfig, Secret};
@@ -97,6 +98,8 @@ struct Inner {
     rng: StdMutex<StdRng>,
     heartbeat_name: String,
     observer: Option<Arc<dyn BackendCallObserver>>,
+    /// How long the backend has lately taken to apply a write (`backend::processing`).
+    processing: StdMutex<Estimate>,
 }
 
 /// The gateway's logic, usable without actix. Cheap to clone (shared state).
@@ -195,6 +198,7 @@ impl GatewayClient {
                 rng: StdMutex::new(rng),
                 heartbeat_name: cfg.heartbeat_name.clone(),
                 observer,
+                processing: StdMutex::new(Estimate::default()),
             }),
         })
     }
@@ -374,7 +378,9 @@ impl GatewayClient {
 
     /// Polls the status of an asynchronous request until it is processed: after 100 ms, then
     /// with each delay used twice before it doubles, up to 2 s between polls (at 0.1, 0.2, 0.4,
-    /// 0.6, 1.0, 1.4 s, ...; [`Backoff::exact`] with `repeat_each(2)`). Using each delay twice
+    /// 0.6, 1.0, 1.4 s, ...; [`Backoff::exact`] with `repeat_each(2)`), the whole schedule
+    /// starting a little before the time the backend has lately taken to apply a write
+    /// ([`crate::backend::processing`]: one or two polls per write at a steady delay). Using each delay twice
     /// keeps the lag behind a backend that takes half a second or so small (a poll lands 100 ms
     /// after 0.5 s, not 200 ms after), for one poll more than plain doubling. "Not processed yet"
     /// (Opsgenie's 404 with `X-Opsgenie-Errortype: RequestNotProcessed`) is waited out, not taken
@@ -388,13 +394,23 @@ impl GatewayClient {
         let poll = async {
             let mut delays = Backoff::exact(POLL_FIRST_DELAY, POLL_MAX_DELAY).repeat_each(2);
             let started = Instant::now();
+            // Start near the time the backend has lately taken (`backend::processing`).
+            let offset = self.estimate().offset();
+            if !offset.is_zero() {
+                tokio::time::sleep(offset).await;
+            }
+            let mut polls = 0u32;
             loop {
                 delays.wait().await;
+                polls += 1;
                 let op = Operation::RequestStatus {
                     request_id: request_id.to_owned(),
                 };
                 match self.call(op).await? {
-                    Outcome::Processed(processed) => return Ok(processed),
+                    Outcome::Processed(processed) => {
+                        self.learn(started.elapsed(), polls);
+                        return Ok(processed);
+                    }
                     Outcome::NotProcessed => {}
                     // JSM: "not found" is "not yet" for a while, then "unknown".
                     Outcome::NotFoundYet
@@ -422,6 +438,23 @@ impl GatewayClient {
                 after: deadline,
             }),
         }
+    }
+
+    fn estimate(&self) -> Estimate {
+        *self
+            .inner
+            .processing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn learn(&self, elapsed: Duration, polls: u32) {
+        let mut estimate = self
+            .inner
+            .processing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *estimate = estimate.observe(elapsed, polls);
     }
 
     /// [`GatewayClient::await_request`] for an alert creation: the alert id on success,
