@@ -156,11 +156,18 @@ impl<E: Effects + 'static> Requests<E> {
             reads
                 .into_actor(self)
                 .map(move |read, act, ctx| {
-                    for (snapshot, progress) in read {
-                        act.settle(snapshot, progress, ctx);
+                    // A listing that began while these were read (a reconnect) lists every
+                    // request again, from a newer state, and only what is in hand when it
+                    // begins can be found gone: placing these now could act on a request
+                    // deleted meanwhile, so they are left to it.
+                    let current = act.listing == listing;
+                    if current {
+                        for (snapshot, progress) in read {
+                            act.settle(snapshot, progress, ctx);
+                        }
                     }
                     let (tx, rx) = oneshot::channel();
-                    if act.has_room() || act.listing != listing {
+                    if act.has_room() || !current {
                         let _ = tx.send(());
                     } else {
                         // Answered by `admit` once enough of the queue has started.
