@@ -260,8 +260,7 @@ fn write_config(world: &World, options: &ChaosOptions) -> Result<PathBuf, ChaosE
     config.daemon.claim_ttl = options.claim_ttl;
     config.daemon.orphan_sweep_interval = options.sweep_interval;
     config.daemon.shutdown_timeout = Duration::from_secs(2);
-    config.log.level = std::env::var("CHAOS_LOG_LEVEL")
-        .unwrap_or_else(|_| "warn".into());
+    config.log.level = std::env::var("CHAOS_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
     world
         .write_config_file(config, "config.yaml")
         .map_err(|e| ChaosError::Setup(e.to_string()))
