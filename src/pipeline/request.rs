@@ -77,6 +77,13 @@ impl<E: Effects + 'static> RequestActor<E> {
         }
     }
 
+    /// Starts from progress the caller has just read (the resync's reads), so the first step
+    /// needs no read of its own.
+    pub fn with_progress(mut self, data: PluginData) -> Self {
+        self.cached = Some(data);
+        self
+    }
+
     fn run(&mut self, ctx: &mut Context<Self>) {
         if self.running || self.shared.is_draining() {
             return;

@@ -3,17 +3,26 @@
 //! request actor shares: the effects, the settings, a bound on steps in flight, and the drain
 //! switch used at shutdown. It takes the resync listing a page at a time, with back-pressure
 //! (see [`crate::pipeline::resync`]).
+//!
+//! A resync lists every request, and most of a large backlog has nothing left to do (its alert
+//! is open and nobody has decided yet, or it is closed). So the registry reads the progress of
+//! a listed request it does not hold itself, several reads at once, and only a request with a
+//! step to take gets an actor, which starts from that progress instead of reading it again.
+//! An actor for each would cost its start, a mailbox, a task and a permit, and the reads one
+//! after another would make the listing's time a sum of round trips.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use actix::prelude::*;
+use futures::stream::{self, StreamExt};
 use tokio::sync::oneshot;
 use tracing::info;
 
-use crate::core::model::Snapshot;
-use crate::core::plan;
-use crate::pipeline::reconcile::Effects;
+use crate::core::model::{AccessRequest, Snapshot};
+use crate::core::plan::{self, Step};
+use crate::core::plugin_data::PluginData;
+use crate::pipeline::reconcile::{EffectError, Effects};
 use crate::pipeline::request::{Observe, Origin, RequestActor};
 use crate::pipeline::resync::{Resync, Unlisted};
 use crate::pipeline::shared::{Finished, Shared};
@@ -21,6 +30,11 @@ use crate::pipeline::shared::{Finished, Shared};
 /// Above this many entries, an empty waiting queue gives its memory back: after a burst of
 /// thousands of requests the maps would otherwise keep their peak capacity for good.
 const SHRINK_ABOVE: usize = 1024;
+
+/// Plugin-data reads a resync page has in flight at once: enough that a page's time is not a
+/// sum of round trips, and a small share of what one HTTP/2 connection carries (the request
+/// actors' own steps, bounded by the step permits, run beside them).
+const RESYNC_READS: usize = 32;
 
 /// Asks how many requests have work in hand: running actors, and requests waiting for room.
 #[derive(Debug, Message)]
@@ -45,6 +59,9 @@ pub struct Requests<E: Effects + 'static> {
     unlisted: Unlisted,
     /// The answer to the resync page being held back until there is room.
     room: Option<oneshot::Sender<()>>,
+    /// Counts listings begun, so that a page of a listing that was given up (a reconnect)
+    /// does not hold back the next listing's pages.
+    listing: u64,
 }
 
 impl<E: Effects + 'static> Requests<E> {
@@ -59,30 +76,137 @@ impl<E: Effects + 'static> Requests<E> {
             max_active,
             unlisted: Unlisted::default(),
             room: None,
+            listing: 0,
         }
     }
 
     /// Takes the newest snapshot of a request: to its actor, a new actor, or the waiting queue.
     fn observe(&mut self, snapshot: Snapshot, origin: Origin, ctx: &mut Context<Self>) {
-        self.shared.metrics.observed(&snapshot);
-        let id = snapshot.id().to_owned();
-        self.unlisted.seen(&id);
-        if let Some(addr) = self.actors.get(&id) {
+        self.count(&snapshot);
+        self.place(snapshot, origin, None, ctx);
+    }
+
+    /// A snapshot heard of, whatever becomes of it.
+    fn count(&mut self, snapshot: &Snapshot) {
+        self.shared.metrics.observed(snapshot);
+        self.unlisted.seen(snapshot.id());
+    }
+
+    /// Hands `snapshot` to its actor, a new actor (starting from `progress` if it was just
+    /// read), or the waiting queue (where `progress` would grow stale, so it is dropped).
+    fn place(
+        &mut self,
+        snapshot: Snapshot,
+        origin: Origin,
+        progress: Option<PluginData>,
+        ctx: &mut Context<Self>,
+    ) {
+        let id = snapshot.id();
+        if let Some(addr) = self.actors.get(id) {
             if addr.connected() {
                 addr.do_send(Observe(snapshot, origin));
                 return;
             }
-            self.actors.remove(&id);
+            self.actors.remove(id);
         }
-        if let Some(waiting) = self.waiting.get_mut(&id) {
+        if let Some(waiting) = self.waiting.get_mut(id) {
             if plan::supersedes(&snapshot, waiting) {
                 *waiting = snapshot;
             }
         } else if self.actors.len() < self.max_active {
-            self.start_actor(snapshot, origin, ctx);
+            self.start_actor(snapshot, origin, progress, ctx);
         } else {
+            let id = id.to_owned();
             self.waiting.insert(id.clone(), snapshot);
             self.queue.push_back(id);
+        }
+    }
+
+    /// Takes a resync page: requests in hand go to their actors as before; the progress of the
+    /// others is read, [`RESYNC_READS`] at a time, and only those with a step to take are
+    /// placed. Answered once the reads are done and the queue has room.
+    fn take_page(
+        &mut self,
+        requests: Vec<AccessRequest>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, ()> {
+        let mut unread = Vec::with_capacity(requests.len());
+        for request in requests {
+            let snapshot = Snapshot::Present(request);
+            if self.shared.is_draining() || self.holds(snapshot.id()) {
+                self.observe(snapshot, Origin::Resync, ctx);
+            } else {
+                self.count(&snapshot);
+                unread.push(snapshot);
+            }
+        }
+        let shared = Rc::clone(&self.shared);
+        let reads = stream::iter(unread)
+            .map(move |snapshot| {
+                let shared = Rc::clone(&shared);
+                async move {
+                    let progress = shared.effects.read(snapshot.id()).await;
+                    (snapshot, progress)
+                }
+            })
+            .buffer_unordered(RESYNC_READS)
+            .collect::<Vec<_>>();
+        let listing = self.listing;
+        Box::pin(
+            reads
+                .into_actor(self)
+                .map(move |read, act, ctx| {
+                    // A listing that began while these were read (a reconnect) lists every
+                    // request again, from a newer state, and only what is in hand when it
+                    // begins can be found gone: placing these now could act on a request
+                    // deleted meanwhile, so they are left to it.
+                    let current = act.listing == listing;
+                    if current {
+                        for (snapshot, progress) in read {
+                            act.settle(snapshot, progress, ctx);
+                        }
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    if act.has_room() || !current {
+                        let _ = tx.send(());
+                    } else {
+                        // Answered by `admit` once enough of the queue has started.
+                        act.room = Some(tx);
+                    }
+                    rx
+                })
+                .then(|rx, _, _| {
+                    fut::wrap_future(async move {
+                        // A dropped sender (a new listing began) lets the page go too.
+                        let _ = rx.await;
+                    })
+                }),
+        )
+    }
+
+    /// What to do with a listed request once its progress is read: nothing, when nothing is
+    /// left to do (what its actor would have found before stopping at once), else place it.
+    /// A failed read places it without progress: its actor reads again and retries as its
+    /// error policy says.
+    fn settle(
+        &mut self,
+        snapshot: Snapshot,
+        progress: Result<PluginData, EffectError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match progress {
+            Ok(data) => {
+                // Something else may have brought the request in hand while it was read.
+                let idle = !self.holds(snapshot.id())
+                    && matches!(
+                        plan::next_step(&snapshot, &data, self.shared.settings.plan()),
+                        Step::Finished | Step::Wait
+                    );
+                if !idle {
+                    self.place(snapshot, Origin::Resync, Some(data), ctx);
+                }
+            }
+            Err(_) => self.place(snapshot, Origin::Resync, None, ctx),
         }
     }
 
@@ -91,14 +215,23 @@ impl<E: Effects + 'static> Requests<E> {
         self.waiting.contains_key(id) || self.actors.get(id).is_some_and(Addr::connected)
     }
 
-    fn start_actor(&mut self, snapshot: Snapshot, origin: Origin, ctx: &mut Context<Self>) {
+    fn start_actor(
+        &mut self,
+        snapshot: Snapshot,
+        origin: Origin,
+        progress: Option<PluginData>,
+        ctx: &mut Context<Self>,
+    ) {
         let id = snapshot.id().to_owned();
-        let actor = RequestActor::new(
+        let mut actor = RequestActor::new(
             snapshot,
             origin,
             Rc::clone(&self.shared),
             ctx.address().recipient(),
         );
+        if let Some(data) = progress {
+            actor = actor.with_progress(data);
+        }
         self.actors.insert(id, actor.start());
     }
 
@@ -111,7 +244,7 @@ impl<E: Effects + 'static> Requests<E> {
             };
             if let Some(snapshot) = self.waiting.remove(&id) {
                 // It waited: by now anything may have happened to it, so read first.
-                self.start_actor(snapshot, Origin::Resync, ctx);
+                self.start_actor(snapshot, Origin::Resync, None, ctx);
             }
         }
         if self.waiting.is_empty() && self.waiting.capacity() > SHRINK_ABOVE {
@@ -144,30 +277,18 @@ impl<E: Effects + 'static> Handler<Observe> for Requests<E> {
 }
 
 impl<E: Effects + 'static> Handler<Resync> for Requests<E> {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, msg: Resync, ctx: &mut Self::Context) -> Self::Result {
         match msg {
             Resync::Begin => {
                 // A page held from a listing that never ended has nobody waiting for it.
                 self.room = None;
+                self.listing += 1;
                 self.unlisted
                     .begin(self.actors.keys().chain(self.waiting.keys()));
             }
-            Resync::Page(requests) => {
-                for request in requests {
-                    self.observe(Snapshot::Present(request), Origin::Resync, ctx);
-                }
-                if !self.has_room() {
-                    // Answered by `admit` once enough of the queue has started; a page still
-                    // held from an earlier listing is let go (its sender has gone).
-                    let (tx, rx) = oneshot::channel();
-                    self.room = Some(tx);
-                    return Box::pin(async move {
-                        let _ = rx.await;
-                    });
-                }
-            }
+            Resync::Page(requests) => return self.take_page(requests, ctx),
             Resync::End { complete } => {
                 let gone: Vec<String> = self
                     .unlisted
@@ -186,7 +307,7 @@ impl<E: Effects + 'static> Handler<Resync> for Requests<E> {
                 }
             }
         }
-        Box::pin(async {})
+        Box::pin(fut::ready(()))
     }
 }
 
@@ -235,8 +356,11 @@ mod tests {
     }
 
     fn creates(shared: &Shared<Memory>) -> usize {
-        shared
-            .effects
+        memory_creates(&shared.effects)
+    }
+
+    fn memory_creates(memory: &Memory) -> usize {
+        memory
             .calls
             .borrow()
             .iter()
@@ -341,6 +465,116 @@ mod tests {
             text.contains("teleport_opsgenie_requests_observed_total{state=\"deleted\"} 1"),
             "{text}"
         );
+    }
+
+    /// [`Memory`], counting plugin-data reads.
+    #[derive(Default)]
+    struct CountingReads {
+        inner: Memory,
+        reads: std::cell::Cell<usize>,
+    }
+
+    impl Effects for CountingReads {
+        async fn read(&self, id: &str) -> Result<PluginData, EffectError> {
+            self.reads.set(self.reads.get() + 1);
+            self.inner.read(id).await
+        }
+        async fn write(
+            &self,
+            id: &str,
+            set: crate::core::plugin_data::Encoded,
+            expect: crate::core::plugin_data::Encoded,
+        ) -> Result<(), EffectError> {
+            self.inner.write(id, set, expect).await
+        }
+        async fn call(
+            &self,
+            op: crate::backend::Operation,
+        ) -> Result<crate::backend::Outcome, EffectError> {
+            self.inner.call(op).await
+        }
+        async fn await_request(
+            &self,
+            request_id: &str,
+        ) -> Result<crate::backend::Processed, EffectError> {
+            self.inner.await_request(request_id).await
+        }
+        async fn on_call(
+            &self,
+            schedule: &str,
+        ) -> Result<Vec<crate::core::oncall_user::OnCallUser>, EffectError> {
+            self.inner.on_call(schedule).await
+        }
+        async fn submit_review(
+            &self,
+            request_id: &str,
+            reason: &str,
+        ) -> Result<crate::pipeline::reconcile::ReviewResult, EffectError> {
+            self.inner.submit_review(request_id, reason).await
+        }
+        fn now(&self) -> std::time::SystemTime {
+            self.inner.now()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_resync_reads_each_request_once_and_holds_only_those_with_work() {
+        // One permit: at most two actors at once. Twenty listed requests already have their
+        // alerts (nothing to do until someone decides), two have none yet.
+        let shared = Rc::new(Shared::new(
+            CountingReads::default(),
+            settings("me"),
+            1,
+            Duration::from_millis(5),
+            Duration::from_millis(50),
+        ));
+        let handled = PluginData {
+            alert_id: "alert".into(),
+            user: "alice".into(),
+            ..PluginData::default()
+        };
+        let mut page = Vec::new();
+        for i in 0..20 {
+            let id = format!("done{i}");
+            shared
+                .effects
+                .inner
+                .write(&id, handled.encode(), BTreeMap::new())
+                .await
+                .expect("write");
+            page.push(pending_request(&id));
+        }
+        page.push(pending_request("new1"));
+        page.push(pending_request("new2"));
+        let registry = Requests::new(Rc::clone(&shared)).start();
+        registry.send(Resync::Begin).await.expect("registry");
+        registry.send(Resync::Page(page)).await.expect("registry");
+        // Answered at once: the twenty idle requests never took an actor or a queue slot, so
+        // only the two with work are in hand.
+        let in_hand = registry.send(CountActive).await.expect("registry");
+        assert!(in_hand <= 2, "{in_hand} requests in hand");
+        registry
+            .send(Resync::End { complete: true })
+            .await
+            .expect("registry");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while memory_creates(&shared.effects.inner) < 2
+            || registry.send(CountActive).await.expect("registry") > 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{} alerts",
+                memory_creates(&shared.effects.inner)
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            memory_creates(&shared.effects.inner),
+            2,
+            "only the new ones get alerts"
+        );
+        // One read each: the actors of the two new ones started from what the resync read.
+        assert_eq!(shared.effects.reads.get(), 22);
     }
 
     #[actix_rt::test]
