@@ -317,6 +317,13 @@ impl Processed {
     pub fn alert_missing(&self) -> bool {
         !self.success && self.status.to_ascii_lowercase().contains("does not exist")
     }
+
+    /// Whether a failed close failed because the alert was closed already: what the close
+    /// wanted holds. Whether Opsgenie calls a close of a closed alert a failure is not
+    /// documented; if it does, this is how it reads.
+    pub fn already_closed(&self) -> bool {
+        !self.success && self.status.to_ascii_lowercase().contains("already closed")
+    }
 }
 
 /// An HTTP request a [`Codec`] built; the gateway adds the base URL, authentication and the

@@ -425,6 +425,8 @@ async fn act<E: Effects>(
                     .await?;
                 if processed.alert_missing() {
                     warn!(request_id = id, alias = %alias, "The alert does not exist any more; recording the request as closed.");
+                } else if processed.already_closed() {
+                    debug!(request_id = id, alias = %alias, "The alert was closed already; recording the request as closed.");
                 } else if !processed.success {
                     return Err(EffectError::Rejected {
                         action: "close the alert",

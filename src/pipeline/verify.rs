@@ -81,8 +81,11 @@ pub async fn closed<E: Effects>(
     key: &str,
     attempt: &Unconfirmed,
 ) -> Result<Found, EffectError> {
-    if let Some(found) = by_request_status(fx, key, attempt).await? {
-        return Ok(found);
+    match by_request_status(fx, key, attempt).await? {
+        // A close that failed when processed changed nothing, but the alert may be closed all
+        // the same ("already closed"): its state says whether the close is still to do.
+        Some(Found::NotDone) | None => {}
+        Some(found) => return Ok(found),
     }
     match fx.call(Operation::GetAlert { alert }).await? {
         Outcome::Alert { open: false, .. } => Ok(Found::Done(None)),
