@@ -56,7 +56,8 @@
 //! # What a failed request status says
 //!
 //! `isSuccess:false` is read for what it says. "Alert does not exist" for a **close**: the alert is
-//! gone, the request is recorded closed. For a **note**: the alert was deleted in the backend by
+//! gone, the request is recorded closed; "Alert is already closed": what the close wanted holds,
+//! recorded closed too. For a **note**: the alert was deleted in the backend by
 //! someone; it is not re-created (that would page the on-call engineers again for an alert a
 //! person removed), the note is dropped with a warning and the request moves on. A failed
 //! **create** is forgotten and made again. Anything else is a refusal, logged, and the request
