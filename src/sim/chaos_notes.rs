@@ -52,24 +52,12 @@ pub(super) fn trace_duplicates(world: &World, details: &mut [DuplicateNote]) {
         let Some(alert) = alerts.iter().find(|a| a.id == detail.alert_id) else {
             continue;
         };
-        let Some(text) = alert
-            .notes
-            .iter()
-            .map(|n| n.text.as_str())
-            .find(|t| t.lines().last() == Some(detail.marker.as_str()))
-        else {
+        let Some(text) = marked(alert.notes.iter().map(|n| n.text.as_str()), &detail.marker) else {
             continue;
         };
         detail.calls = calls
             .iter()
-            .filter(|c| c.path.contains(&detail.alert_id) || c.path.contains(&detail.request_id))
-            .filter(|c| {
-                c.body
-                    .as_ref()
-                    .and_then(|b| b.get("note"))
-                    .and_then(|n| n.as_str())
-                    == Some(text)
-            })
+            .filter(|c| carried(detail, &c.path, c.body.as_ref(), text))
             .map(|c| NoteCall {
                 at_ms: c
                     .received_at
@@ -94,29 +82,17 @@ fn trace_on_jsm(jsm: &crate::sim::jsm::FakeJsm, details: &mut [DuplicateNote]) {
         let Some(alert) = alerts.iter().find(|a| a.id == detail.alert_id) else {
             continue;
         };
-        let Some(text) = alert
-            .notes
-            .iter()
-            .map(|n| n.note.as_str())
-            .find(|t| t.lines().last() == Some(detail.marker.as_str()))
-        else {
+        let Some(text) = marked(alert.notes.iter().map(|n| n.note.as_str()), &detail.marker) else {
             continue;
         };
-        let carried: Vec<_> = calls
+        let with_text: Vec<_> = calls
             .iter()
-            .filter(|c| c.path.contains(&detail.alert_id) || c.path.contains(&detail.request_id))
-            .filter(|c| {
-                c.body
-                    .as_ref()
-                    .and_then(|b| b.get("note"))
-                    .and_then(|n| n.as_str())
-                    == Some(text)
-            })
+            .filter(|c| carried(detail, &c.path, c.body.as_ref(), text))
             .collect();
-        let Some(first) = carried.iter().map(|c| c.received).min() else {
+        let Some(first) = with_text.iter().map(|c| c.received).min() else {
             continue;
         };
-        detail.calls = carried
+        detail.calls = with_text
             .iter()
             .map(|c| NoteCall {
                 at_ms: c.received.duration_since(first).as_millis(),
@@ -127,4 +103,21 @@ fn trace_on_jsm(jsm: &crate::sim::jsm::FakeJsm, details: &mut [DuplicateNote]) {
             })
             .collect();
     }
+}
+
+/// The note among `notes` whose last line is `marker`.
+fn marked<'a>(mut notes: impl Iterator<Item = &'a str>, marker: &str) -> Option<&'a str> {
+    notes.find(|t| t.lines().last() == Some(marker))
+}
+
+/// Whether a call to `path` with `body`, made for the duplicate's request or alert, carried
+/// `text` as its note (an add-note or a close, on either fake).
+fn carried(
+    detail: &DuplicateNote,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    text: &str,
+) -> bool {
+    (path.contains(&detail.alert_id) || path.contains(&detail.request_id))
+        && body.and_then(|b| b.get("note")).and_then(|n| n.as_str()) == Some(text)
 }
