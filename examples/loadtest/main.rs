@@ -37,6 +37,12 @@ mod process;
 mod run;
 mod stats;
 
+/// The fakes serve the daemon from this process: with glibc's allocator, the memory a 100,000
+/// backlog run freed stayed fragmented in the process, and every later run of a sweep served
+/// the same calls about 20 % slower than the first. The daemon keeps the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

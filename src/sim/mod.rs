@@ -8,6 +8,7 @@ pub mod jsm;
 pub mod opsgenie;
 pub mod pki;
 pub mod proxy;
+mod stop_on_drop;
 pub mod teleport;
 pub mod wait;
 pub mod world;

@@ -47,6 +47,7 @@ use uuid::Uuid;
 pub use faults::Faults;
 pub use model::{Alert, AlertStatus, Api, Call, Note, Period, Rotation, Schedule, User};
 
+use crate::sim::stop_on_drop::StopOnDrop;
 use model::State;
 
 /// Prefix of the Integration Events API.
@@ -143,10 +144,12 @@ impl Inner {
     }
 }
 
-/// A running fake JSM. Cheap to clone; all clones share one server.
+/// A running fake JSM. Cheap to clone; all clones share one server, which stops when the last
+/// clone is dropped.
 #[derive(Clone)]
 pub struct FakeJsm {
     inner: Arc<Inner>,
+    _stop: Arc<StopOnDrop>,
 }
 
 impl std::fmt::Debug for FakeJsm {
@@ -186,7 +189,13 @@ impl FakeJsm {
                 tracing::warn!(error = %e, "fake JSM server stopped");
             }
         });
-        Ok(FakeJsm { inner })
+        let stop = {
+            let inner = Arc::clone(&inner);
+            StopOnDrop::new(move || {
+                let _ = inner.shutdown.send(true);
+            })
+        };
+        Ok(FakeJsm { inner, _stop: stop })
     }
 
     /// `http://127.0.0.1:PORT`: the site, and `api.atlassian.com` (append the prefixes).

@@ -20,11 +20,14 @@ use super::model::{Alert, Call};
 use super::state::State;
 use super::timeline_data::{StoredTimeline, TimelinePeriod};
 use super::{lock, validate, FakeOpsgenieOptions};
+use crate::sim::stop_on_drop::StopOnDrop;
 
-/// A running fake Opsgenie. Cheap to clone; all clones share one server.
+/// A running fake Opsgenie. Cheap to clone; all clones share one server, which stops when the
+/// last clone is dropped.
 #[derive(Clone)]
 pub struct FakeOpsgenie {
     pub(super) inner: Arc<Inner>,
+    _stop: Arc<StopOnDrop>,
 }
 
 impl std::fmt::Debug for FakeOpsgenie {
@@ -81,7 +84,13 @@ impl FakeOpsgenie {
         let processor = tokio::spawn(processor(inner.clone(), inner.shutdown.subscribe()));
         lock(&inner.tasks).extend([server, processor]);
         tracing::debug!(%addr, "fake Opsgenie listening");
-        Ok(FakeOpsgenie { inner })
+        let stop = {
+            let inner = Arc::clone(&inner);
+            StopOnDrop::new(move || {
+                let _ = inner.shutdown.send(true);
+            })
+        };
+        Ok(FakeOpsgenie { inner, _stop: stop })
     }
 
     /// Base URL, `http://127.0.0.1:PORT` (append [`super::JSM_PREFIX`] for the JSM mirror).

@@ -218,13 +218,9 @@ impl Inner {
             caller: caller.to_owned(),
             at: SystemTime::now(),
         });
-        let mut counts = lock(&self.call_counts);
-        match counts.get_mut(&(method, caller.to_owned())) {
-            Some(n) => *n += 1,
-            None => {
-                counts.insert((method, caller.to_owned()), 1);
-            }
-        }
+        *lock(&self.call_counts)
+            .entry((method, caller.to_owned()))
+            .or_insert(0) += 1;
         self.changed.notify_waiters();
     }
 
@@ -306,6 +302,7 @@ impl FakeTeleport {
         let addr = listener.local_addr()?;
         let svc = AuthServiceServer::new(service::AuthServiceImpl {
             inner: inner.clone(),
+            callers: Mutex::new(Vec::new()),
         })
         .max_decoding_message_size(32 << 20)
         .max_encoding_message_size(32 << 20);
