@@ -672,3 +672,26 @@ async fn the_rest_decoders_read_the_fakes_answers_page_by_page() {
     assert_eq!(status.alias, "x");
     assert!(c.fake.undocumented_calls().is_empty());
 }
+
+#[tokio::test]
+async fn the_fake_stops_and_frees_its_state_once_its_last_handle_is_dropped() {
+    let fake = FakeJsm::start(FakeJsmOptions::default())
+        .await
+        .expect("fake JSM");
+    let state = Arc::downgrade(&fake.inner);
+    let mut stopped = fake.inner.shutdown.subscribe();
+    let clone = fake.clone();
+    drop(fake);
+    assert!(!*stopped.borrow(), "a clone still uses it");
+    drop(clone);
+    tokio::time::timeout(WAIT, stopped.wait_for(|s| *s))
+        .await
+        .expect("stopped in time")
+        .expect("stop signal");
+    // The server task ends and lets go of everything the fake stored.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while state.strong_count() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "state still held");
+        tokio::task::yield_now().await;
+    }
+}

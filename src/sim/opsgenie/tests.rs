@@ -738,3 +738,24 @@ async fn concurrent_creates_dedup_by_alias() {
     assert_eq!(alerts.iter().map(|a| a.count).sum::<u64>(), 200);
     assert_eq!(fake.count_calls("POST", "/v2/alerts"), 200);
 }
+
+#[tokio::test]
+async fn the_fake_stops_and_frees_its_state_once_its_last_handle_is_dropped() {
+    let fake = start(Duration::ZERO).await;
+    let state = std::sync::Arc::downgrade(&fake.inner);
+    let mut stopped = fake.inner.shutdown.subscribe();
+    let clone = fake.clone();
+    drop(fake);
+    assert!(!*stopped.borrow(), "a clone still uses it");
+    drop(clone);
+    tokio::time::timeout(Duration::from_secs(10), stopped.wait_for(|s| *s))
+        .await
+        .expect("stopped in time")
+        .expect("stop signal");
+    // The server and processor tasks end and let go of everything the fake stored.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while state.strong_count() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "state still held");
+        tokio::task::yield_now().await;
+    }
+}
