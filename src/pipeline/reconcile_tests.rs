@@ -16,6 +16,8 @@ use std::time::Duration;
 #[derive(Default)]
 pub(crate) struct Memory {
     store: RefCell<HashMap<String, BTreeMap<String, String>>>,
+    /// Plugin-data reads (Teleport's `GetPluginData` calls).
+    reads: Cell<usize>,
     /// Plugin-data writes attempted (Teleport's `UpdatePluginData` calls).
     writes: Cell<usize>,
     pub(crate) calls: RefCell<Vec<String>>,
@@ -56,6 +58,11 @@ fn unavailable() -> GatewayError {
 }
 
 impl Memory {
+    /// Plugin-data reads so far.
+    pub(crate) fn reads(&self) -> usize {
+        self.reads.get()
+    }
+
     fn request_id(&self) -> String {
         let n = self.next_request.get() + 1;
         self.next_request.set(n);
@@ -65,6 +72,7 @@ impl Memory {
 
 impl Effects for Memory {
     async fn read(&self, id: &str) -> Result<PluginData, EffectError> {
+        self.reads.set(self.reads.get() + 1);
         Ok(self
             .store
             .borrow()
@@ -892,6 +900,29 @@ async fn a_note_whose_answer_was_lost_is_found_and_not_posted_again() {
     assert!(fx.notes.borrow()[0].ends_with("[teleport-opsgenie: review-0]"));
 }
 
+/// The next call to `endpoint` fails before it takes effect, in a way the daemon cannot tell
+/// from a lost answer (a timeout); the step fails with that, and the retry at once cannot tell
+/// yet whether the write is queued, so it says so instead of sending it again.
+async fn unknown_outcome_then_not_confirmed_yet(
+    fx: &Memory,
+    s: &Settings,
+    snapshot: &Snapshot,
+    endpoint: &'static str,
+) {
+    *fx.fail_next_call.borrow_mut() = Some(EffectError::Backend(GatewayError::UnknownOutcome {
+        endpoint,
+        reason: "timed out".into(),
+    }));
+    step(fx, s, snapshot, None).await.expect_err("unknown");
+    let err = step(fx, s, snapshot, None)
+        .await
+        .expect_err("not confirmed yet");
+    assert!(
+        matches!(err, EffectError::NotConfirmedYet { .. }),
+        "{endpoint}: {err:?}"
+    );
+}
+
 #[actix_rt::test]
 async fn a_note_not_found_is_posted_again_only_once_it_had_time_to_appear() {
     let fx = Memory::default();
@@ -899,19 +930,8 @@ async fn a_note_not_found_is_posted_again_only_once_it_had_time_to_appear() {
     with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
     let reviewed = request(RequestState::Pending, 1);
     // The note failed before it took effect, but the daemon cannot know that.
-    *fx.fail_next_call.borrow_mut() = Some(EffectError::Backend(GatewayError::UnknownOutcome {
-        endpoint: "add_note",
-        reason: "timed out".into(),
-    }));
-    step(&fx, &s, &reviewed, None).await.expect_err("unknown");
+    unknown_outcome_then_not_confirmed_yet(&fx, &s, &reviewed, "add_note").await;
     // Too soon to tell: not posted again yet.
-    let err = step(&fx, &s, &reviewed, None)
-        .await
-        .expect_err("not confirmed yet");
-    assert!(
-        matches!(err, EffectError::NotConfirmedYet { .. }),
-        "{err:?}"
-    );
     assert_eq!(count(&fx, "add_note"), 0);
     // Long after, it is not there: posted.
     fx.now_ms.set(verify::NOTE_SETTLE.as_millis() as u64 + 1);
@@ -959,18 +979,7 @@ async fn a_close_not_seen_yet_is_not_sent_again_until_it_had_time_to_apply() {
     let s = settings("me");
     with_alert(&fx, &s, &request(RequestState::Pending, 0)).await;
     let approved = request(RequestState::Approved, 0);
-    *fx.fail_next_call.borrow_mut() = Some(EffectError::Backend(GatewayError::UnknownOutcome {
-        endpoint: "close_alert",
-        reason: "timed out".into(),
-    }));
-    step(&fx, &s, &approved, None).await.expect_err("unknown");
-    let err = step(&fx, &s, &approved, None)
-        .await
-        .expect_err("not confirmed yet");
-    assert!(
-        matches!(err, EffectError::NotConfirmedYet { .. }),
-        "{err:?}"
-    );
+    unknown_outcome_then_not_confirmed_yet(&fx, &s, &approved, "close_alert").await;
     assert_eq!(
         count(&fx, "close_alert"),
         0,

@@ -358,11 +358,8 @@ mod tests {
     }
 
     fn creates(shared: &Shared<Memory>) -> usize {
-        memory_creates(&shared.effects)
-    }
-
-    fn memory_creates(memory: &Memory) -> usize {
-        memory
+        shared
+            .effects
             .calls
             .borrow()
             .iter()
@@ -469,62 +466,12 @@ mod tests {
         );
     }
 
-    /// [`Memory`], counting plugin-data reads.
-    #[derive(Default)]
-    struct CountingReads {
-        inner: Memory,
-        reads: std::cell::Cell<usize>,
-    }
-
-    impl Effects for CountingReads {
-        async fn read(&self, id: &str) -> Result<PluginData, EffectError> {
-            self.reads.set(self.reads.get() + 1);
-            self.inner.read(id).await
-        }
-        async fn write(
-            &self,
-            id: &str,
-            set: crate::core::plugin_data::Encoded,
-            expect: crate::core::plugin_data::Encoded,
-        ) -> Result<(), EffectError> {
-            self.inner.write(id, set, expect).await
-        }
-        async fn call(
-            &self,
-            op: crate::backend::Operation,
-        ) -> Result<crate::backend::Outcome, EffectError> {
-            self.inner.call(op).await
-        }
-        async fn await_request(
-            &self,
-            request_id: &str,
-        ) -> Result<crate::backend::Processed, EffectError> {
-            self.inner.await_request(request_id).await
-        }
-        async fn on_call(
-            &self,
-            schedule: &str,
-        ) -> Result<Vec<crate::core::oncall_user::OnCallUser>, EffectError> {
-            self.inner.on_call(schedule).await
-        }
-        async fn submit_review(
-            &self,
-            request_id: &str,
-            reason: &str,
-        ) -> Result<crate::pipeline::reconcile::ReviewResult, EffectError> {
-            self.inner.submit_review(request_id, reason).await
-        }
-        fn now(&self) -> std::time::SystemTime {
-            self.inner.now()
-        }
-    }
-
     #[actix_rt::test]
     async fn a_resync_reads_each_request_once_and_holds_only_those_with_work() {
         // One permit: at most two actors at once. Twenty listed requests already have their
         // alerts (nothing to do until someone decides), two have none yet.
         let shared = Rc::new(Shared::new(
-            CountingReads::default(),
+            Memory::default(),
             settings("me"),
             1,
             Duration::from_millis(5),
@@ -540,7 +487,6 @@ mod tests {
             let id = format!("done{i}");
             shared
                 .effects
-                .inner
                 .write(&id, handled.encode(), BTreeMap::new())
                 .await
                 .expect("write");
@@ -560,23 +506,13 @@ mod tests {
             .await
             .expect("registry");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while memory_creates(&shared.effects.inner) < 2
-            || registry.send(CountActive).await.expect("registry") > 0
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{} alerts",
-                memory_creates(&shared.effects.inner)
-            );
+        while creates(&shared) < 2 || registry.send(CountActive).await.expect("registry") > 0 {
+            assert!(Instant::now() < deadline, "{} alerts", creates(&shared));
             tokio::task::yield_now().await;
         }
-        assert_eq!(
-            memory_creates(&shared.effects.inner),
-            2,
-            "only the new ones get alerts"
-        );
+        assert_eq!(creates(&shared), 2, "only the new ones get alerts");
         // One read each: the actors of the two new ones started from what the resync read.
-        assert_eq!(shared.effects.reads.get(), 22);
+        assert_eq!(shared.effects.reads(), 22);
     }
 
     #[actix_rt::test]
