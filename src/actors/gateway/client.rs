@@ -2,7 +2,7 @@
 //! one call's retry loop (see the parent module's docs).
 
 use std::fmt;
-use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -100,6 +100,12 @@ struct Inner {
     observer: Option<Arc<dyn BackendCallObserver>>,
     /// How long the backend has lately taken to apply a write (`backend::processing`).
     processing: StdMutex<Estimate>,
+}
+
+/// Locks shared gateway state: the poll-time estimate (replaced whole) or the jitter's random
+/// generator (any state of it is a valid one), so a lock poisoned by a panic is used as it is.
+fn lock<T>(mutex: &StdMutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The gateway's logic, usable without actix. Cheap to clone (shared state).
@@ -216,11 +222,7 @@ impl GatewayClient {
         let route = self.route(request.api).await?;
         let started = Instant::now();
         let deadline = started + inner.policy.deadline;
-        let seed = inner
-            .rng
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .random::<u64>();
+        let seed = lock(&inner.rng).random::<u64>();
         let mut backoff =
             Backoff::new(inner.policy.backoff_base, inner.policy.backoff_cap).seeded(seed);
         let mut attempt = 0u32;
@@ -380,9 +382,10 @@ impl GatewayClient {
     /// with each delay used twice before it doubles, up to 2 s between polls (at 0.1, 0.2, 0.4,
     /// 0.6, 1.0, 1.4 s, ...; [`Backoff::exact`] with `repeat_each(2)`), the whole schedule
     /// starting a little before the time the backend has lately taken to apply a write
-    /// ([`crate::backend::processing`]: one or two polls per write at a steady delay). Using each delay twice
-    /// keeps the lag behind a backend that takes half a second or so small (a poll lands 100 ms
-    /// after 0.5 s, not 200 ms after), for one poll more than plain doubling. "Not processed yet"
+    /// ([`crate::backend::processing`]: one or two polls per write at a steady delay). Using each
+    /// delay twice keeps the lag behind a backend that takes half a second or so small (a poll
+    /// lands 100 ms after 0.5 s, not 200 ms after), for one poll more than plain doubling. "Not
+    /// processed yet"
     /// (Opsgenie's 404 with `X-Opsgenie-Errortype: RequestNotProcessed`) is waited out, not taken
     /// for a refusal. Returns what the backend says, success or not; [`GatewayError::Timeout`]
     /// once `deadline` has passed; [`GatewayError::UnknownRequest`] for an id it does not know.
@@ -441,19 +444,11 @@ impl GatewayClient {
     }
 
     fn estimate(&self) -> Estimate {
-        *self
-            .inner
-            .processing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.inner.processing)
     }
 
     fn learn(&self, elapsed: Duration, polls: u32) {
-        let mut estimate = self
-            .inner
-            .processing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut estimate = lock(&self.inner.processing);
         *estimate = estimate.observe(elapsed, polls);
     }
 
